@@ -1,0 +1,79 @@
+"""Checkpoint I/O (lowest floor: the trainer saves/resumes and surgery transfers through it).
+
+A checkpoint is an orbax step directory under ``<stage workdir>/checkpoints`` holding the state
+dict {'step', 'params', 'batch_stats', 'opt_state', 'rng'}.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+
+def flatten(tree: Any) -> dict[str, Any]:
+    """{'a': {'b': x}} -> {'a/b': x}: the '/'-joined paths that selectors match."""
+    return traverse_util.flatten_dict(dict(tree), sep="/") if tree else {}
+
+
+def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """A manager that saves/restores full states under ``directory`` (absolute path)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
+    """Save ``state`` at ``step`` and wait, so a finished stage is on disk when it returns."""
+    mngr.save(step, args=ocp.args.StandardSave(state))
+    mngr.wait_until_finished()
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
+    """Restore the latest (or given) step into the structure/shardings of ``abstract_state``."""
+    step = mngr.latest_step() if step is None else step
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def latest_step(directory: str) -> int | None:
+    """The newest finished step under ``directory``, or None when there is none."""
+    if not os.path.isdir(directory):
+        return None
+    with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
+        return mngr.latest_step()
+
+
+def leaf_shapes(directory: str, step: int | None = None) -> dict[str, tuple[int, ...]]:
+    """{'params/encoder/.../kernel': shape} of a saved state, read from metadata only."""
+    handler = ocp.StandardCheckpointHandler()
+    with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=handler) as mngr:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {directory}")
+        tree = mngr.item_metadata(step).tree
+    return {p: tuple(m.shape) for p, m in flatten(tree).items() if hasattr(m, "shape")}
+
+
+def restore_partial(directory: str, target: Any, step: int | None = None) -> Any:
+    """Restore only the leaves present in ``target`` (a tree of ShapeDtypeStructs).
+
+    Uses a fresh manager and ``PyTreeRestore(partial_restore=True)``: the orbax recipe that
+    restores a subtree of a checkpoint saved with ``StandardSave``.
+    """
+    with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {directory}")
+        args = ocp.args.PyTreeRestore(
+            item=target,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True,
+        )
+        return mngr.restore(step, args=args)
+
+
+def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
+    """ShapeDtypeStructs (optionally with a sharding) for every array leaf of ``tree``."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,0 +1,1 @@
+"""Evaluation metrics (this package never imports the trainer)."""

@@ -1,0 +1,95 @@
+"""Building blocks shared by every model: normalisation that can be frozen, U-Net blocks."""
+
+from __future__ import annotations
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NORMS = ("batch", "group", "none")
+UPSAMPLES = ("transpose", "resize")
+
+
+class Norm(nn.Module):
+    """BatchNorm, GroupNorm or identity.
+
+    BatchNorm runs on its running averages when ``train`` is False *or* when this module's
+    '/'-joined path (plus a trailing '/') matches the ``frozen`` regex: a frozen subtree keeps its
+    statistics bit-identical, as the optimizer's freeze mask keeps its parameters.
+    """
+
+    kind: str = "batch"
+    groups: int = 8
+    frozen: str = ""
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.kind == "none":
+            return x
+        if self.kind == "group":
+            groups = min(self.groups, x.shape[-1])
+            return nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="gn")(x)
+        if self.kind == "batch":
+            path = "/".join(self.scope.path) + "/"
+            fixed = not train or bool(self.frozen and re.match(self.frozen, path))
+            return nn.BatchNorm(
+                use_running_average=fixed, momentum=0.9, dtype=self.dtype, name="bn"
+            )(x)
+        raise ValueError(f"model.norm={self.kind!r} is unknown; use one of {NORMS}")
+
+
+def upsample(x: jax.Array, features: int, mode: str, dtype: jnp.dtype) -> jax.Array:
+    """×2 up-sampling to ``features`` channels inside the calling module, as param ``up``.
+
+    'transpose': a 2×2 stride-2 transposed conv; 'resize': bilinear resize then a 3×3 conv.
+    """
+    if mode == "transpose":
+        return nn.ConvTranspose(features, (2, 2), strides=(2, 2), dtype=dtype, name="up")(x)
+    if mode == "resize":
+        B, H, W, C = x.shape
+        x = jax.image.resize(x, (B, 2 * H, 2 * W, C), method="bilinear")
+        return nn.Conv(features, (3, 3), dtype=dtype, name="up")(x)
+    raise ValueError(f"model.upsample={mode!r} is unknown; use one of {UPSAMPLES}")
+
+
+class ConvBlock(nn.Module):
+    """One U-Net block: [optional ×2 up-sample + skip concat] then 2 × (3×3 conv, norm, ReLU).
+
+    Encoder/bottleneck blocks: ``block(x, train)``, [B,H,W,Cin] -> [B,H,W,features].
+    Decoder blocks set ``upsample`` and take the skip: ``block(x, train, skip)`` with x at half
+    the skip's resolution -> [B,H_skip,W_skip,features].
+    """
+
+    features: int
+    norm: str = "batch"
+    dropout: float = 0.0
+    upsample: str = ""
+    frozen: str = ""
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool, skip: jax.Array | None = None) -> jax.Array:
+        if self.upsample:
+            x = upsample(x, self.features, self.upsample, self.dtype)
+            x = jnp.concatenate([skip.astype(x.dtype), x], axis=-1)
+        for i in range(2):
+            conv = nn.Conv(
+                self.features,
+                (3, 3),
+                use_bias=self.norm == "none",
+                dtype=self.dtype,
+                name=f"conv_{i}",
+            )
+            norm = Norm(self.norm, frozen=self.frozen, dtype=self.dtype, name=f"norm_{i}")
+            x = nn.relu(norm(conv(x), train))
+        if self.dropout > 0:
+            x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return x
+
+
+def max_pool(x: jax.Array) -> jax.Array:
+    """2×2 max-pooling, stride 2: [B,H,W,C] -> [B,H/2,W/2,C]."""
+    return nn.max_pool(x, (2, 2), strides=(2, 2))

@@ -1,0 +1,1 @@
+"""Parameter-tree surgery: path selection, freeze masks, subtree transfer (never imports train)."""
