@@ -1,0 +1,168 @@
+"""Load a real segmentation dataset stored as .npz (layout of shared/data/busi/busi.npz).
+
+Keys read: `images` [N,H,W] or [N,H,W,C] (required), `masks` {0,1} [N,H,W] or [N,H,W,K]
+(required), and optionally `labels` [N] int, `label_names` [num_classes], `groups` [N] (any
+dtype; mapped to int ids), `centers` [N,2] (x, y) and `boxes` [N,4] (x0, y0, x1, y1) in pixels.
+Other keys (e.g. `ids`) are ignored.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import zipfile
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from jaxseg.data import derive, resize
+
+if TYPE_CHECKING:
+    from jaxseg.data import Dataset
+
+_KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes")
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive that this loader uses."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file; point data.path (or JAXSEG_BUSI) at an .npz file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: holds a single array, not an .npz archive; save with np.savez")
+    try:
+        with archive:
+            return {k: archive[k] for k in _KEYS if k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+
+def _with_channels(path: str, key: str, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        return x[..., None]
+    if x.ndim == 4:
+        return x
+    raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected [N,H,W] or [N,H,W,C]")
+
+
+def _vector(path: str, raw: dict, key: str, n: int, width: int | None) -> np.ndarray | None:
+    """Optional per-example array raw[key] of shape [n] (width None) or [n, width], or None."""
+    if key not in raw:
+        return None
+    x = raw[key]
+    expected = (n,) if width is None else (n, width)
+    if x.shape != expected:
+        raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected {expected}")
+    return x
+
+
+def _labels(path: str, raw: dict, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    labels = _vector(path, raw, "labels", n, None)
+    names = raw.get("label_names")
+    if labels is None:
+        return np.zeros(n, np.int32), ("unlabelled",) if names is None else tuple(map(str, names))
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: 'labels' has dtype {labels.dtype}; expected integer class ids")
+    if names is None:
+        names = [f"class{i}" for i in range(max(int(labels.max()), 0) + 1)]
+    names = tuple(str(s) for s in np.ravel(names))
+    if labels.min() < 0 or labels.max() >= len(names):
+        raise ValueError(
+            f"{path}: 'labels' span [{labels.min()}, {labels.max()}] but 'label_names' has "
+            f"{len(names)} entries"
+        )
+    return labels.astype(np.int32), names
+
+
+def _scale_geometry(
+    center: np.ndarray, box: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map stored pixel-centre coordinates to a grid block-averaged by `factor`."""
+    center = (center + 0.5) / factor - 0.5
+    box = np.floor(box / factor)  # inclusive extents: pixel p falls in block floor(p / factor)
+    return center, box
+
+
+def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
+    """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
+
+    Args:
+      path: the .npz file.
+      image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
+        to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
+
+    Returns:
+      Dataset named `path`. Centres/boxes come from the file's `centers`/`boxes` when present
+      (rescaled on downsampling), else from the (resized) masks; has_object always comes from
+      the (resized) masks, so a lesion that vanishes on downsampling counts as no object.
+    """
+    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
+
+    path = os.fspath(path)
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, numbers.Integral)
+        or image_size < 0
+    ):
+        raise ValueError(
+            f"{path}: image_size must be an int >= 0 (0 = keep stored size), got {image_size!r}"
+        )
+    raw = _read(path)
+    for key in ("images", "masks"):
+        if key not in raw:
+            raise ValueError(
+                f"{path}: missing required key '{key}' (has {sorted(raw)}); "
+                "the file needs 'images' [N,H,W(,C)] and 'masks' [N,H,W(,K)]"
+            )
+    images = _with_channels(path, "images", raw["images"])
+    masks = _with_channels(path, "masks", raw["masks"])
+    if images.shape[:3] != masks.shape[:3]:
+        raise ValueError(
+            f"{path}: 'images' {images.shape} and 'masks' {masks.shape} differ in N, H or W"
+        )
+    n = len(images)
+    if n == 0:
+        raise ValueError(f"{path}: 'images' has shape {images.shape}; it holds no examples")
+    if images.dtype.kind not in "uif":
+        raise ValueError(f"{path}: 'images' has dtype {images.dtype}; expected int or float")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise ValueError(f"{path}: 'images' contains NaN or inf; clean or drop those examples")
+    if masks.dtype.kind not in "uifb" or not ((masks == 0) | (masks == 1)).all():
+        bad = np.unique(masks)[:8] if masks.dtype.kind in "uifb" else masks.dtype
+        raise ValueError(
+            f"{path}: 'masks' must hold only 0 and 1, found {bad}; binarise it (e.g. masks > 0)"
+        )
+    labels, class_names = _labels(path, raw, n)
+    groups = _vector(path, raw, "groups", n, None)
+    if groups is not None:
+        groups = np.unique(groups, return_inverse=True)[1].astype(np.int32)
+    centers = _vector(path, raw, "centers", n, 2)
+    boxes = _vector(path, raw, "boxes", n, 4)
+    for key, x in (("centers", centers), ("boxes", boxes)):
+        if x is not None and (x.dtype.kind not in "uif" or not np.isfinite(x).all()):
+            raise ValueError(f"{path}: '{key}' must be finite numbers (dtype {x.dtype})")
+
+    if image_size:
+        try:
+            images, masks = resize.downsample(images, masks, int(image_size))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        factor = raw["images"].shape[1] // int(image_size)
+        if centers is not None or boxes is not None:
+            scaled = _scale_geometry(
+                np.zeros((n, 2)) if centers is None else centers.astype(np.float64),
+                np.zeros((n, 4)) if boxes is None else boxes.astype(np.float64),
+                factor,
+            )
+            centers = None if centers is None else scaled[0]
+            boxes = None if boxes is None else scaled[1]
+
+    arrays = derive.contract_arrays(images, masks, labels, groups)
+    empty = ~arrays["has_object"]
+    for key, stored in (("center", centers), ("box", boxes)):
+        if stored is not None:
+            arrays[key] = np.where(empty[:, None], 0.0, stored).astype(np.float32)
+    return Dataset(arrays, class_names, path)
