@@ -1,0 +1,42 @@
+"""Launch: ``python -m jaxseg.main --config=configs/NAME.py[:ARGS] --workdir=DIR``.
+
+Overrides use ml_collections config flags, e.g. ``--config.stages.segment.steps=50``; the config
+is locked, so a misspelt key is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
+    import jax
+
+    from jaxseg.studies.run import run_study
+
+    logging.info("jax devices: %s", jax.devices())
+    try:
+        run_study(_CONFIG.value, os.path.abspath(_WORKDIR.value))
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+        sys.exit(f"error: {err}")
+
+
+def run() -> None:
+    """Console-script entry point (``jaxseg``)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

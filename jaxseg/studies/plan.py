@@ -1,0 +1,99 @@
+"""From a study config to the runs it needs: each stage of each arm becomes a run config for
+``train_and_evaluate`` with its fold, seed, budget and resolved ``init_from`` checkpoint.
+
+A stage trained on ``labels='all'`` (the cheap pretext labels) does not depend on the label
+budget, so one run serves every budget of its fold and seed; runs are keyed by their directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+
+LABELS = ("all", "budget")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One stage to train: where, with which config, and where it sits in the study."""
+
+    workdir: str
+    config: ml_collections.ConfigDict
+    stage: str
+    fold: int
+    seed: int
+    budget: float | int  # 0 for stages trained on every training image
+
+
+def arm_stages(config: ml_collections.ConfigDict, arm: str) -> list[str]:
+    """The stage names of ``arm`` in order; unknown names are an error listing the stages."""
+    names = [s.strip() for s in config.arms[arm].split(",") if s.strip()]
+    unknown = [s for s in names if s not in config.stages]
+    if not names or unknown:
+        raise ValueError(
+            f"arms.{arm}={config.arms[arm]!r} names unknown stages {unknown}; "
+            f"stages are {list(config.stages)}"
+        )
+    return names
+
+
+def run_dir(workdir: str, stage: str, fold: int, seed: int, budget: float | int) -> str:
+    """<workdir>/fold_F/seed_S/[budget_B/]<stage>."""
+    parts = [workdir, f"fold_{fold}", f"seed_{seed}"]
+    if budget:
+        parts.append(f"budget_{budget}")
+    return os.path.join(*parts, stage)
+
+
+def stage_run(
+    config: ml_collections.ConfigDict, workdir: str, arm: str, index: int, fold, seed, budget
+) -> Run:
+    """The run for the ``index``-th stage of ``arm`` at (fold, seed, budget)."""
+    chain = arm_stages(config, arm)
+    name = chain[index]
+    stage = config.stages[name]
+    if stage.labels not in LABELS:
+        raise ValueError(f"stages.{name}.labels={stage.labels!r}; use one of {LABELS}")
+    b = budget if stage.labels == "budget" else 0
+    run_config = ml_collections.ConfigDict(stage.to_dict())
+    run_config.name = name
+    run_config.seed = config.seed + seed
+    run_config.data = config.data
+    run_config.split = ml_collections.ConfigDict(
+        dict(folds=config.protocol.folds, fold=fold, budget=b, seed=config.protocol.split_seed)
+    )
+    source = stage.init_from.stage
+    checkpoint = ""
+    if source:
+        if source not in chain[:index]:
+            raise ValueError(
+                f"stages.{name}.init_from.stage={source!r} is not an earlier stage of arm "
+                f"{arm!r} ({chain[:index] or 'none'})"
+            )
+        parent = stage_run(config, workdir, arm, chain.index(source), fold, seed, budget)
+        checkpoint = os.path.join(parent.workdir, "checkpoints")
+    run_config.init_from.checkpoint = checkpoint
+    del run_config.labels
+    return Run(run_dir(workdir, name, fold, seed, b), run_config, name, fold, seed, b)
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str) -> list[tuple[str, list[Run]]]:
+    """[(arm, [runs of its chain])] for every fold × seed × budget, in execution order."""
+    folds = config.protocol.run_folds or config.protocol.folds
+    if not 1 <= folds <= config.protocol.folds:
+        raise ValueError(
+            f"protocol.run_folds={folds} must lie in 1..protocol.folds={config.protocol.folds}"
+        )
+    out = []
+    for fold in range(folds):
+        for seed in config.protocol.seeds:
+            for budget in config.protocol.budgets:
+                for arm in config.arms:
+                    n = len(arm_stages(config, arm))
+                    runs = [
+                        stage_run(config, workdir, arm, i, fold, seed, budget) for i in range(n)
+                    ]
+                    out.append((arm, runs))
+    return out

@@ -1,0 +1,49 @@
+"""Centre localization (method 1's pretext): regress the target's (x, y) with a linear head.
+
+The head predicts coordinates scaled to [-1, 1] over the image (so the loss does not depend on
+image size); metrics are reported in pixels. Examples whose mask is empty have no centre and are
+not used (``has_object``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg import losses
+from jaxseg.eval.metrics import center_error
+from jaxseg.tasks.base import Batch, Task
+
+
+def _scale(batch: Batch) -> jax.Array:
+    """(W, H) of the batch's images as [2]."""
+    H, W = batch["image"].shape[1:3]
+    return jnp.array([W, H], jnp.float32)
+
+
+def to_pixels(outputs: jax.Array, batch: Batch) -> jax.Array:
+    """Head output in [-1, 1] -> (x, y) in pixels: [B,2]."""
+    return (outputs + 1) / 2 * _scale(batch)
+
+
+def localization(loss: str = "", num_classes: int = 1) -> Task:
+    """Centre regression; default loss MSE (method 1)."""
+    del num_classes
+    loss_fn = losses.get(loss or "mse")
+
+    def per_example(outputs: jax.Array, batch: Batch) -> jax.Array:
+        return loss_fn(outputs, batch["center"] / _scale(batch) * 2 - 1)
+
+    def metrics(outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        return {"center_error": center_error(to_pixels(outputs, batch), batch["center"])}
+
+    return Task(
+        name="localization",
+        keys=("image", "center", "has_object"),
+        head="vector",
+        outputs=2,
+        loss=per_example,
+        metrics=metrics,
+        usable=lambda arrays: arrays["has_object"].astype(bool),
+        primary="center_error",
+    )

@@ -1,0 +1,1 @@
+"""One training stage: jit-compiled sharded step, loop, logging, checkpoints."""

@@ -1,0 +1,264 @@
+"""``train_and_evaluate(config, workdir)``: one stage, from data to a checkpoint and metrics.
+
+Sections: data → model & transfer → optimizer & freeze → state (resume) → jit step on a mesh →
+loop (log, checkpoint, NaN guard) → evaluation on the held-out fold → result.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxseg import checkpoint, data, models, tasks
+from jaxseg.data import splits
+from jaxseg.surgery import freeze, paths
+from jaxseg.surgery.transfer import transfer
+from jaxseg.tasks import Task
+from jaxseg.train import batches, optimizers
+from jaxseg.train import mesh as mesh_lib
+from jaxseg.train.progress import Progress
+from jaxseg.train.state import TrainMetrics, TrainState
+from jaxseg.train.writers import MetricWriter
+
+RESULT = "result.json"
+
+
+def split_indices(
+    config: ml_collections.ConfigDict, dataset: data.Dataset, task: Task
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) example indices of the configured fold, label budget and task labels."""
+    arrays = dataset.arrays
+    folds = splits.kfold(arrays["group"], config.split.folds, config.split.seed)
+    if not 0 <= config.split.fold < len(folds):
+        raise ValueError(f"split.fold={config.split.fold} is outside 0..{len(folds) - 1}")
+    train, test = folds[config.split.fold]
+    if config.split.budget:
+        train = splits.label_budget(train, config.split.budget, config.split.seed)
+    usable = task.usable(arrays)
+    train, test = train[usable[train]], test[usable[test]]
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(
+            f"stage {config.name!r}: fold {config.split.fold} leaves {len(train)} training and "
+            f"{len(test)} test examples usable for task {task.name!r}"
+        )
+    return train, test
+
+
+def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Record the config; refuse a workdir that holds a run of a different config."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    text = config.to_json_best_effort(sort_keys=True, indent=1)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() != text:
+                raise ValueError(
+                    f"{workdir} holds a run with a different config ({path}); "
+                    "use a new --workdir, or delete that one to start over"
+                )
+        return
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def make_train_step(model, task: Task, tx: optax.GradientTransformation):
+    """(state, metrics, batch) -> (state, metrics): one optimizer step, metrics merged."""
+
+    def step_fn(state: TrainState, acc: TrainMetrics, batch: dict) -> tuple[TrainState, Any]:
+        rng = jax.random.fold_in(state["rng"], state["step"])
+
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state["batch_stats"]}
+            outputs, updates = model.apply(
+                variables,
+                batch["image"],
+                train=True,
+                rngs={"dropout": rng},
+                mutable=["batch_stats"],
+            )
+            per_example = task.loss(outputs, batch)
+            w = batch["weight"]
+            return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0), (per_example, updates)
+
+        grads, (per_example, updates) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        deltas, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            "step": state["step"] + 1,
+            "params": optax.apply_updates(state["params"], deltas),
+            "batch_stats": updates.get("batch_stats", state["batch_stats"]),
+            "opt_state": opt_state,
+            "rng": state["rng"],
+        }
+        step_metrics = TrainMetrics.single_from_model_output(
+            loss=per_example, mask=batch["weight"] > 0, step=state["step"]
+        )
+        return new_state, acc.merge(step_metrics)
+
+    return step_fn
+
+
+def make_eval_step(model, task: Task):
+    """(state, batch) -> {'loss': [B], metric: [B]} per example, inference mode."""
+
+    def eval_fn(state: TrainState, batch: dict) -> dict[str, jax.Array]:
+        variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+        outputs = model.apply(variables, batch["image"], train=False)
+        return {"loss": task.loss(outputs, batch), **task.metrics(outputs, batch)}
+
+    return eval_fn
+
+
+def evaluate(eval_step, state: TrainState, arrays: dict, task: Task, config, mesh) -> dict:
+    """Per-example metrics over ``arrays`` (padding dropped): {name: np.ndarray [N]}."""
+    out: dict[str, list[np.ndarray]] = {}
+    for batch in batches.eval_batches(arrays, task.keys, config.batch_size):
+        valid = batch["weight"] > 0
+        result = jax.device_get(eval_step(state, mesh_lib.put_batch(batch, mesh)))
+        for name, values in result.items():
+            out.setdefault(name, []).append(np.asarray(values)[valid])
+    return {name: np.concatenate(v) for name, v in out.items()}
+
+
+def init_state(config, model, task: Task, sample: np.ndarray, workdir: str):
+    """Fresh variables (+ transferred subtrees), the optimizer and the step-0 state."""
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, state_rng = jax.random.split(rng)
+    variables = dict(model.init(init_rng, sample, train=False))
+    variables.setdefault("batch_stats", {})
+    if config.init_from.checkpoint:
+        variables, report = transfer(
+            variables, config.init_from.checkpoint, config.init_from.subtrees
+        )
+        with open(os.path.join(workdir, "transfer.json"), "w") as f:
+            json.dump({"source": config.init_from.checkpoint, **report}, f, indent=1)
+        print(
+            f"{config.name}: transferred {len(report['loaded'])} leaves "
+            f"({config.init_from.subtrees}) from {config.init_from.checkpoint}; "
+            f"{len(report['kept'])} freshly initialised",
+            flush=True,
+        )
+    tx = freeze.partition(
+        optimizers.build(config.optimizer, config.steps), variables["params"], config.frozen
+    )
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "batch_stats": variables["batch_stats"],
+        "opt_state": tx.init(variables["params"]),
+        "rng": state_rng,
+    }
+    return state, tx
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset | None = None
+) -> dict[str, Any]:
+    """Train one stage in ``workdir`` (resuming if it holds checkpoints) and evaluate it.
+
+    Returns the result dict also written to ``<workdir>/result.json``: the mean of each metric on
+    the held-out fold, the per-example values, and the sizes of the splits.
+    """
+    guard_workdir(config, workdir)
+    # --- data
+    dataset = dataset if dataset is not None else data.load(config.data)
+    arrays = dataset.arrays
+    num_classes = arrays["mask"].shape[-1] if "mask" in arrays else 1
+    task = tasks.build(config.task, config.loss, num_classes)
+    task.check(arrays, dataset.name)
+    train_idx, test_idx = split_indices(config, dataset, task)
+    keys = task.keys
+    # --- model, mesh, state
+    mesh = mesh_lib.data_mesh()
+    mesh_lib.check_batch_size(config.batch_size, mesh)
+    model = models.build(config.model, task.head, task.outputs, paths.selector(config.frozen))
+    state, tx = init_state(config, model, task, arrays["image"][:1], workdir)
+    replicated = mesh_lib.replicated(mesh)
+    state = jax.device_put(state, replicated)
+    mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"))
+    if mngr.latest_step() is not None:
+        state = checkpoint.restore(mngr, checkpoint.abstract(state, replicated))
+        print(f"{config.name}: resumed from step {int(state['step'])} ({workdir})", flush=True)
+    # --- compiled steps
+    train_step = jax.jit(
+        make_train_step(model, task, tx),
+        in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0, 1),
+    )
+    eval_step = jax.jit(make_eval_step(model, task), out_shardings=replicated)
+    # --- loop
+    writer = MetricWriter(workdir)
+    step = int(state["step"])
+    progress = Progress(config.steps, config.batch_size)
+    acc = jax.device_put(TrainMetrics.empty(), replicated)
+    train_arrays = {k: arrays[k][train_idx] for k in keys}
+    while step < config.steps:
+        index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
+        batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
+        state, acc = train_step(state, acc, batch)
+        step += 1
+        if progress.compile_s is None:
+            jax.block_until_ready(state)
+            progress.tick(step)
+        last = step == config.steps
+        if step % config.log_every == 0 or last or step % config.checkpoint_every == 0:
+            summary = jax.device_get(acc.compute())
+            bad = int(summary["nonfinite_step"])
+            if bad >= 0:
+                raise FloatingPointError(
+                    f"stage {config.name!r}: loss became NaN/inf at step {bad}; lower "
+                    f"optimizer.learning_rate or check the data (workdir {workdir})"
+                )
+            loss = float(summary["loss"])
+            print(f"{config.name}: {progress.line(step, loss)}", flush=True)
+            writer.write(step, {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)})
+            acc = jax.device_put(TrainMetrics.empty(), replicated)
+            if step % config.checkpoint_every == 0 or last:
+                checkpoint.save(mngr, step, state)
+    mngr.close()
+    # --- evaluation
+    test_arrays = {k: arrays[k][test_idx] for k in keys}
+    per_example = evaluate(eval_step, state, test_arrays, task, config, mesh)
+    means = {name: float(np.mean(v)) for name, v in per_example.items()}
+    writer.write(step, {f"test/{k}": v for k, v in means.items()})
+    writer.close()
+    result = {
+        "stage": config.name,
+        "task": task.name,
+        "primary": task.primary,
+        "metrics": means,
+        "per_example": {k: v.tolist() for k, v in per_example.items()},
+        "test_index": test_idx.tolist(),
+        "n_train": len(train_idx),
+        "n_test": len(test_idx),
+        "steps": step,
+    }
+    write_json_atomic(os.path.join(workdir, RESULT), result)
+    return result
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file, so a kill never leaves a half-written file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_result(workdir: str) -> dict[str, Any] | None:
+    """The result of a finished stage in ``workdir``, or None."""
+    path = os.path.join(workdir, RESULT)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+__all__ = ["read_result", "train_and_evaluate"]
