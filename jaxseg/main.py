@@ -12,6 +12,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxseg.xla_flags import set_fast_cpu_flags
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -20,12 +22,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    set_fast_cpu_flags()  # before jax is imported below
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
     import jax
 
     from jaxseg.studies.run import run_study
 
+    # Every fold and seed compiles the same programs: a persistent cache compiles them once.
+    cache = os.environ.get("JAXSEG_XLA_CACHE", os.path.expanduser("~/.cache/jaxseg/xla"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     logging.info("jax devices: %s", jax.devices())
     try:
         run_study(_CONFIG.value, os.path.abspath(_WORKDIR.value))

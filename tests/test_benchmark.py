@@ -1,0 +1,29 @@
+"""The train-step benchmark runs and reports a consistent table row."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_step_benchmark_prints_one_consistent_row():
+    cmd = [sys.executable, "benchmarks/train_step.py", "--size=32", "--depth=2", "--width=4",
+           "--batch=4", "--steps=2", "--header"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    header, _, row = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    assert cells["size"] == "32" and cells["batch"] == "4" and cells["depth"] == "2"
+    # depth-2 width-4 U-Net, 1 input and 1 output channel, no norm: count by hand.
+    convs = [(1, 4), (4, 4), (4, 8), (8, 8), (8, 16), (16, 16), (16, 8), (8, 8), (8, 4), (4, 4)]
+    ups = [(16, 8), (8, 4)]
+    expected = sum(9 * i * o + o for i, o in convs) + sum(4 * i * o + o for i, o in ups) + 4 + 1
+    assert int(cells["params"].replace(",", "")) == expected
+    ms, ips = float(cells["ms/step (median)"]), float(cells["images/s"])
+    assert ms > 0 and abs(ips - 4 / (ms / 1e3)) / ips < 0.02
+    gflop = float(cells["GFLOP/step"])
+    assert (
+        gflop > 0
+        and abs(float(cells["GFLOP/s"]) - gflop / (ms / 1e3)) / float(cells["GFLOP/s"]) < 0.1
+    )
