@@ -19,7 +19,7 @@ BUSI = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "bu
 
 def unet() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
-        dict(name="unet", depth=4, width=16, norm="batch", dropout=0.1, upsample="transpose",
+        dict(name="unet", depth=3, width=8, norm="batch", dropout=0.1, upsample="transpose",
              dtype="float32")
     )  # fmt: skip
 
@@ -33,7 +33,7 @@ def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
             optimizer=dict(name=optimizer, learning_rate=lr, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", subtrees=""), frozen="",
-            log_every=50, checkpoint_every=200,
+            log_every=150, checkpoint_every=300,
         )
     )  # fmt: skip
     cfg.update(kw)
@@ -45,24 +45,24 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = ml_collections.ConfigDict(
-        dict(source="fundus", num_images=200, image_size=64, seed=0, path="")
+        dict(source="fundus", num_images=600, image_size=64, seed=0, path="")
     )
     if "busi" in args or "data" in args:
         config.data.source = "npz"
         config.data.path = os.path.abspath(args.get("data", BUSI))
         config.data.image_size = 64
     config.protocol = ml_collections.ConfigDict(
-        dict(folds=5, run_folds=5, budgets=(5, 20), seeds=(0,), split_seed=0)
+        dict(folds=5, run_folds=5, budgets=(4, 16), seeds=(0,), split_seed=0)
     )
     model = unet()
     config.stages = ml_collections.ConfigDict()
-    config.stages.localize = stage("localization", "rmsprop", 1e-3, 400, "all", model=model)
+    config.stages.localize = stage("localization", "rmsprop", 1e-3, 600, "all", model=model)
     segment = dict(model=model, frozen="encoder+bottleneck")
     config.stages.segment = stage(
-        "segmentation", "adam", 1e-3, 300, "budget",
+        "segmentation", "adam", 1e-3, 150, "budget",
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"), **segment,
     )  # fmt: skip
-    config.stages.scratch = stage("segmentation", "adam", 1e-3, 300, "budget", model=model)
+    config.stages.scratch = stage("segmentation", "adam", 1e-3, 150, "budget", model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
     if "tiny" in args:
