@@ -15,8 +15,8 @@ UPSAMPLES = ("transpose", "resize")
 class Norm(nn.Module):
     """BatchNorm, GroupNorm or identity.
 
-    BatchNorm runs on its running averages when ``train`` is False *or* when this module's
-    '/'-joined path (plus a trailing '/') matches the ``frozen`` regex: a frozen subtree keeps its
+    BatchNorm runs on its running averages when ``train`` is False *or* when the path of its
+    parameters ('.../norm_i/bn/') matches the ``frozen`` regex: a frozen subtree keeps its
     statistics bit-identical, as the optimizer's freeze mask keeps its parameters.
     """
 
@@ -33,7 +33,7 @@ class Norm(nn.Module):
             groups = min(self.groups, x.shape[-1])
             return nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="gn")(x)
         if self.kind == "batch":
-            path = "/".join(self.scope.path) + "/"
+            path = "/".join(self.scope.path) + "/bn/"  # where its scale and bias live
             fixed = not train or bool(self.frozen and re.match(self.frozen, path))
             return nn.BatchNorm(
                 use_running_average=fixed, momentum=0.9, dtype=self.dtype, name="bn"

@@ -49,5 +49,5 @@ def transfer(
         checkpoint.restore_partial(source_dir, unflatten(checkpoint.abstract(wanted)))
     )
     current.update(restored)
-    kept = sorted(set(current) - set(wanted))
-    return unflatten(current), {"loaded": sorted(wanted), "kept": kept}
+    merged = {**variables, **unflatten(current)}  # keeps empty and other collections as given
+    return merged, {"loaded": sorted(wanted), "kept": sorted(set(current) - set(wanted))}

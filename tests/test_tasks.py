@@ -1,0 +1,211 @@
+"""Tests for jaxseg.tasks (localization, segmentation, registry, Task.check) and
+jaxseg.train.optimizers (names, schedules, errors)."""
+
+import math
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxseg import tasks
+from jaxseg.tasks.localization import to_pixels
+from jaxseg.train import optimizers
+
+# --------------------------------------------------------------------------- localization
+
+
+def _loc_batch():
+    # Images 16 high × 32 wide: (x, y) = (W, H) scale (32, 16).
+    center = np.array([[8.0, 4.0], [16.0, 8.0], [0.0, 16.0]], np.float32)
+    return {"image": np.zeros((3, 16, 32, 1), np.float32), "center": center}
+
+
+def test_localization_zero_loss_at_normalised_centre():
+    task = tasks.build("localization")
+    batch = _loc_batch()
+    normalised = np.array([[-0.5, -0.5], [0.0, 0.0], [-1.0, 1.0]], np.float32)  # by hand
+    loss = np.asarray(task.loss(jnp.asarray(normalised), batch))
+    assert loss.shape == (3,)
+    np.testing.assert_allclose(loss, 0.0, atol=1e-12)
+    # Head output 0 (the image centre): MSE of the normalised coordinates per example.
+    loss0 = np.asarray(task.loss(jnp.zeros((3, 2)), batch))
+    np.testing.assert_allclose(loss0, (normalised**2).mean(axis=1), rtol=1e-6)
+
+
+def test_localization_metrics_in_pixels():
+    task = tasks.build("localization")
+    batch = _loc_batch()
+    outputs = np.array([[0.0, 0.0], [1.0, -1.0], [-1.0, 1.0]], np.float32)
+    pixels = np.array([[16.0, 8.0], [32.0, 0.0], [0.0, 16.0]])  # (o + 1) / 2 · (W, H)
+    np.testing.assert_allclose(to_pixels(outputs, batch), pixels, rtol=1e-6)
+    err = np.asarray(task.metrics(jnp.asarray(outputs), batch)["center_error"])
+    c = batch["center"]
+    ref = np.hypot(pixels[:, 0] - c[:, 0], pixels[:, 1] - c[:, 1])
+    np.testing.assert_allclose(err, ref, rtol=1e-6)
+    np.testing.assert_allclose(err, [np.hypot(8, 4), np.hypot(16, 8), 0.0], rtol=1e-6)
+
+
+def test_localization_task_fields_and_usable():
+    task = tasks.build("localization")
+    assert (task.name, task.head, task.outputs, task.primary) == (
+        "localization",
+        "vector",
+        2,
+        "center_error",
+    )
+    assert set(task.keys) == {"image", "center", "has_object"}
+    usable = task.usable({"has_object": np.array([1, 0, 1, 0], np.uint8)})
+    assert usable.dtype == bool
+    np.testing.assert_array_equal(usable, [True, False, True, False])
+
+
+def test_localization_other_loss():
+    task = tasks.build("localization", loss="bce")
+    batch = _loc_batch()
+    # bce on normalised targets: at output 0, every element contributes log 2 - 0 = log 2.
+    np.testing.assert_allclose(task.loss(jnp.zeros((3, 2)), batch), np.log(2), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def _seg_batch(k: int = 2):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (3, 8, 8, k)).astype(np.float32)
+    mask = (rng.random((3, 8, 8, k)) < 0.3).astype(np.float32)
+    return logits, {"image": np.zeros((3, 8, 8, 1), np.float32), "mask": mask}
+
+
+def test_segmentation_defaults_to_neg_log_dice():
+    task = tasks.build("segmentation", num_classes=2)
+    logits, batch = _seg_batch()
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    p, m = p.reshape(3, -1), batch["mask"].reshape(3, -1)
+    dice = (2 * (p * m).sum(1) + 1) / (p.sum(1) + m.sum(1) + 1)
+    np.testing.assert_allclose(task.loss(logits, batch), -np.log(dice), rtol=1e-5)
+    assert (task.name, task.head, task.outputs, task.primary) == (
+        "segmentation",
+        "pixels",
+        2,
+        "dice",
+    )
+    assert set(task.keys) == {"image", "mask"}
+
+
+def test_segmentation_bce_and_metrics():
+    task = tasks.build("segmentation", loss="bce", num_classes=2)
+    logits, batch = _seg_batch()
+    z, y = logits.astype(np.float64), batch["mask"]
+    ref = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).reshape(3, -1).mean(1)
+    np.testing.assert_allclose(task.loss(logits, batch), ref, rtol=1e-5)
+    perfect = np.where(batch["mask"] > 0, 9.0, -9.0)
+    np.testing.assert_allclose(task.metrics(perfect, batch)["dice"], 1.0)
+    usable = task.usable({"image": np.zeros((5, 8, 8, 1))})
+    np.testing.assert_array_equal(usable, np.ones(5, bool))
+
+
+def test_check_names_missing_keys():
+    task = tasks.build("localization")
+    task.check({"image": 0, "center": 0, "has_object": 0, "extra": 0}, "fundus")  # no error
+    with pytest.raises(ValueError) as err:
+        task.check({"image": 0, "mask": 0}, "busi")
+    msg = str(err.value)
+    for part in ("'localization'", "'busi'", "'center'", "'has_object'"):
+        assert part in msg
+    assert "'image'" not in msg.split("lacks")[0]  # present keys are not reported missing
+
+
+def test_unknown_task_and_loss():
+    with pytest.raises(ValueError, match="denoising") as err:
+        tasks.build("denoising")
+    assert "localization" in str(err.value) and "segmentation" in str(err.value)
+    with pytest.raises(ValueError, match="focal"):
+        tasks.build("segmentation", loss="focal")
+    assert set(tasks.TASKS) == {"localization", "segmentation"}
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def _opt_cfg(**kw) -> ml_collections.ConfigDict:
+    cfg = dict(
+        name="adam",
+        learning_rate=0.1,
+        schedule="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        momentum=0.0,
+    )
+    cfg.update(kw)
+    return ml_collections.ConfigDict(cfg)
+
+
+def _updates(tx, steps: int = 1, p: float = 2.0):
+    params = {"w": jnp.full((3,), p)}
+    state = tx.init(params)
+    out = []
+    for _ in range(steps):
+        upd, state = tx.update({"w": jnp.ones(3)}, state, params)
+        out.append(float(upd["w"][0]))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name,kw,first",
+    [
+        ("adam", {}, -0.1),  # m̂ / sqrt(v̂) = 1 on the first step
+        ("adamw", {"weight_decay": 0.1}, -0.1 * (1 + 0.1 * 2.0)),  # + decay · param
+        ("rmsprop", {}, -0.1 / math.sqrt(0.1)),  # ν = (1 - 0.9) · g²
+        ("sgd", {}, -0.1),
+    ],
+)
+def test_optimizer_first_step(name, kw, first):
+    tx = optimizers.build(_opt_cfg(name=name, **kw), steps=10)
+    (u,) = _updates(tx)
+    assert u == pytest.approx(first, rel=1e-4)
+
+
+def test_sgd_momentum():
+    plain = _updates(optimizers.build(_opt_cfg(name="sgd"), 10), steps=2)
+    heavy = _updates(optimizers.build(_opt_cfg(name="sgd", momentum=0.9), 10), steps=2)
+    assert plain == pytest.approx([-0.1, -0.1])
+    assert heavy == pytest.approx([-0.1, -0.19])
+
+
+def test_constant_schedule():
+    s = optimizers.schedule(_opt_cfg(learning_rate=0.01), steps=50)
+    for step in (0, 25, 50, 1000):
+        assert float(s(step)) == pytest.approx(0.01)
+
+
+def test_cosine_schedule_with_warmup():
+    s = optimizers.schedule(_opt_cfg(schedule="cosine", learning_rate=0.1, warmup_steps=2), 10)
+    assert float(s(0)) == pytest.approx(0.0)
+    assert float(s(1)) == pytest.approx(0.05)
+    assert float(s(2)) == pytest.approx(0.1)
+    assert float(s(6)) == pytest.approx(0.05, abs=1e-7)  # halfway through the decay
+    assert float(s(10)) == pytest.approx(0.0, abs=1e-9)
+    # The optimizer follows the schedule: the first update is zero during warm-up.
+    tx = optimizers.build(_opt_cfg(name="sgd", schedule="cosine", warmup_steps=2), 10)
+    assert _updates(tx, steps=3) == pytest.approx([0.0, -0.05, -0.1])
+
+
+def test_cosine_schedule_without_warmup_and_warmup_longer_than_run():
+    s = optimizers.schedule(_opt_cfg(schedule="cosine", learning_rate=0.1, warmup_steps=0), 8)
+    assert float(s(0)) == pytest.approx(0.1)
+    assert float(s(4)) == pytest.approx(0.05, abs=1e-7)
+    assert float(s(8)) == pytest.approx(0.0, abs=1e-9)
+    s = optimizers.schedule(_opt_cfg(schedule="cosine", learning_rate=0.1, warmup_steps=50), 5)
+    assert float(s(4)) == pytest.approx(0.1)  # warm-up capped at steps - 1
+
+
+def test_unknown_optimizer_and_schedule():
+    with pytest.raises(ValueError, match="lamb") as err:
+        optimizers.build(_opt_cfg(name="lamb"), 10)
+    for name in optimizers.OPTIMIZERS:
+        assert name in str(err.value)
+    with pytest.raises(ValueError, match="linear"):
+        optimizers.schedule(_opt_cfg(schedule="linear"), 10)
+    with pytest.raises(ValueError, match="linear"):
+        optimizers.build(_opt_cfg(schedule="linear"), 10)
