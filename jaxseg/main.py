@@ -40,9 +40,21 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {err}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with a bad ``--config.*`` override reported as one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.exit(f"error: {err}")
+    except (AttributeError, KeyError) as err:  # ml_collections: a key the config does not have
+        while isinstance(err, Exception) and err.args:
+            err = err.args[0]
+        sys.exit(f"error: no such config key {' '.join(str(err).split())}")
+
+
 def run() -> None:
     """Console-script entry point (``jaxseg``)."""
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from absl import logging
 from jaxseg import data
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
-from jaxseg.train.loop import read_result, train_and_evaluate, write_json_atomic
+from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
@@ -21,6 +21,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         if arm not in config.arms:
             raise ValueError(f"compare names arm {arm!r}; arms are {list(config.arms)}")
     planned = plan_lib.plan(config, workdir)  # validates the whole study before any training
+    for _, runs in planned:
+        for run in runs:  # a finished run of another config must not pass for this one's
+            check_workdir(run.config, run.workdir)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(sort_keys=True, indent=1))

@@ -7,6 +7,7 @@ loop (log, checkpoint, NaN guard) → evaluation on the held-out fold → result
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -51,9 +52,8 @@ def split_indices(
     return train, test
 
 
-def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Record the config; refuse a workdir that holds a run of a different config."""
-    os.makedirs(workdir, exist_ok=True)
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Raise if ``workdir`` holds a run of a different config; returns the config's JSON."""
     path = os.path.join(workdir, "config.json")
     text = config.to_json_best_effort(sort_keys=True, indent=1)
     if os.path.exists(path):
@@ -63,8 +63,14 @@ def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                     f"{workdir} holds a run with a different config ({path}); "
                     "use a new --workdir, or delete that one to start over"
                 )
-        return
-    with open(path, "w") as f:
+    return text
+
+
+def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Record the config in ``workdir``; refuse a workdir that holds a run of a different one."""
+    text = check_workdir(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(text)
 
 
@@ -218,7 +224,8 @@ def train_and_evaluate(
                 )
             loss = float(summary["loss"])
             print(f"{config.name}: {progress.line(step, loss)}", flush=True)
-            writer.write(step, {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)})
+            scalars = {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)}
+            writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
             acc = jax.device_put(TrainMetrics.empty(), replicated)
             if step % config.checkpoint_every == 0 or last:
                 checkpoint.save(mngr, step, state)

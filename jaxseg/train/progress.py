@@ -32,10 +32,14 @@ class Progress:
         rate = self.images_per_s(step) / self.batch_size
         return (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
 
+    def _rate_text(self, step: int) -> str:
+        rate = self.images_per_s(step)
+        return "?" if rate != rate else f"{rate:.1f}"
+
     def line(self, step: int, loss: float) -> str:
         eta = self.eta_s(step)
         eta_text = "?" if eta != eta else f"{int(eta // 60)}m{int(eta % 60):02d}s"
         return (
-            f"step {step}/{self.total}  loss {loss:.4f}  {self.images_per_s(step):.1f} img/s  "
+            f"step {step}/{self.total}  loss {loss:.4f}  {self._rate_text(step)} img/s  "
             f"ETA {eta_text}  (compile {self.compile_s or 0:.1f}s)"
         )

@@ -1,0 +1,124 @@
+"""Shared fixtures for the training/CLI integration tests: tiny run configs, a tiny dataset, a
+checkpoint reader and the environment for ``python -m jaxseg.main`` subprocesses.
+
+Every tiny U-Net step costs seconds of XLA compile time on a CPU, and the integration tests
+compile the same few programs again and again (one per stage kind). A persistent JAX compilation
+cache shared by this process and its subprocesses turns the repeats into cache hits. It lives in
+pytest's cache directory (``.pytest_cache/d/jax-compilation-cache``, git-ignored) unless
+``JAXSEG_TEST_JAX_CACHE`` names another directory; the cache is keyed by the program, the jax
+version and the flags, so a stale entry is never reused for a different program.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxseg import checkpoint, data
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `configs` is a directory of the repo, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from configs import demo  # noqa: E402
+from jaxseg.studies import plan as plan_lib  # noqa: E402
+from jaxseg.surgery import paths  # noqa: E402
+
+_CACHE_ENV = "JAXSEG_TEST_JAX_CACHE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cache = os.environ.get(_CACHE_ENV)
+    if not cache:
+        if config.cache is not None:
+            cache = str(config.cache.mkdir("jax-compilation-cache"))
+        else:  # -p no:cacheprovider
+            cache = os.path.join(tempfile.gettempdir(), "jaxseg-test-jax-cache")
+    os.environ[_CACHE_ENV] = cache
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child python running jaxseg: same compilation cache, repo on the path."""
+    env = dict(os.environ)
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=os.environ.get(_CACHE_ENV, ""),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_study() -> ml_collections.ConfigDict:
+    """configs/demo.py:tiny — 40 fundus images of 32², 2 folds, budget 4, 6 steps per stage."""
+    return demo.get_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_fundus(tiny_study) -> data.Dataset:
+    """The tiny study's dataset (shared, read-only: copy before modifying)."""
+    return data.load(tiny_study.data)
+
+
+def make_run(
+    study: ml_collections.ConfigDict,
+    root: str | os.PathLike,
+    arm: str,
+    index: int = -1,
+    fold: int = 0,
+    seed: int = 0,
+    budget: int | None = None,
+) -> plan_lib.Run:
+    """The run of the ``index``-th stage of ``arm`` (default its last) under ``root``."""
+    budget = next(iter(study.protocol.budgets)) if budget is None else budget
+    n = len(plan_lib.arm_stages(study, arm))
+    return plan_lib.stage_run(study, str(root), arm, index % n, fold, seed, budget)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_study):
+    """Factory: ``tiny_run(root, arm='scratch', index=-1, **kw)`` -> plan.Run of one stage."""
+
+    def factory(root, arm: str = "scratch", index: int = -1, **kw) -> plan_lib.Run:
+        return make_run(tiny_study, root, arm, index, **kw)
+
+    return factory
+
+
+def read_variables(
+    ckpt_dir: str | os.PathLike,
+    step: int | None = None,
+    collections: tuple[str, ...] = ("params", "batch_stats"),
+) -> dict[str, np.ndarray]:
+    """{'params/encoder/.../kernel': array} of a saved state (latest step unless ``step``)."""
+    ckpt_dir = os.path.abspath(ckpt_dir)
+    handler = ocp.StandardCheckpointHandler()
+    with ocp.CheckpointManager(ckpt_dir, item_handlers=handler) as mngr:
+        step = mngr.latest_step() if step is None else step
+        assert step is not None, f"no checkpoint under {ckpt_dir}"
+        meta = checkpoint.flatten(mngr.item_metadata(step).tree)
+    wanted = {
+        p: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
+        for p, m in meta.items()
+        if p.split("/")[0] in collections and hasattr(m, "shape")
+    }
+    target = paths.unflatten(wanted)
+    restored = checkpoint.restore_partial(ckpt_dir, target, step)
+    return {p: np.asarray(v) for p, v in checkpoint.flatten(restored).items()}
+
+
+def checkpoint_steps(ckpt_dir: str | os.PathLike) -> list[int]:
+    """The finished steps saved under ``ckpt_dir``."""
+    with ocp.CheckpointManager(os.path.abspath(ckpt_dir)) as mngr:
+        return sorted(mngr.all_steps())

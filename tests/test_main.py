@@ -1,0 +1,168 @@
+"""The command line, end to end: ``python -m jaxseg.main --config=configs/demo.py:tiny ...`` in a
+subprocess (as a user runs it), its outputs, resuming a finished study and its errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, subprocess_env
+
+STEP_LINE = re.compile(r"step \d+/\d+")
+BUSI = Path(os.environ.get("JAXSEG_BUSI") or REPO.parent / "shared/data/busi/busi.npz")
+
+
+def jaxseg_main(workdir: Path, *args: str, config: str = "configs/demo.py:tiny"):
+    """Run the CLI; returns the CompletedProcess (stdout/stderr as text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jaxseg.main", f"--config={config}", f"--workdir={workdir}", *args],
+        cwd=REPO,
+        env=subprocess_env(JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def result_files(workdir: Path) -> dict[str, int]:
+    """{relative path of every result.json: mtime in ns}."""
+    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in workdir.rglob("result.json")}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The tiny demo study, run once from the command line."""
+    workdir = tmp_path_factory.mktemp("cli") / "tiny"
+    proc = jaxseg_main(workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(workdir=workdir, proc=proc, results=result_files(workdir))
+
+
+def test_demo_runs_and_reports(demo, tiny_study):
+    workdir, out = demo["workdir"], demo["proc"].stdout
+    assert "# Study report" in out
+    assert re.search(r"\| budget \| arm \| n \| dice mean ± sd \|", out)
+    for arm in ("pretrained", "scratch"):
+        assert re.search(rf"\| 4 \| {arm} \| 2 \| ", out), arm
+    report = (workdir / "report.md").read_text()
+    assert report.strip() in out
+
+    rows = read_rows(workdir / "results.csv")
+    assert {r["arm"] for r in rows} == {"pretrained", "scratch"}
+    final_dice = [r for r in rows if r["final"] == "1" and r["metric"] == "dice"]
+    folds, budgets = tiny_study.protocol.run_folds, len(tiny_study.protocol.budgets)
+    assert len(final_dice) == folds * budgets * 2 == 4
+    assert {(r["arm"], r["fold"]) for r in final_dice} == {
+        (arm, str(f)) for arm in ("pretrained", "scratch") for f in range(folds)
+    }
+    assert all(r["stage"] in ("segment", "scratch") and r["n_train"] == "4" for r in final_dice)
+    pretext = [r for r in rows if r["final"] == "0"]
+    assert {r["stage"] for r in pretext} == {"localize"}
+    assert "center_error" in {r["metric"] for r in pretext}
+
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert {(s["arm"], s["n"], s["metric"]) for s in summary["final"]} == {
+        ("pretrained", 2, "dice"),
+        ("scratch", 2, "dice"),
+    }
+    assert any(p["stage"] == "localize" for p in summary["pretext"])
+
+    # Every run of the plan has its own directory with a result (localize shared by budgets).
+    assert sorted(demo["results"]) == sorted(
+        f"fold_{f}/seed_0/{d}/result.json"
+        for f in range(folds)
+        for d in ("localize", "budget_4/segment", "budget_4/scratch")
+    )
+
+
+def test_rerun_skips_finished_runs(demo):
+    workdir = demo["workdir"]
+    before = (workdir / "results.csv").read_bytes()
+    proc = jaxseg_main(workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not STEP_LINE.search(proc.stdout), proc.stdout
+    assert "transferred" not in proc.stdout  # no stage was even set up again
+    assert "# Study report" in proc.stdout
+    assert result_files(workdir) == demo["results"]  # no result.json rewritten
+    assert (workdir / "results.csv").read_bytes() == before
+
+
+def test_changed_config_in_a_finished_study_is_not_silently_reused(demo, tmp_path):
+    workdir = tmp_path / "changed"
+    shutil.copytree(demo["workdir"], workdir)
+    proc = jaxseg_main(workdir, "--config.stages.segment.steps=3", "--config.protocol.run_folds=1")
+    segment = workdir / "fold_0/seed_0/budget_4/segment"
+    if proc.returncode != 0:  # refused, as train_and_evaluate's workdir guard does
+        assert "different config" in proc.stderr
+    else:  # or retrained with the new config
+        assert json.loads((segment / "result.json").read_text())["steps"] == 3
+        assert json.loads((segment / "config.json").read_text())["steps"] == 3
+
+
+def test_override_sets_the_stage_steps(tmp_path):
+    workdir = tmp_path / "override"
+    proc = jaxseg_main(workdir, "--config.stages.segment.steps=3", "--config.protocol.run_folds=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "segment: step 3/3" in proc.stdout
+    run = workdir / "fold_0/seed_0/budget_4"
+    assert json.loads((run / "segment/result.json").read_text())["steps"] == 3
+    assert json.loads((run / "segment/config.json").read_text())["steps"] == 3
+    assert json.loads((run / "scratch/result.json").read_text())["steps"] == 6
+    assert not (workdir / "fold_1").exists()
+    rows = read_rows(workdir / "results.csv")
+    assert len([r for r in rows if r["final"] == "1" and r["metric"] == "dice"]) == 2
+
+
+def test_misspelt_key_is_an_error(tmp_path):
+    workdir = tmp_path / "typo"
+    proc = jaxseg_main(workdir, "--config.stages.segment.stepz=3")
+    assert proc.returncode != 0
+    assert "stepz" in proc.stderr
+    assert not (workdir / "fold_0").exists()
+
+
+def test_arm_with_unknown_stage_is_a_one_line_error(tmp_path):
+    workdir = tmp_path / "nope"
+    proc = jaxseg_main(workdir, "--config.arms.scratch=nope")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "nope" in errors[0] and "scratch" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "fold_0").exists()
+
+
+@pytest.mark.skipif(not BUSI.is_file(), reason=f"BUSI not found at {BUSI} (set JAXSEG_BUSI)")
+def test_busi_tiny_study(tmp_path):
+    workdir = tmp_path / "busi"
+    proc = jaxseg_main(
+        workdir,
+        "--config.data.image_size=32",
+        "--config.protocol.run_folds=1",
+        config=f"configs/demo.py:tiny,data={BUSI}",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = json.loads((workdir / "study_config.json").read_text())
+    assert study["data"]["source"] == "npz" and study["data"]["path"] == str(BUSI)
+    assert "780 images, 133 with empty masks" in proc.stdout
+    rows = read_rows(workdir / "results.csv")
+    assert len([r for r in rows if r["final"] == "1" and r["metric"] == "dice"]) == 2
+    run = workdir / "fold_0/seed_0"
+    localize = json.loads((run / "localize/result.json").read_text())
+    segment = json.loads((run / "budget_4/segment/result.json").read_text())
+    # Empty-mask (normal) images have no centre: out of localization, kept for segmentation.
+    assert set(localize["test_index"]) < set(segment["test_index"])
+    assert localize["n_train"] + localize["n_test"] == 780 - 133
+    assert segment["n_train"] == 4
