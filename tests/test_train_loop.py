@@ -203,6 +203,17 @@ def test_workdir_with_a_different_config_is_refused(scratch, tiny_fundus):
     assert checkpoint_steps(ckpt(run)) == [3, 6]
 
 
+@pytest.mark.parametrize("key,value", [("steps", 0), ("log_every", 0), ("checkpoint_every", -1)])
+def test_invalid_loop_settings_are_refused_before_anything_is_written(
+    tiny_run, tiny_fundus, tmp_path, key, value
+):
+    run = tiny_run(tmp_path, "scratch")
+    run.config[key] = value
+    with pytest.raises(ValueError, match=rf"{key}={value!r} must be an int >= 1"):
+        train_and_evaluate(run.config, run.workdir, tiny_fundus)
+    assert not os.path.exists(run.workdir)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. NaN guard
 

@@ -171,6 +171,9 @@ def train_and_evaluate(
     Returns the result dict also written to ``<workdir>/result.json``: the mean of each metric on
     the held-out fold, the per-example values, and the sizes of the splits.
     """
+    for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"stage {config.name!r}: {key}={config[key]!r} must be an int >= 1")
     guard_workdir(config, workdir)
     # --- data
     dataset = dataset if dataset is not None else data.load(config.data)
