@@ -26,13 +26,16 @@ def unet() -> ml_collections.ConfigDict:
 
 def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
     """A stage: ``labels`` 'all' trains on every training image of the fold (the cheap labels),
-    'budget' on the label-budget subset (the expensive masks)."""
+    'budget' on the label-budget subset (the expensive masks). ``freeze`` is a preset of
+    ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
+    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps."""
     cfg = ml_collections.ConfigDict(
         dict(
             task=task, loss="", steps=steps, batch_size=8, labels=labels,
             optimizer=dict(name=optimizer, learning_rate=lr, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
-            init_from=dict(stage="", subtrees=""), frozen="",
+            init_from=dict(stage="", subtrees="", rename="", allow=""),
+            freeze="none", unfreeze_every=0, unfreeze_at=(),
             log_every=150, checkpoint_every=300,
         )
     )  # fmt: skip
@@ -57,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     model = unet()
     config.stages = ml_collections.ConfigDict()
     config.stages.localize = stage("localization", "rmsprop", 1e-3, 600, "all", model=model)
-    segment = dict(model=model, frozen="encoder+bottleneck")
+    segment = dict(model=model, freeze="encoder")  # preset: encoder + bottleneck frozen
     config.stages.segment = stage(
         "segmentation", "adam", 1e-3, 150, "budget",
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"), **segment,

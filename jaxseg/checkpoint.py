@@ -45,14 +45,31 @@ def latest_step(directory: str) -> int | None:
         return mngr.latest_step()
 
 
+def steps(directory: str) -> list[int]:
+    """The finished steps under ``directory``, oldest first ([] when there is none)."""
+    if not os.path.isdir(directory):
+        return []
+    with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
+        return sorted(mngr.all_steps())
+
+
+def _step(mngr: ocp.CheckpointManager, directory: str, step: int | None) -> int:
+    """``step`` (default: the latest) after checking that it is saved under ``directory``."""
+    saved = sorted(mngr.all_steps())
+    if not saved:
+        raise FileNotFoundError(f"no checkpoint under {directory}")
+    if step is None:
+        return saved[-1]
+    if step not in saved:
+        raise FileNotFoundError(f"no checkpoint of step {step} under {directory}; saved: {saved}")
+    return step
+
+
 def leaf_shapes(directory: str, step: int | None = None) -> dict[str, tuple[int, ...]]:
     """{'params/encoder/.../kernel': shape} of a saved state, read from metadata only."""
     handler = ocp.StandardCheckpointHandler()
     with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=handler) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint under {directory}")
-        tree = mngr.item_metadata(step).tree
+        tree = mngr.item_metadata(_step(mngr, directory, step)).tree
     return {p: tuple(m.shape) for p, m in flatten(tree).items() if hasattr(m, "shape")}
 
 
@@ -60,18 +77,25 @@ def restore_partial(directory: str, target: Any, step: int | None = None) -> Any
     """Restore only the leaves present in ``target`` (a tree of ShapeDtypeStructs).
 
     Uses a fresh manager and ``PyTreeRestore(partial_restore=True)``: the orbax recipe that
-    restores a subtree of a checkpoint saved with ``StandardSave``.
+    restores a subtree of a checkpoint saved with ``StandardSave``. Leaves come back as
+    ``jax.Array``s with the target's sharding, or on this process's first local device when the
+    target has none: the sharding stored with the checkpoint is never used, so a state saved
+    replicated over N devices restores in a process with any other number of devices.
     """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(
+            s.shape, s.dtype, sharding=getattr(s, "sharding", None) or device
+        ),
+        target,
+    )
     with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint under {directory}")
         args = ocp.args.PyTreeRestore(
             item=target,
             restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True,
         )
-        return mngr.restore(step, args=args)
+        return mngr.restore(_step(mngr, directory, step), args=args)
 
 
 def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:

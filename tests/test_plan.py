@@ -77,7 +77,7 @@ def test_pretrained_segment_inits_from_localize_checkpoints():
         )
         assert seg.config.init_from.checkpoint == os.path.join(loc.workdir, "checkpoints")
         assert seg.config.init_from.subtrees == "encoder+bottleneck"
-        assert seg.config.frozen == "encoder+bottleneck"
+        assert seg.config.freeze == "encoder"
         assert loc.config.init_from.checkpoint == ""
 
 

@@ -21,7 +21,7 @@ from conftest import REPO, checkpoint_steps, read_variables, subprocess_env
 from jaxseg import data, models, tasks
 from jaxseg.surgery import paths
 from jaxseg.train import batches
-from jaxseg.train.loop import init_state, split_indices, train_and_evaluate
+from jaxseg.train.loop import init_variables, split_indices, train_and_evaluate
 from jaxseg.train.writers import read_jsonl
 
 TRANSFERRED = ("encoder", "bottleneck")
@@ -45,7 +45,7 @@ def pretrained(tmp_path_factory, tiny_run, tiny_fundus):
     """The 'pretrained' arm of fold 0: localize (6 steps) then the frozen-encoder segment stage."""
     root = tmp_path_factory.mktemp("pretrained")
     localize, segment = tiny_run(root, "pretrained", 0), tiny_run(root, "pretrained", 1)
-    assert segment.config.frozen == "encoder+bottleneck"
+    assert segment.config.freeze == "encoder"
     assert segment.config.model.norm == "batch"
     assert segment.config.init_from.checkpoint == ckpt(localize)
     loc_result = train_and_evaluate(localize.config, localize.workdir, tiny_fundus)
@@ -70,9 +70,8 @@ def initial_variables(run, dataset, tmp_path) -> dict[str, np.ndarray]:
     """The stage's step-0 params/batch_stats (fresh init + transfer), as the loop builds them."""
     config = run.config
     task = tasks.build(config.task, config.loss, dataset.arrays["mask"].shape[-1])
-    model = models.build(config.model, task.head, task.outputs, paths.selector(config.frozen))
-    state, _ = init_state(config, model, task, dataset.arrays["image"][:1], str(tmp_path))
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    model = models.build(config.model, task.head, task.outputs)
+    variables = init_variables(config, model, dataset.arrays["image"][:1], str(tmp_path))
     return {p: np.asarray(v) for p, v in paths.flatten(variables).items()}
 
 

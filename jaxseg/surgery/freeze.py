@@ -1,35 +1,156 @@
-"""Freezing v1: a selector names the frozen subtrees; they get no updates and no optimizer state.
+"""Freeze plans: which parameters train, at which learning rate, and which stay frozen.
 
-Compiles to one ``optax.partition`` (a.k.a. ``multi_transform``): frozen leaves go through
-``optax.set_to_zero()`` and never see the trainable optimizer, so weight decay cannot reach
-them. BatchNorm statistics of frozen subtrees are kept fixed by the model (``frozen`` regex).
+A plan is an ordered list of ``(regex, rule)``; for each parameter path ('encoder/stage_0/
+conv_0/kernel') the first regex that ``re.match``es it decides. A rule is 'frozen', 'train' or a
+learning-rate multiplier (float > 0; 1.0 is 'train'). Every parameter must be matched and every
+rule must match something, so a typo is an error, never a silently trainable network.
+
+A plan compiles to one ``optax.partition`` label tree: frozen leaves go through
+``optax.set_to_zero()`` (no optimizer state, and weight decay never reaches them); each multiplier
+gets its own copy of the optimizer followed by ``optax.scale(m)``. BatchNorm statistics follow
+the rule of their layer's ``scale`` (see ``frozen_norm_regex``).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import optax
 
-from jaxseg.surgery.paths import flatten, matches, selector, unflatten
+from jaxseg.surgery.paths import flatten, selector, unflatten
 
 FROZEN, TRAIN = "frozen", "train"
+Rule = str | float
+Plan = Sequence[tuple[str, Rule]]
 
 
-def labels(params: Any, frozen: str) -> dict[str, Any]:
-    """Label tree with 'frozen' for leaves under the ``frozen`` selector, else 'train'.
+def check_rule(rule: Rule) -> Rule:
+    """Normalise a rule: 'frozen' | 'train' | multiplier (1.0 -> 'train')."""
+    if rule in (FROZEN, TRAIN):
+        return rule
+    try:
+        m = float(rule)
+    except (TypeError, ValueError):
+        raise ValueError(f"freeze rule {rule!r} is not 'frozen', 'train' or a number") from None
+    if m <= 0:
+        raise ValueError(f"learning-rate multiplier {m} must be > 0; use 'frozen' to freeze")
+    return TRAIN if m == 1.0 else m
 
-    A selector that matches no parameter is an error: a misspelt subtree must not silently
-    leave the whole network trainable.
-    """
+
+def parse(spec: str) -> list[tuple[str, Rule]]:
+    """'encoder/=frozen, decoder/stage_0/=0.1, .*=train' -> [(regex, rule), ...]."""
+    plan = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        regex, sep, rule = item.rpartition("=")
+        if not sep or not regex.strip():
+            raise ValueError(f"freeze plan item {item!r} is not 'regex=rule'")
+        plan.append((regex.strip(), check_rule(rule.strip())))
+    if not plan:
+        raise ValueError(f"freeze plan {spec!r} is empty")
+    return plan
+
+
+def from_selector(frozen: str) -> list[tuple[str, Rule]]:
+    """The plan 'subtrees named by the selector ``frozen`` are frozen, the rest trains'."""
     regex = selector(frozen)
-    flat = {p: FROZEN if matches(regex, p) else TRAIN for p in flatten(params)}
-    if regex and FROZEN not in flat.values():
-        tops = sorted({p.split("/")[0] for p in flat})
-        raise ValueError(f"frozen={frozen!r} matches no parameter; top-level subtrees are {tops}")
-    return unflatten(flat)
+    return ([(regex, FROZEN)] if regex else []) + [(".*", TRAIN)]
 
 
-def partition(tx: optax.GradientTransformation, params: Any, frozen: str):
-    """``tx`` for trainable leaves, zero updates (and no state) for frozen ones."""
-    return optax.partition({TRAIN: tx, FROZEN: optax.set_to_zero()}, labels(params, frozen))
+def resolve(params: Any, plan: Plan | str) -> dict[str, Rule]:
+    """{path: rule} for every parameter leaf.
+
+    A str plan is 'regex=rule,...' (``parse``), or else a selector of the frozen subtrees.
+
+    Raises listing the unmatched paths, or the rules that match no parameter.
+    """
+    if isinstance(plan, str):
+        plan = parse(plan) if "=" in plan else from_selector(plan)
+    compiled = []
+    for regex, rule in plan:
+        try:
+            compiled.append((re.compile(regex), check_rule(rule)))
+        except re.error as err:
+            raise ValueError(f"freeze plan regex {regex!r} is invalid ({err})") from err
+    out, used, unmatched = {}, set(), []
+    for path in flatten(params):
+        for i, (rx, rule) in enumerate(compiled):
+            if rx.match(path + "/"):
+                out[path] = rule
+                used.add(i)
+                break
+        else:
+            unmatched.append(path)
+    if unmatched:
+        raise ValueError(f"freeze plan leaves {len(unmatched)} parameters unmatched: {unmatched}")
+    unused = [plan[i][0] for i in range(len(plan)) if i not in used]
+    if unused:
+        tops = sorted({p.split("/")[0] for p in out})
+        raise ValueError(f"freeze plan rule(s) {unused}: matches no parameter; top-level: {tops}")
+    return out
+
+
+def label(rule: Rule) -> str:
+    """The partition label of a rule: 'frozen', 'train' or 'lr*<m>'."""
+    return rule if isinstance(rule, str) else f"lr*{rule:g}"
+
+
+def labels(params: Any, plan: Plan | str) -> dict[str, Any]:
+    """Label tree (same structure as ``params``) for ``optax.partition``."""
+    return unflatten({p: label(r) for p, r in resolve(params, plan).items()})
+
+
+def transform_for(name: str, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """The transformation of a label; the part after '@' (a schedule group) is ignored."""
+    base = name.split("@")[0]
+    if base == FROZEN:
+        return optax.set_to_zero()
+    if base == TRAIN:
+        return tx
+    if base.startswith("lr*"):
+        return optax.chain(tx, optax.scale(float(base[3:])))
+    raise ValueError(f"unknown partition label {name!r}")
+
+
+def partition_labels(tx: optax.GradientTransformation, label_tree: Any):
+    """``optax.partition`` over a label tree whose labels ``transform_for`` understands."""
+    names = set(flatten(label_tree).values())
+    return optax.partition({n: transform_for(n, tx) for n in names}, label_tree)
+
+
+def partition(tx: optax.GradientTransformation, params: Any, plan: Plan | str):
+    """``tx`` for trainable leaves (scaled per multiplier), zero updates for frozen ones."""
+    return partition_labels(tx, labels(params, plan))
+
+
+def frozen_norm_regex(resolved: dict[str, Rule]) -> str:
+    """A regex matching '<module>/bn/' of every BatchNorm whose ``scale`` is frozen ('' if none).
+
+    The model runs those BatchNorms on their running averages, so their statistics stay fixed.
+    """
+    modules = sorted(p[: -len("scale")] for p, r in resolved.items()
+                     if p.endswith("/bn/scale") and r == FROZEN)  # fmt: skip
+    return "(?:" + "|".join(re.escape(m) for m in modules) + ")$" if modules else ""
+
+
+def format_plan(resolved: dict[str, Rule]) -> str:
+    """A table of block -> rule (a block's leaves listed one by one when their rules differ)."""
+    blocks: dict[str, list[tuple[str, Rule]]] = {}
+    for path, rule in resolved.items():
+        parts = path.split("/")
+        block = "/".join(parts[:2]) if parts[0] in ("encoder", "decoder") else parts[0]
+        blocks.setdefault(block, []).append((path, rule))
+    rows = []
+    for block, items in blocks.items():
+        rules = {label(r) for _, r in items}
+        if len(rules) == 1:
+            rows.append((block + "/*", rules.pop(), len(items)))
+        else:
+            rows += [(p, label(r), 1) for p, r in items]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'path':<{width}}  {'rule':<8}  leaves", "-" * (width + 18)]
+    lines += [f"{p:<{width}}  {r:<8}  {n}" for p, r, n in rows]
+    return "\n".join(lines)

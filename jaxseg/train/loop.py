@@ -19,8 +19,8 @@ import optax
 
 from jaxseg import checkpoint, data, models, tasks
 from jaxseg.data import splits
-from jaxseg.surgery import freeze, paths
-from jaxseg.surgery.transfer import transfer
+from jaxseg.surgery import freeze, transfer
+from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.tasks import Task
 from jaxseg.train import batches, optimizers
 from jaxseg.train import mesh as mesh_lib
@@ -132,35 +132,28 @@ def evaluate(eval_step, state: TrainState, arrays: dict, task: Task, config, mes
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
-def init_state(config, model, task: Task, sample: np.ndarray, workdir: str):
-    """Fresh variables (+ transferred subtrees), the optimizer and the step-0 state."""
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
+def init_variables(config, model, sample: np.ndarray, workdir: str) -> dict[str, Any]:
+    """Fresh {'params', 'batch_stats'} from ``config.seed``, with ``init_from`` subtrees loaded."""
+    init_rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
     variables = dict(model.init(init_rng, sample, train=False))
     variables.setdefault("batch_stats", {})
     if config.init_from.checkpoint:
-        variables, report = transfer(
-            variables, config.init_from.checkpoint, config.init_from.subtrees
-        )
+        variables, report = transfer.from_config(variables, config.init_from)
         with open(os.path.join(workdir, "transfer.json"), "w") as f:
             json.dump({"source": config.init_from.checkpoint, **report}, f, indent=1)
-        print(
-            f"{config.name}: transferred {len(report['loaded'])} leaves "
-            f"({config.init_from.subtrees}) from {config.init_from.checkpoint}; "
-            f"{len(report['kept'])} freshly initialised",
-            flush=True,
-        )
-    tx = freeze.partition(
-        optimizers.build(config.optimizer, config.steps), variables["params"], config.frozen
+        print(f"{config.name}: {transfer.format_report(report)}", flush=True)
+    return variables
+
+
+def freeze_schedule(config, params: Any, n_train: int) -> schedule_lib.FreezeSchedule:
+    """The stage's freeze schedule from ``freeze``, ``unfreeze_every`` and ``unfreeze_at``."""
+    return schedule_lib.build(
+        config.freeze,
+        params,
+        schedule_lib.steps_per_epoch(n_train, config.batch_size),
+        config.unfreeze_every,
+        tuple(config.unfreeze_at),
     )
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": variables["params"],
-        "batch_stats": variables["batch_stats"],
-        "opt_state": tx.init(variables["params"]),
-        "rng": state_rng,
-    }
-    return state, tx
 
 
 def train_and_evaluate(
@@ -186,22 +179,46 @@ def train_and_evaluate(
     # --- model, mesh, state
     mesh = mesh_lib.data_mesh()
     mesh_lib.check_batch_size(config.batch_size, mesh)
-    model = models.build(config.model, task.head, task.outputs, paths.selector(config.frozen))
-    state, tx = init_state(config, model, task, arrays["image"][:1], workdir)
     replicated = mesh_lib.replicated(mesh)
-    state = jax.device_put(state, replicated)
+    variables = init_variables(
+        config, models.build(config.model, task.head, task.outputs), arrays["image"][:1], workdir
+    )
+    schedule = freeze_schedule(config, variables["params"], len(train_idx))
+    base_tx = optimizers.build(config.optimizer, config.steps)
+
+    def program(k: int):
+        """Model, optimizer, labels and compiled steps of freeze plan k."""
+        resolved = schedule.resolved[k]
+        model = models.build(
+            config.model, task.head, task.outputs, freeze.frozen_norm_regex(resolved)
+        )
+        labels = schedule.labels(k)
+        tx = freeze.partition_labels(base_tx, labels)
+        train_step = jax.jit(
+            make_train_step(model, task, tx),
+            in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
+            out_shardings=(replicated, replicated),
+            donate_argnums=(0, 1),
+        )
+        eval_step = jax.jit(make_eval_step(model, task), out_shardings=replicated)
+        print(f"{config.name}: {schedule.describe(k)}", flush=True)
+        return tx, labels, train_step, eval_step
+
     mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"))
-    if mngr.latest_step() is not None:
+    start = mngr.latest_step() or 0
+    plan_k = schedule.index_at(max(start - 1, 0))  # the plan whose optimizer state was saved
+    tx, labels, train_step, eval_step = program(plan_k)
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "batch_stats": variables["batch_stats"],
+        "opt_state": tx.init(variables["params"]),
+        "rng": jax.random.split(jax.random.PRNGKey(config.seed))[1],
+    }
+    state = jax.device_put(state, replicated)
+    if start:
         state = checkpoint.restore(mngr, checkpoint.abstract(state, replicated))
         print(f"{config.name}: resumed from step {int(state['step'])} ({workdir})", flush=True)
-    # --- compiled steps
-    train_step = jax.jit(
-        make_train_step(model, task, tx),
-        in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0, 1),
-    )
-    eval_step = jax.jit(make_eval_step(model, task), out_shardings=replicated)
     # --- loop
     writer = MetricWriter(workdir)
     step = int(state["step"])
@@ -209,6 +226,14 @@ def train_and_evaluate(
     acc = jax.device_put(TrainMetrics.empty(), replicated)
     train_arrays = {k: arrays[k][train_idx] for k in keys}
     while step < config.steps:
+        if schedule.index_at(step) != plan_k:  # the next block unfreezes: rebuild once
+            plan_k = schedule.index_at(step)
+            old_labels = labels
+            tx, labels, train_step, eval_step = program(plan_k)
+            opt_state = schedule_lib.carry_state(
+                state["opt_state"], old_labels, tx.init(state["params"]), labels
+            )
+            state = jax.device_put({**state, "opt_state": opt_state}, replicated)
         index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
         batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
         state, acc = train_step(state, acc, batch)

@@ -1,0 +1,285 @@
+"""Freeze plans, presets and schedules (jaxseg.surgery.freeze / presets / schedule)."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxseg.models.unet import UNet
+from jaxseg.surgery import freeze, presets, schedule
+from jaxseg.surgery.paths import flatten, unflatten
+
+
+@pytest.fixture(scope="module")
+def params():
+    """Real-valued params of a depth-2, width-4 U-Net with BatchNorm (numpy, no init compile)."""
+    shapes = jax.eval_shape(
+        lambda: UNet(depth=2, width=4).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1)))
+    )
+    rng = np.random.default_rng(0)
+    flat = {
+        p: rng.standard_normal(s.shape).astype(np.float32)
+        for p, s in flatten(shapes["params"]).items()
+    }
+    return unflatten(flat)
+
+
+def rules(resolved, prefix):
+    return {r for p, r in resolved.items() if p.startswith(prefix)}
+
+
+# --- plans ----------------------------------------------------------------------------------
+
+
+def test_parse_reads_regex_rule_pairs_and_normalises_rules():
+    plan = freeze.parse(" encoder/=frozen, decoder/stage_0/=0.1 ,head/=1, .*=train")
+    assert plan == [
+        ("encoder/", "frozen"),
+        ("decoder/stage_0/", 0.1),
+        ("head/", "train"),
+        (".*", "train"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("encoder/", "not 'regex=rule'"),
+        ("", "empty"),
+        ("x=fast", "not 'frozen'"),
+        ("x=0", "must be > 0"),
+    ],
+)
+def test_parse_rejects_bad_plans(spec, match):
+    with pytest.raises(ValueError, match=match):
+        freeze.parse(spec)
+
+
+def test_first_matching_rule_wins(params):
+    resolved = freeze.resolve(
+        params, [("encoder/stage_0/", 0.5), ("encoder/", "frozen"), (".*", "train")]
+    )
+    assert rules(resolved, "encoder/stage_0/") == {0.5}
+    assert rules(resolved, "encoder/stage_1/") == {"frozen"}
+    assert (
+        rules(resolved, "decoder/")
+        == rules(resolved, "head/")
+        == rules(resolved, "bottleneck/")
+        == {"train"}
+    )
+    assert set(resolved) == set(flatten(params))
+
+
+def test_unmatched_parameters_are_listed(params):
+    with pytest.raises(ValueError, match=r"unmatched: \[.*'bottleneck/conv_0/kernel'") as err:
+        freeze.resolve(params, [("encoder/", "frozen"), ("decoder/", "train"), ("head/", "train")])
+    assert "encoder/" not in str(err.value).split("unmatched:")[1]
+
+
+def test_a_rule_matching_nothing_is_an_error(params):
+    with pytest.raises(ValueError, match=r"\['encodr/'\]: matches no parameter"):
+        freeze.resolve(params, [("encodr/", "frozen"), (".*", "train")])
+
+
+def test_invalid_regex_is_named(params):
+    with pytest.raises(ValueError, match=r"regex 'enc\(' is invalid"):
+        freeze.resolve(params, [("enc(", "frozen")])
+
+
+def test_format_plan_prints_block_rules(params):
+    text = freeze.format_plan(freeze.resolve(params, presets.static("encoder", params)))
+    assert re.search(r"encoder/stage_0/\*\s+frozen\s+6", text)
+    assert re.search(r"bottleneck/\*\s+frozen", text) and re.search(
+        r"decoder/stage_1/\*\s+train", text
+    )
+    mixed = freeze.format_plan(freeze.resolve(params, "head/kernel=frozen,.*=train"))
+    assert re.search(r"head/kernel\s+frozen\s+1", mixed) and re.search(
+        r"head/bias\s+train\s+1", mixed
+    )
+
+
+def test_lr_multipliers_scale_sgd_updates_proportionally(params):
+    plan = [("encoder/", 0.25), ("decoder/", 3.0), (".*", "train")]
+    tx = freeze.partition(optax.sgd(0.1), params, plan)
+    grads = jax.tree.map(np.ones_like, params)
+    updates = flatten(tx.update(grads, tx.init(params), params)[0])
+    for path, u in updates.items():
+        m = 0.25 if path.startswith("encoder/") else 3.0 if path.startswith("decoder/") else 1.0
+        np.testing.assert_allclose(np.asarray(u), -0.1 * m * np.ones_like(u), rtol=1e-6)
+
+
+def test_frozen_leaves_stay_bit_identical_under_adamw_with_weight_decay(params):
+    tx = freeze.partition(
+        optax.adamw(0.1, weight_decay=0.5), params, presets.static("decoder", params)
+    )
+    state, p = tx.init(params), params
+    for i in range(3):
+        grads = jax.tree.map(lambda x, i=i: np.full_like(x, i + 1.0), p)
+        updates, state = tx.update(grads, state, p)
+        p = optax.apply_updates(p, updates)
+    before, after = flatten(params), flatten(p)
+    for path in before:
+        same = np.array_equal(before[path], np.asarray(after[path]))
+        assert same == (path.startswith(("decoder/", "head/"))), path
+    moments = [x for x in jax.tree.leaves(state) if np.ndim(x) > 0]
+    n_train = sum(1 for q in before if not q.startswith(("decoder/", "head/")))
+    assert len(moments) == 2 * n_train  # mu and nu for trainable leaves only
+
+
+def test_frozen_norm_regex_selects_batchnorms_with_frozen_scale(params):
+    resolved = freeze.resolve(params, presets.static("encoder", params))
+    regex = freeze.frozen_norm_regex(resolved)
+    assert re.match(regex, "encoder/stage_1/norm_0/bn/") and re.match(
+        regex, "bottleneck/norm_1/bn/"
+    )
+    assert not re.match(regex, "decoder/stage_0/norm_0/bn/")
+    assert not re.match(regex, "encoder/stage_1/norm_0/bn/x/")
+    assert (
+        freeze.frozen_norm_regex(
+            freeze.resolve(params, "none=frozen,.*=train".replace("none=frozen,", ""))
+        )
+        == ""
+    )
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,frozen",
+    [
+        ("none", ()),
+        ("all", ("encoder/", "bottleneck/", "decoder/")),
+        ("encoder", ("encoder/", "bottleneck/")),
+        ("decoder", ("decoder/", "head/")),
+    ],
+)
+def test_static_presets_freeze_exactly_their_part(params, name, frozen):
+    resolved = freeze.resolve(params, presets.static(name, params))
+    assert {p for p, r in resolved.items() if r == "frozen"} == {
+        p for p in resolved if p.startswith(frozen)
+    }
+    assert {r for r in resolved.values()} <= {"frozen", "train"}
+
+
+def test_depth_lr_is_geometric_in_depth(params):
+    resolved = freeze.resolve(params, presets.static("depth_lr:0.3", params))
+    assert rules(resolved, "encoder/stage_0/") == rules(resolved, "decoder/stage_0/") == {"train"}
+    assert rules(resolved, "encoder/stage_1/") == rules(resolved, "decoder/stage_1/") == {0.3}
+    (bottleneck,) = rules(resolved, "bottleneck/")
+    assert bottleneck == pytest.approx(0.09)
+    assert rules(resolved, "head/") == {"train"}
+    assert rules(freeze.resolve(params, presets.static("depth_lr", params)), "bottleneck/") == {
+        0.25
+    }
+
+
+def test_unknown_preset_is_an_error(params):
+    with pytest.raises(ValueError, match="unknown"):
+        presets.static("contracting", params)
+
+
+def test_blocks_follow_the_longest_path_with_the_head_last(params):
+    assert presets.blocks(params) == [
+        "encoder/stage_0/", "encoder/stage_1/", "bottleneck/", "decoder/stage_1/",
+        "(?:decoder/stage_0/|head/)",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("direction", ["shallow_to_deep", "deep_to_shallow"])
+def test_progressive_plans_add_one_block_at_a_time(params, direction):
+    order = [
+        "encoder/stage_0/",
+        "encoder/stage_1/",
+        "bottleneck/",
+        "decoder/stage_1/",
+        ("decoder/stage_0/", "head/"),
+    ]
+    if direction == "deep_to_shallow":
+        order = order[::-1]
+    plans = presets.progressive(direction, params)
+    assert len(plans) == 5  # 2·depth + 1
+    for k, plan in enumerate(plans):
+        trainable = {p for p, r in freeze.resolve(params, plan).items() if r == "train"}
+        assert trainable == {
+            p for p in flatten(params) if p.startswith(tuple(_flat(order[: k + 1])))
+        }
+
+
+def _flat(items):
+    for item in items:
+        yield from (item if isinstance(item, tuple) else (item,))
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def test_schedule_every_epochs_and_at_steps(params):
+    every = schedule.build("shallow_to_deep", params, steps_per_epoch=3, every_epochs=2)
+    assert every.starts == (0, 6, 12, 18, 24)
+    assert [every.index_at(s) for s in (0, 5, 6, 17, 18, 1000)] == [0, 0, 1, 2, 3, 4]
+    at = schedule.build("deep_to_shallow", params, steps_per_epoch=3, at=(2, 4, 7, 9))
+    assert at.starts == (0, 2, 4, 7, 9)
+    static = schedule.build("encoder", params, steps_per_epoch=3)
+    assert static.starts == (0,) and static.index_at(10**6) == 0
+    assert "freeze plan 2/5 from step 2" in at.describe(1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(spec="shallow_to_deep"), "needs unfreeze_every"),
+        (dict(spec="shallow_to_deep", at=(2, 4)), "must list 4 increasing steps"),
+        (dict(spec="shallow_to_deep", at=(4, 2, 6, 8)), "must list 4 increasing steps"),
+        (dict(spec="encoder", every_epochs=1), "need a progressive freeze preset"),
+    ],
+)
+def test_schedule_errors(params, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        schedule.build(params=params, steps_per_epoch=2, **kwargs)
+
+
+def test_steps_per_epoch_rounds_up():
+    assert schedule.steps_per_epoch(10, 4) == 3 and schedule.steps_per_epoch(3, 8) == 1
+
+
+def test_labels_group_leaves_by_when_their_rule_began(params):
+    sched = schedule.build("shallow_to_deep", params, steps_per_epoch=1, every_epochs=1)
+    labels = flatten(sched.labels(2))
+    assert labels["encoder/stage_0/conv_0/kernel"] == "train@0"
+    assert labels["encoder/stage_1/conv_0/kernel"] == "train@1"
+    assert labels["bottleneck/conv_0/kernel"] == "train@2"
+    assert labels["decoder/stage_1/conv_0/kernel"] == "frozen"
+
+
+def test_carry_state_keeps_old_groups_and_starts_new_ones_fresh(params):
+    sched = schedule.build("shallow_to_deep", params, steps_per_epoch=1, every_epochs=1)
+    base = optax.adam(0.01)
+    tx0 = freeze.partition_labels(base, sched.labels(0))
+    state, p = tx0.init(params), params
+    for _ in range(3):
+        updates, state = tx0.update(jax.tree.map(np.ones_like, p), state, p)
+        p = optax.apply_updates(p, updates)
+    tx1 = freeze.partition_labels(base, sched.labels(1))
+    carried = schedule.carry_state(state, sched.labels(0), tx1.init(p), sched.labels(1))
+    old0 = state.inner_states["train@0"].inner_state[0]
+    new0 = carried.inner_states["train@0"].inner_state[0]
+    assert int(new0.count) == 3
+    k = ("encoder", "stage_0", "conv_0", "kernel")
+    assert np.array_equal(_get(new0.mu, k), _get(old0.mu, k))
+    fresh = carried.inner_states["train@1"].inner_state[0]
+    assert int(fresh.count) == 0
+    assert not np.any(_get(fresh.mu, ("encoder", "stage_1", "conv_0", "kernel")))
+    # the carried state drives the new partition without shape errors
+    tx1.update(jax.tree.map(np.ones_like, p), carried, p)
+
+
+def _get(tree, keys):
+    for k in keys:
+        tree = tree[k]
+    return np.asarray(tree)
