@@ -65,3 +65,14 @@ def test_unknown_freeze_preset_is_refused(tiny_run, tiny_fundus, tmp_path):
     run.config.update(freeze="contracting")
     with pytest.raises(ValueError, match="freeze preset 'contracting' is unknown"):
         train_and_evaluate(run.config, run.workdir, tiny_fundus)
+
+
+def test_frozen_preset_keeps_params_and_batch_stats_bit_identical_under_adamw(
+    tiny_run, tiny_fundus, tmp_path
+):
+    run = tiny_run(tmp_path / "run", "scratch")
+    run.config.update(freeze="encoder")
+    run.config.optimizer.update(name="adamw", weight_decay=0.1)
+    train_and_evaluate(run.config, run.workdir, tiny_fundus)
+    moved = moved_blocks(run, tiny_fundus, tmp_path / "init")
+    assert moved == {"decoder/stage_1", "decoder/stage_0"}  # encoder and bottleneck untouched
