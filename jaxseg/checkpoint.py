@@ -19,6 +19,11 @@ def flatten(tree: Any) -> dict[str, Any]:
     return traverse_util.flatten_dict(dict(tree), sep="/") if tree else {}
 
 
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of ``flatten``."""
+    return traverse_util.unflatten_dict(flat, sep="/")
+
+
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     """A manager that saves/restores full states under ``directory`` (absolute path)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
@@ -65,12 +70,34 @@ def _step(mngr: ocp.CheckpointManager, directory: str, step: int | None) -> int:
     return step
 
 
-def leaf_shapes(directory: str, step: int | None = None) -> dict[str, tuple[int, ...]]:
-    """{'params/encoder/.../kernel': shape} of a saved state, read from metadata only."""
+def _leaf_metadata(directory: str, step: int | None) -> dict[str, Any]:
     handler = ocp.StandardCheckpointHandler()
     with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=handler) as mngr:
         tree = mngr.item_metadata(_step(mngr, directory, step)).tree
-    return {p: tuple(m.shape) for p, m in flatten(tree).items() if hasattr(m, "shape")}
+    return {p: m for p, m in flatten(tree).items() if hasattr(m, "shape")}
+
+
+def leaf_shapes(directory: str, step: int | None = None) -> dict[str, tuple[int, ...]]:
+    """{'params/encoder/.../kernel': shape} of a saved state, read from metadata only."""
+    return {p: tuple(m.shape) for p, m in _leaf_metadata(directory, step).items()}
+
+
+def load_variables(
+    directory: str,
+    step: int | None = None,
+    collections: tuple[str, ...] = ("params", "batch_stats"),
+) -> dict[str, Any]:
+    """The model variables {'params': ..., 'batch_stats': ...} of a saved state (latest step).
+
+    Needs no model or config: the target structure is read from the checkpoint's metadata.
+    """
+    target = {
+        p: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
+        for p, m in _leaf_metadata(directory, step).items()
+        if p.split("/")[0] in collections
+    }
+    restored = restore_partial(directory, unflatten(target), step)
+    return {c: restored.get(c, {}) for c in collections}
 
 
 def restore_partial(directory: str, target: Any, step: int | None = None) -> Any:

@@ -30,7 +30,6 @@ if str(REPO) not in sys.path:  # `configs` is a directory of the repo, not an in
 
 from configs import demo  # noqa: E402
 from jaxseg.studies import plan as plan_lib  # noqa: E402
-from jaxseg.surgery import paths  # noqa: E402
 
 _CACHE_ENV = "JAXSEG_TEST_JAX_CACHE"
 
@@ -102,20 +101,8 @@ def read_variables(
     collections: tuple[str, ...] = ("params", "batch_stats"),
 ) -> dict[str, np.ndarray]:
     """{'params/encoder/.../kernel': array} of a saved state (latest step unless ``step``)."""
-    ckpt_dir = os.path.abspath(ckpt_dir)
-    handler = ocp.StandardCheckpointHandler()
-    with ocp.CheckpointManager(ckpt_dir, item_handlers=handler) as mngr:
-        step = mngr.latest_step() if step is None else step
-        assert step is not None, f"no checkpoint under {ckpt_dir}"
-        meta = checkpoint.flatten(mngr.item_metadata(step).tree)
-    wanted = {
-        p: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
-        for p, m in meta.items()
-        if p.split("/")[0] in collections and hasattr(m, "shape")
-    }
-    target = paths.unflatten(wanted)
-    restored = checkpoint.restore_partial(ckpt_dir, target, step)
-    return {p: np.asarray(v) for p, v in checkpoint.flatten(restored).items()}
+    variables = checkpoint.load_variables(os.path.abspath(ckpt_dir), step, collections)
+    return {p: np.asarray(v) for p, v in checkpoint.flatten(variables).items()}
 
 
 def checkpoint_steps(ckpt_dir: str | os.PathLike) -> list[int]:

@@ -10,14 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flax import traverse_util
+from jaxseg.checkpoint import flatten, unflatten
 
-from jaxseg.checkpoint import flatten
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of ``flatten``."""
-    return traverse_util.unflatten_dict(flat, sep="/")
+__all__ = ["flatten", "matches", "select", "selector", "unflatten"]
 
 
 def selector(spec: str) -> str:
