@@ -1,0 +1,1 @@
+"""What transferred: activation capture, maps, maximisation and representation similarity."""
