@@ -68,10 +68,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.scratch = stage("segmentation", "adam", 1e-3, 150, "budget", model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
+    # What transferred: activation maps, maximisation and per-stage similarity of the first split.
+    config.explain = ml_collections.ConfigDict(
+        dict(enabled=False, layers=r"^(encoder/stage_\d+|bottleneck)$", num_images=4, channels=8,
+             steps=64)
+    )  # fmt: skip
     if "tiny" in args:
         config.data.num_images, config.data.image_size = 40, 32
         config.protocol.update(folds=2, run_folds=2, budgets=(4,))
         model.update(depth=2, width=4)
         for s in config.stages.values():
             s.update(steps=6, batch_size=4, log_every=3, checkpoint_every=3)
+        config.explain.update(num_images=2, channels=2, steps=4)
     return config

@@ -37,7 +37,7 @@ _CACHE_ENV = "JAXSEG_TEST_JAX_CACHE"
 def pytest_configure(config: pytest.Config) -> None:
     cache = os.environ.get(_CACHE_ENV)
     if not cache:
-        if config.cache is not None:
+        if getattr(config, "cache", None) is not None:
             cache = str(config.cache.mkdir("jax-compilation-cache"))
         else:  # -p no:cacheprovider
             cache = os.path.join(tempfile.gettempdir(), "jaxseg-test-jax-cache")

@@ -42,8 +42,34 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             results.append(done[run.workdir])
         rows += results_lib.rows_for(arm, runs, results)
     results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
-    write_report(config, workdir, rows, dataset)
+    report = write_report(config, workdir, rows, dataset)
+    if "explain" in config and config.explain.enabled:
+        index = explain_first_split(config, workdir, planned)
+        with open(os.path.join(workdir, "report.md"), "w") as f:
+            f.write(report + f"\n## What transferred\n\nSee [{index}]({index}).\n")
     return rows
+
+
+def explain_first_split(config: ml_collections.ConfigDict, workdir: str, planned) -> str:
+    """Figures for every stage run of the first fold, seed and budget, labelled by stage;
+    returns the index path relative to ``workdir``."""
+    from jaxseg.explain.report import explain_runs  # matplotlib only when asked for
+
+    first = planned[0][1][-1]
+    runs = {}
+    for _, chain in planned:
+        for run in chain:
+            if (
+                run.fold == first.fold
+                and run.seed == first.seed
+                and run.budget in (0, first.budget)
+            ):
+                runs.setdefault(run.stage, run.workdir)
+    e = config.explain
+    explain_runs(
+        runs, os.path.join(workdir, "explain"), e.layers, e.num_images, e.channels, e.steps
+    )
+    return os.path.join("explain", "index.md")
 
 
 def write_report(
