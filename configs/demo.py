@@ -28,7 +28,11 @@ def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
     """A stage: ``labels`` 'all' trains on every training image of the fold (the cheap labels),
     'budget' on the label-budget subset (the expensive masks). ``freeze`` is a preset of
     ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
-    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps."""
+    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. ``val_fraction`` > 0
+    carves a group-aware validation split from the stage's training images, validated every
+    ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's primary metric);
+    ``patience`` evaluations without a ``min_delta`` gain stop the stage (0: never), and the test
+    metrics come from the best validation checkpoint."""
     cfg = ml_collections.ConfigDict(
         dict(
             task=task, loss="", steps=steps, batch_size=8, labels=labels,
@@ -36,6 +40,7 @@ def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", subtrees="", rename="", allow=""),
             freeze="none", unfreeze_every=0, unfreeze_at=(),
+            val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
             log_every=150, checkpoint_every=300,
         )
     )  # fmt: skip

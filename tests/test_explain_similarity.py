@@ -1,22 +1,11 @@
-"""Linear CKA, per-stage conv-kernel distance, stage groups and the similarity table."""
+"""Linear CKA and the similarity table (weight distances: tests/test_eval_weights.py)."""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import checkpoint
-from jaxseg.explain.similarity import (
-    activation_cka,
-    bidirectional,
-    linear_cka,
-    similarity_table,
-    stage_groups,
-    weight_distance,
-)
-from jaxseg.models.unet import Localizer, UNet
+from jaxseg.explain.similarity import activation_cka, linear_cka, similarity_table
 
 RNG = np.random.default_rng(0)
 
@@ -102,120 +91,7 @@ def test_activation_cka_mismatched_paths():
         activation_cka({"bottleneck": x, "head": x}, {"bottleneck": x, "decoder": x})
 
 
-# ---- stage groups ----------------------------------------------------------------------------
-
-
-def abstract_params(model) -> dict:
-    return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1)))["params"]
-
-
-def test_stage_groups_of_a_depth_2_unet_follow_the_longest_path():
-    groups = stage_groups(abstract_params(UNet(depth=2, width=4)))
-    order = [
-        "encoder/stage_0",
-        "encoder/stage_1",
-        "bottleneck",
-        "decoder/stage_1",
-        "decoder/stage_0",
-        "head",
-    ]
-    assert list(groups) == order
-    assert groups == {g: g for g in order}
-    assert list(stage_groups(abstract_params(Localizer(depth=2, width=4)))) == [
-        "encoder/stage_0",
-        "encoder/stage_1",
-        "bottleneck",
-        "head",
-    ]
-
-
-def test_stage_groups_sort_stage_numbers_numerically():
-    flat = {f"encoder/stage_{i}/conv_0/kernel": 0 for i in (10, 2, 0)}
-    assert list(stage_groups(flat)) == ["encoder/stage_0", "encoder/stage_2", "encoder/stage_10"]
-
-
-# ---- weight distance -------------------------------------------------------------------------
-
-
-def hand_trees() -> tuple[dict, dict]:
-    """Two flat trees whose conv kernels differ by known amounts (see the test)."""
-    a = {
-        "encoder/stage_0/conv_0/kernel": np.zeros((3, 3, 1, 2)),  # 18 values, all differ by 2
-        "encoder/stage_0/conv_1/kernel": np.zeros((1, 1, 4, 4)),  # 16 values, one differs by 12
-        "encoder/stage_0/norm_0/bn/scale": np.ones(2),
-        "encoder/stage_1/conv_0/kernel": np.zeros((2, 2, 2, 2)),  # 16 values, all differ by 1
-        "encoder/stage_10/conv_0/kernel": np.zeros((1, 1, 1, 4)),  # 4 values, all differ by 5
-        "bottleneck/conv_0/kernel": np.ones((1, 1, 2, 2)),  # identical
-        "decoder/stage_0/up/kernel": np.zeros((2, 2, 2, 1)),  # 8 values, one differs by 4
-        "decoder/stage_0/up/bias": np.zeros(1),
-        "head/kernel": np.zeros((4, 1)),  # dense: excluded
-        "head/bias": np.zeros(1),
-    }
-    b = {p: v.copy() for p, v in a.items()}
-    b["encoder/stage_0/conv_0/kernel"] += 2
-    b["encoder/stage_0/conv_1/kernel"][0, 0, 1, 2] = 12
-    b["encoder/stage_0/norm_0/bn/scale"] += 50
-    b["encoder/stage_1/conv_0/kernel"] -= 1
-    b["encoder/stage_10/conv_0/kernel"] += 5
-    b["decoder/stage_0/up/kernel"][1, 0, 1, 0] = -4
-    b["decoder/stage_0/up/bias"] += 100
-    b["head/kernel"] += 100
-    return checkpoint.unflatten(a), checkpoint.unflatten(b)
-
-
-def test_weight_distance_by_hand():
-    a, b = hand_trees()
-    # RMS per kernel: 2, 12/4 = 3, 1, 5, 0, 4/sqrt(8) = sqrt(2); the head is dense
-    expected = {
-        "encoder/stage_0": (2 + 3) / 2,
-        "encoder/stage_1": 1.0,
-        "encoder/stage_10": 5.0,
-        "bottleneck": 0.0,
-        "decoder/stage_0": np.sqrt(2),
-        "all": (2 + 3 + 1 + 5 + 0 + np.sqrt(2)) / 6,
-    }
-    out = weight_distance(a, b)
-    assert list(out) == list(expected)  # no 'head': it has no conv kernel
-    for k, v in expected.items():
-        assert out[k] == pytest.approx(v, abs=1e-12), k
-    custom = weight_distance(a, b, {"shallow": "encoder/stage_[01]", "deep": "bottleneck+decoder"})
-    assert custom == pytest.approx({"shallow": 2.0, "deep": np.sqrt(2) / 2, "all": out["all"]})
-
-
-def test_weight_distance_identical_trees_is_zero():
-    a, _ = hand_trees()
-    assert set(weight_distance(a, a).values()) == {0.0}
-
-
-def test_weight_distance_on_a_unet_includes_the_1x1_conv_head():
-    params = abstract_params(UNet(depth=2, width=4))
-    a = jax.tree.map(lambda s: RNG.normal(size=s.shape), params)
-    b = jax.tree.map(np.copy, a)
-    b["decoder"]["stage_1"]["up"]["kernel"] += 1.0
-    b["head"]["kernel"] += 3.0
-    out = weight_distance(a, b)
-    assert out["decoder/stage_1"] == pytest.approx(1 / 3)  # up, conv_0, conv_1
-    assert out["head"] == pytest.approx(3.0)
-    assert out["all"] == pytest.approx(4 / 13)  # 4 encoder, 2 bottleneck, 6 decoder, head
-    assert out["encoder/stage_0"] == out["bottleneck"] == 0.0
-
-
-def test_weight_distance_errors():
-    a, b = hand_trees()
-    b["bottleneck"]["conv_0"]["kernel"] = np.ones((1, 1, 2, 3))
-    with pytest.raises(ValueError, match=r"bottleneck/conv_0/kernel: \(1, 1, 2, 2\) vs"):
-        weight_distance(a, b)
-    del b["bottleneck"]
-    with pytest.raises(ValueError, match=r"only one tree: \['bottleneck/conv_0/kernel'\]"):
-        weight_distance(a, b)
-    with pytest.raises(ValueError, match=r"'typo'.*selects no parameter"):
-        weight_distance(a, a, {"typo": "encodr"})
-
-
-def test_bidirectional_averages_per_key():
-    assert bidirectional({"a": 1.0, "all": 3.0}, {"all": 5.0, "a": 2.0}) == {"a": 1.5, "all": 4.0}
-    with pytest.raises(ValueError, match=r"only in d_ab \['b'\]"):
-        bidirectional({"a": 1.0, "b": 1.0}, {"a": 1.0})
+# ---- similarity table ----------------------------------------------------------------------
 
 
 def test_similarity_table_rows_and_missing_values():

@@ -84,3 +84,26 @@ def label_budget(train_idx: np.ndarray, budget: float | int, seed: int) -> np.nd
         n = max(1, round(float(budget) * m))
     perm = np.random.default_rng(seed).permutation(m)
     return np.sort(train_idx[perm[:n]])
+
+
+def validation_split(
+    train_idx: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Carve a validation set out of the training indices, group-aware: (train, val), sorted.
+
+    About ``fraction`` of the training *groups* (at least one, and at least one left to train on)
+    go to validation, chosen by a permutation seeded with ``seed``; a group never straddles.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    train_idx = np.asarray(train_idx)
+    uniq = np.unique(np.asarray(groups)[train_idx])
+    if len(uniq) < 2:
+        raise ValueError(
+            f"cannot carve a validation set from {len(train_idx)} training examples in "
+            f"{len(uniq)} group(s); set val_fraction=0 or raise the label budget"
+        )
+    n_val = min(max(1, round(fraction * len(uniq))), len(uniq) - 1)
+    chosen = np.random.default_rng([seed, 7]).permutation(uniq)[:n_val]
+    is_val = np.isin(np.asarray(groups)[train_idx], chosen)
+    return np.sort(train_idx[~is_val]), np.sort(train_idx[is_val])

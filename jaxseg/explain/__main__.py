@@ -7,6 +7,7 @@ import sys
 
 from absl import app, flags, logging
 
+from jaxseg.eval.weights import parse_runs
 from jaxseg.xla_flags import set_fast_cpu_flags
 
 _RUNS = flags.DEFINE_list("runs", None, "label=stage_workdir pairs; the first is the reference.")
@@ -16,18 +17,6 @@ _IMAGES = flags.DEFINE_integer("num_images", 4, "Held-out images to show.")
 _CHANNELS = flags.DEFINE_integer("channels", 8, "Channels maximised per layer.")
 _STEPS = flags.DEFINE_integer("steps", 64, "Gradient-ascent steps of activation maximisation.")
 flags.mark_flags_as_required(["runs", "out"])
-
-
-def parse_runs(items: list[str]) -> dict[str, str]:
-    """['a=DIR', ...] -> {'a': 'DIR'}; a bare DIR is labelled by its last path component."""
-    runs = {}
-    for item in items:
-        label, sep, path = item.partition("=")
-        label, path = (label, path) if sep else (item.rstrip("/").split("/")[-1], item)
-        if label in runs:
-            raise ValueError(f"--runs names {label!r} twice")
-        runs[label] = path
-    return runs
 
 
 def main(argv: list[str]) -> None:

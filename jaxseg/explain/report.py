@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from jaxseg import data
+from jaxseg.eval import weights
 from jaxseg.explain import figures, maximize, similarity
 from jaxseg.explain.capture import capture, load_run
 from jaxseg.surgery.paths import select, unflatten
@@ -74,15 +75,15 @@ def explain_runs(
         # its dense head is no conv kernel).
         groups = {
             g: spec
-            for g, spec in similarity.stage_groups(base_params).items()
-            if set(similarity.conv_kernels(unflatten(select(base_params, spec))))
-            == set(similarity.conv_kernels(unflatten(select(params, spec))))
+            for g, spec in weights.stage_groups(base_params).items()
+            if set(weights.conv_kernels(unflatten(select(base_params, spec))))
+            == set(weights.conv_kernels(unflatten(select(params, spec))))
             != set()
         }
         shared_spec = "+".join(groups.values())
         a, b = (unflatten(select(t, shared_spec)) for t in (base_params, params))
-        distance = similarity.bidirectional(
-            similarity.weight_distance(a, b, groups), similarity.weight_distance(b, a, groups)
+        distance = weights.bidirectional(
+            weights.weight_distance(a, b, groups), weights.weight_distance(b, a, groups)
         )
         common = set(stage_acts[first_label]) & set(stage_acts[label])
         cka = similarity.activation_cka(

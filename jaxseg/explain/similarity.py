@@ -1,19 +1,12 @@
-"""Compare two networks stage by stage: representation similarity (linear CKA of activations)
-and the distance between their learned convolution kernels, as a Markdown table.
-
-Stages follow the parameter-tree contract (docs/design.md §2): ``encoder/stage_i``,
-``bottleneck``, ``decoder/stage_i`` and ``head``, named by selectors (``surgery.paths``).
+"""Compare two networks' representations stage by stage: linear CKA of their activations, and
+the Markdown table that sets it beside method 5's weight distance (``jaxseg.eval.weights``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
-
-from jaxseg.checkpoint import flatten
-from jaxseg.surgery import paths
 
 
 def linear_cka(x: Any, y: Any) -> float:
@@ -53,80 +46,6 @@ def activation_cka(acts_a: dict[str, Any], acts_b: dict[str, Any]) -> dict[str, 
         a, b = np.asarray(a), np.asarray(acts_b[path])
         out[path] = linear_cka(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
     return out
-
-
-def stage_groups(params: Any) -> dict[str, str]:
-    """{group name: selector} of the U-Net stages present in ``params`` (nested or flat), along
-    the longest path: encoder/stage_0..L-1, bottleneck, decoder/stage_L-1..0, head."""
-    keys = [p.split("/") for p in flatten(params)]
-    roots = {k[0] for k in keys}
-
-    def stages(part: str) -> list[int]:
-        found = {int(k[1][6:]) for k in keys if k[0] == part and re.fullmatch(r"stage_\d+", k[1])}
-        return sorted(found)
-
-    names = [f"encoder/stage_{i}" for i in stages("encoder")]
-    names += ["bottleneck"] if "bottleneck" in roots else []
-    names += [f"decoder/stage_{i}" for i in reversed(stages("decoder"))]
-    names += ["head"] if "head" in roots else []
-    return {name: name for name in names}
-
-
-def conv_kernels(params: Any) -> dict[str, np.ndarray]:
-    """{path: kernel} of the convolution (and transposed-convolution) kernels: the leaves named
-    'kernel' with ndim ≥ 3 (dense kernels are 2-D and left out)."""
-    return {
-        p: np.asarray(v)
-        for p, v in flatten(params).items()
-        if p.rsplit("/", 1)[-1] == "kernel" and np.ndim(v) >= 3
-    }
-
-
-def weight_distance(
-    params_a: Any, params_b: Any, groups: dict[str, str] | None = None
-) -> dict[str, float]:
-    """{group: mean over the group's conv kernels of ||Wa - Wb||_2 / sqrt(Wa.size)}, i.e. the
-    average root-mean-square difference of their convolution kernels (``conv_kernels``), plus
-    'all' over every conv kernel of the net.
-
-    ``groups`` maps names to selectors (default ``stage_groups(params_a)``); a group without
-    conv kernels (e.g. a dense head) is left out. Raises when the trees' conv kernels differ in
-    paths or shapes, or a selector selects no parameter.
-    """
-    ka, kb = conv_kernels(params_a), conv_kernels(params_b)
-    missing = sorted(set(ka) ^ set(kb))
-    if missing:
-        raise ValueError(f"conv kernels in only one tree: {missing}")
-    shapes = [f"{p}: {ka[p].shape} vs {kb[p].shape}" for p in ka if ka[p].shape != kb[p].shape]
-    if shapes:
-        raise ValueError(f"conv kernel shapes differ: {shapes}")
-    rms = {
-        p: float(np.linalg.norm((ka[p].astype(np.float64) - kb[p]).ravel()) / np.sqrt(ka[p].size))
-        for p in ka
-    }
-    out = {}
-    flat = list(flatten(params_a))
-    for name, spec in (stage_groups(params_a) if groups is None else groups).items():
-        regex = paths.selector(spec)
-        if not any(paths.matches(regex, p) for p in flat):
-            raise ValueError(f"group {name!r}: selector {spec!r} selects no parameter")
-        values = [d for p, d in rms.items() if paths.matches(regex, p)]
-        if values:
-            out[name] = float(np.mean(values))
-    if rms:
-        out["all"] = float(np.mean(list(rms.values())))
-    return out
-
-
-def bidirectional(d_ab: dict[str, float], d_ba: dict[str, float]) -> dict[str, float]:
-    """{key: (d_ab + d_ba) / 2}: the mean of the two directional distances (d(A(s), B|A(s)) and
-    d(B(s), A|B(s))), in ``d_ab``'s order. Both must hold the same keys."""
-    if set(d_ab) != set(d_ba):
-        raise ValueError(
-            f"keys differ: only in d_ab {sorted(set(d_ab) - set(d_ba))}, "
-            f"only in d_ba {sorted(set(d_ba) - set(d_ab))}"
-        )
-    return {k: (d_ab[k] + d_ba[k]) / 2 for k in d_ab}
 
 
 def similarity_table(cka: dict[str, float], distance: dict[str, float]) -> str:

@@ -24,6 +24,7 @@ from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.tasks import Task
 from jaxseg.train import batches, optimizers
 from jaxseg.train import mesh as mesh_lib
+from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
 from jaxseg.train.state import TrainMetrics, TrainState
 from jaxseg.train.writers import MetricWriter
@@ -175,6 +176,11 @@ def train_and_evaluate(
     task = tasks.build(config.task, config.loss, num_classes)
     task.check(arrays, dataset.name)
     train_idx, test_idx = split_indices(config, dataset, task)
+    val_idx = np.zeros(0, dtype=int)
+    if config.val_fraction:
+        train_idx, val_idx = splits.validation_split(
+            train_idx, arrays["group"], config.val_fraction, config.split.seed
+        )
     keys = task.keys
     # --- model, mesh, state
     mesh = mesh_lib.data_mesh()
@@ -219,13 +225,44 @@ def train_and_evaluate(
     if start:
         state = checkpoint.restore(mngr, checkpoint.abstract(state, replicated))
         print(f"{config.name}: resumed from step {int(state['step'])} ({workdir})", flush=True)
+    # --- early stopping on the validation split (its state is saved beside the checkpoints)
+    stopper = EarlyStopping(config.monitor or task.primary, config.patience, config.min_delta)
+    eval_every = config.eval_every or config.checkpoint_every
+    val_arrays = {k: arrays[k][val_idx] for k in keys}
+    best_mngr = (
+        checkpoint.manager(os.path.join(workdir, "checkpoints_best"), max_to_keep=1)
+        if len(val_idx)
+        else None
+    )
+    stop_path = os.path.join(workdir, "early_stopping.json")
+    if start and os.path.exists(stop_path):
+        with open(stop_path) as f:
+            saved = json.load(f)
+        if saved["step"] <= start:
+            stopper = EarlyStopping(**saved)
+
+    def validate(step: int, state: TrainState) -> None:
+        per = evaluate(eval_step, state, val_arrays, task, config, mesh)
+        if stopper.monitor not in per:
+            raise ValueError(
+                f"stage {config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
+                f"{task.name!r} ({sorted(per)})"
+            )
+        means = {k: float(np.mean(v)) for k, v in per.items()}
+        writer.write(step, {f"val/{k}": v for k, v in means.items()})
+        if stopper.update(step, means[stopper.monitor]):
+            checkpoint.save(best_mngr, step, state)
+        write_json_atomic(stop_path, stopper.to_dict())
+
     # --- loop
     writer = MetricWriter(workdir)
     step = int(state["step"])
+    if start and len(val_idx) and stopper.step < step and step % eval_every == 0:
+        validate(step, state)  # killed between saving the checkpoint and validating it
     progress = Progress(config.steps, config.batch_size)
     acc = jax.device_put(TrainMetrics.empty(), replicated)
     train_arrays = {k: arrays[k][train_idx] for k in keys}
-    while step < config.steps:
+    while step < config.steps and not stopper.should_stop:
         if schedule.index_at(step) != plan_k:  # the next block unfreezes: rebuild once
             plan_k = schedule.index_at(step)
             old_labels = labels
@@ -242,7 +279,9 @@ def train_and_evaluate(
             jax.block_until_ready(state)
             progress.tick(step)
         last = step == config.steps
-        if step % config.log_every == 0 or last or step % config.checkpoint_every == 0:
+        evaluating = len(val_idx) > 0 and (step % eval_every == 0 or last)
+        saving = step % config.checkpoint_every == 0 or last or evaluating
+        if step % config.log_every == 0 or saving:
             summary = jax.device_get(acc.compute())
             bad = int(summary["nonfinite_step"])
             if bad >= 0:
@@ -255,10 +294,21 @@ def train_and_evaluate(
             scalars = {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)}
             writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
             acc = jax.device_put(TrainMetrics.empty(), replicated)
-            if step % config.checkpoint_every == 0 or last:
+            if saving:
                 checkpoint.save(mngr, step, state)
+            if evaluating:
+                validate(step, state)
+    if stopper.should_stop:
+        print(
+            f"{config.name}: stopped early at step {step}; best {stopper.monitor} "
+            f"{stopper.best:.4f} at step {stopper.best_step}",
+            flush=True,
+        )
     mngr.close()
-    # --- evaluation
+    # --- evaluation (of the best validation checkpoint when there is a validation split)
+    if best_mngr is not None:
+        state = checkpoint.restore(best_mngr, checkpoint.abstract(state, replicated))
+        best_mngr.close()
     test_arrays = {k: arrays[k][test_idx] for k in keys}
     per_example = evaluate(eval_step, state, test_arrays, task, config, mesh)
     means = {name: float(np.mean(v)) for name, v in per_example.items()}
@@ -272,8 +322,11 @@ def train_and_evaluate(
         "per_example": {k: v.tolist() for k, v in per_example.items()},
         "test_index": test_idx.tolist(),
         "n_train": len(train_idx),
+        "n_val": len(val_idx),
         "n_test": len(test_idx),
         "steps": step,
+        "evaluated_step": int(state["step"]),
+        "early_stopping": stopper.to_dict() if len(val_idx) else None,
     }
     write_json_atomic(os.path.join(workdir, RESULT), result)
     return result

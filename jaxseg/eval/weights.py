@@ -1,0 +1,337 @@
+"""Method 5: distances between the learned convolution kernels of networks, per stage, per depth
+and as a matrix over several runs.
+
+The distance of two nets over a group of conv kernels is the mean over the group's kernels of
+their root-mean-square difference ``||Wa - Wb||_2 / sqrt(W.size)`` (``weight_distance``). For
+two fixed trees it is symmetric. Method 5's *asymmetric* bidirectional distances come from
+*which* nets are compared: d(A(s), B|A(s)) compares the scratch net of tissue A with the net
+fine-tuned from it onto B, d(B(s), A|B(s)) the scratch net of B with the net fine-tuned from it
+onto A; ``bidirectional`` averages the two and ``asymmetry`` takes their difference.
+
+Groups follow the parameter-tree contract (docs/design.md §2) and are named by selectors
+(``surgery.paths``): ``encoder/stage_i``, ``bottleneck``, ``decoder/stage_i``, ``head``, or per
+resolution level ``level_i`` = encoder + decoder stage i.
+
+CLI: ``python -m jaxseg.eval.weights --runs=a=DIR,b=DIR,... [--group=all] [--out=DIR]`` prints
+the per-stage and per-depth distances of every pair and the distance matrix of ``--group``, and
+with ``--out`` writes ``weights.md``, ``weight_matrix.csv`` and (when
+``jaxseg.studies.figures.heatmap`` exists) ``weight_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxseg import checkpoint
+from jaxseg.checkpoint import flatten
+from jaxseg.surgery import paths
+
+# ---- groups and kernels ----------------------------------------------------------------------
+
+
+def _stage_indices(params: Any, part: str) -> list[int]:
+    """The sorted i of the ``part/stage_i`` subtrees of ``params`` (nested or flat)."""
+    found = set()
+    for p in flatten(params):
+        keys = p.split("/")
+        if len(keys) > 1 and keys[0] == part and re.fullmatch(r"stage_\d+", keys[1]):
+            found.add(int(keys[1][6:]))
+    return sorted(found)
+
+
+def stage_groups(params: Any) -> dict[str, str]:
+    """{group name: selector} of the U-Net stages present in ``params`` (nested or flat), along
+    the longest path: encoder/stage_0..L-1, bottleneck, decoder/stage_L-1..0, head."""
+    roots = {p.split("/")[0] for p in flatten(params)}
+    names = [f"encoder/stage_{i}" for i in _stage_indices(params, "encoder")]
+    names += ["bottleneck"] if "bottleneck" in roots else []
+    names += [f"decoder/stage_{i}" for i in reversed(_stage_indices(params, "decoder"))]
+    names += ["head"] if "head" in roots else []
+    return {name: name for name in names}
+
+
+def depth_groups(params: Any) -> dict[str, str]:
+    """{group name: selector} per resolution level, shallow to deep: ``level_i`` =
+    ``encoder/stage_i+decoder/stage_i`` (the stages at 1/2^i), then ``bottleneck``. The head is
+    in no level."""
+    levels = sorted(set(_stage_indices(params, "encoder")) | set(_stage_indices(params, "decoder")))
+    groups = {f"level_{i}": f"encoder/stage_{i}+decoder/stage_{i}" for i in levels}
+    if any(p.split("/")[0] == "bottleneck" for p in flatten(params)):
+        groups["bottleneck"] = "bottleneck"
+    return groups
+
+
+def conv_kernels(params: Any) -> dict[str, np.ndarray]:
+    """{path: kernel} of the convolution (and transposed-convolution) kernels: the leaves named
+    'kernel' with ndim ≥ 3 (dense kernels are 2-D and left out)."""
+    return {
+        p: np.asarray(v)
+        for p, v in flatten(params).items()
+        if p.rsplit("/", 1)[-1] == "kernel" and np.ndim(v) >= 3
+    }
+
+
+# ---- distances -------------------------------------------------------------------------------
+
+
+def weight_distance(
+    params_a: Any, params_b: Any, groups: dict[str, str] | None = None
+) -> dict[str, float]:
+    """{group: mean over the group's conv kernels of ||Wa - Wb||_2 / sqrt(Wa.size)}, i.e. the
+    average root-mean-square difference of their convolution kernels (``conv_kernels``), plus
+    'all' over every conv kernel of the net. Symmetric in a and b.
+
+    ``groups`` maps names to selectors (default ``stage_groups(params_a)``); a group without
+    conv kernels (e.g. a dense head) is left out. Raises when the trees' conv kernels differ in
+    paths or shapes, or a selector selects no parameter.
+    """
+    ka, kb = conv_kernels(params_a), conv_kernels(params_b)
+    missing = sorted(set(ka) ^ set(kb))
+    if missing:
+        raise ValueError(f"conv kernels in only one tree: {missing}")
+    shapes = [f"{p}: {ka[p].shape} vs {kb[p].shape}" for p in ka if ka[p].shape != kb[p].shape]
+    if shapes:
+        raise ValueError(f"conv kernel shapes differ: {shapes}")
+    rms = {
+        p: float(np.linalg.norm((ka[p].astype(np.float64) - kb[p]).ravel()) / np.sqrt(ka[p].size))
+        for p in ka
+    }
+    out = {}
+    flat = list(flatten(params_a))
+    for name, spec in (stage_groups(params_a) if groups is None else groups).items():
+        regex = paths.selector(spec)
+        if not any(paths.matches(regex, p) for p in flat):
+            raise ValueError(f"group {name!r}: selector {spec!r} selects no parameter")
+        values = [d for p, d in rms.items() if paths.matches(regex, p)]
+        if values:
+            out[name] = float(np.mean(values))
+    if rms:
+        out["all"] = float(np.mean(list(rms.values())))
+    return out
+
+
+def per_depth(params_a: Any, params_b: Any) -> dict[str, float]:
+    """{'level_0', ..., 'level_{L-1}', 'bottleneck': distance}: ``weight_distance`` with the
+    conv kernels of encoder and decoder stage i pooled into 'level_i' (``depth_groups``), the
+    per-depth profile that method 5 plots. Levels without conv kernels are left out."""
+    out = weight_distance(params_a, params_b, depth_groups(params_a))
+    out.pop("all", None)
+    return out
+
+
+def _check_same_keys(d_ab: Mapping[str, float], d_ba: Mapping[str, float]) -> None:
+    if set(d_ab) != set(d_ba):
+        raise ValueError(
+            f"keys differ: only in d_ab {sorted(set(d_ab) - set(d_ba))}, "
+            f"only in d_ba {sorted(set(d_ba) - set(d_ab))}"
+        )
+
+
+def bidirectional(d_ab: dict[str, float], d_ba: dict[str, float]) -> dict[str, float]:
+    """{key: (d_ab + d_ba) / 2}: the mean of the two directional distances (d(A(s), B|A(s)) and
+    d(B(s), A|B(s))), in ``d_ab``'s order. Both must hold the same keys."""
+    _check_same_keys(d_ab, d_ba)
+    return {k: (d_ab[k] + d_ba[k]) / 2 for k in d_ab}
+
+
+def asymmetry(d_ab: dict[str, float], d_ba: dict[str, float]) -> dict[str, float]:
+    """{key: d_ab - d_ba}, in ``d_ab``'s order: how much further fine-tuning moved A's scratch
+    net towards B (d(A(s), B|A(s))) than B's towards A (d(B(s), A|B(s))). Method 5 reads a
+    positive value for (F, T) as: fine-tuning from F onto T moves the weights further than
+    fine-tuning from T onto F. Both must hold the same keys."""
+    _check_same_keys(d_ab, d_ba)
+    return {k: d_ab[k] - d_ba[k] for k in d_ab}
+
+
+def distance_matrix(
+    params: Mapping[str, Any], groups: dict[str, str] | None = None, group: str = "all"
+) -> tuple[list[str], np.ndarray]:
+    """(labels, D [R,R]) with D[i,j] = ``weight_distance(params[i], params[j], groups)[group]``
+    for the R labelled trees of ``params``: zero diagonal and symmetric by construction (the RMS
+    distance of two fixed trees is symmetric, so only i < j are computed).
+
+    Method 5's asymmetry is not a property of this matrix: it arises from which nets are compared
+    (e.g. A(s) vs B|A(s) against B(s) vs A|B(s)); put those nets in ``params`` and read the two
+    entries, or use ``asymmetry``. ``groups`` defaults to ``stage_groups`` of the first tree;
+    ``group`` must be 'all' or one of its names. Raises on trees whose conv kernels differ.
+    """
+    labels = list(params)
+    trees = [params[k] for k in labels]
+    matrix = np.zeros((len(labels), len(labels)))
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            d = weight_distance(trees[i], trees[j], groups)
+            if group not in d:
+                raise ValueError(f"group {group!r} has no conv kernel; groups: {list(d)}")
+            matrix[i, j] = matrix[j, i] = d[group]
+    return labels, matrix
+
+
+# ---- I/O -------------------------------------------------------------------------------------
+
+
+def checkpoint_dir(path: str) -> str:
+    """The orbax checkpoint directory of ``path``: ``path/checkpoints`` for a stage directory,
+    else ``path`` itself. Raises FileNotFoundError when the directory does not exist."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no such directory: {path}")
+    nested = os.path.join(path, "checkpoints")
+    return nested if os.path.isdir(nested) else path
+
+
+def load_params(workdir_or_ckpt: str, step: int | None = None) -> dict[str, Any]:
+    """The ``params`` tree (numpy arrays) of the latest (or given) checkpoint of a stage
+    directory (holding ``checkpoints/``) or of a checkpoints directory itself."""
+    directory = checkpoint_dir(workdir_or_ckpt)
+    variables = checkpoint.load_variables(directory, step, collections=("params",))
+    if not variables["params"]:
+        raise ValueError(f"the checkpoint under {directory} holds no params")
+    return checkpoint.unflatten({p: np.asarray(v) for p, v in flatten(variables["params"]).items()})
+
+
+def markdown_matrix(labels: Sequence[str], matrix: Any, fmt: str = ".4g") -> str:
+    """Markdown table of a square matrix: a header row of ``labels``, then one row per label with
+    its values formatted by ``fmt``."""
+    matrix = np.asarray(matrix)
+    if matrix.shape != (len(labels), len(labels)):
+        raise ValueError(f"matrix of shape {matrix.shape} for {len(labels)} labels")
+    rows = ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for label, values in zip(labels, matrix, strict=True):
+        rows.append(f"| {label} | " + " | ".join(format(v, fmt) for v in values) + " |")
+    return "\n".join(rows)
+
+
+def markdown_columns(
+    columns: Mapping[str, Mapping[str, float]], first: str = "stage", fmt: str = ".4g"
+) -> str:
+    """Markdown table with one column per entry of ``columns`` ({column: {row: value}}) and one
+    row per key in order of first appearance; '—' marks a missing value."""
+    keys = list(dict.fromkeys(k for col in columns.values() for k in col))
+    rows = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for k in keys:
+        cells = (format(col[k], fmt) if k in col else "—" for col in columns.values())
+        rows.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def csv_matrix(labels: Sequence[str], matrix: Any) -> str:
+    """CSV of a square matrix: header ``,label...``, then ``label,value...`` rows (repr floats)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["", *labels])
+    for label, values in zip(labels, np.asarray(matrix), strict=True):
+        writer.writerow([label, *(repr(float(v)) for v in values)])
+    return out.getvalue()
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+
+def parse_runs(items: Sequence[str]) -> dict[str, str]:
+    """['a=DIR', ...] -> {'a': 'DIR'}; a bare DIR is labelled by its last path component."""
+    runs = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        label, path = (label, path) if sep else (item.rstrip("/").split("/")[-1], item)
+        if label in runs:
+            raise ValueError(f"--runs names {label!r} twice")
+        runs[label] = path
+    return runs
+
+
+def report(runs: Mapping[str, str], group: str = "all", out_dir: str | None = None) -> str:
+    """Load the ``runs`` ({label: stage or checkpoints dir}), compare every pair and return the
+    Markdown report; with ``out_dir``, also write weights.md, weight_matrix.csv and, if
+    ``jaxseg.studies.figures.heatmap`` exists, weight_matrix.png (else print a note)."""
+    if len(runs) < 2:
+        raise ValueError(f"--runs needs at least two runs to compare, got {list(runs)}")
+    params = {label: load_params(path) for label, path in runs.items()}
+    first = next(iter(params.values()))
+    groups = {**stage_groups(first), **depth_groups(first)}
+    labels = list(params)
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+    stages = {f"{a} vs {b}": weight_distance(params[a], params[b]) for a, b in pairs}
+    depths = {f"{a} vs {b}": per_depth(params[a], params[b]) for a, b in pairs}
+    labels, matrix = distance_matrix(params, groups, group)
+    text = "\n".join([
+        "# Weight distances (method 5)",
+        "",
+        "Runs: " + ", ".join(f"{k} = `{v}`" for k, v in runs.items()) + ".",
+        "Distance: mean over conv kernels of the RMS kernel difference (symmetric per pair).",
+        "",
+        "## Per stage",
+        "",
+        markdown_columns(stages),
+        "",
+        "## Per depth",
+        "",
+        markdown_columns(depths, first="depth"),
+        "",
+        f"## Matrix ({group})",
+        "",
+        markdown_matrix(labels, matrix),
+    ])  # fmt: skip
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "weight_matrix.csv"), "w") as f:
+            f.write(csv_matrix(labels, matrix))
+        png = _heatmap(labels, matrix, os.path.join(out_dir, "weight_matrix.png"), group)
+        text += f"\n\n![weight matrix]({os.path.basename(png)})" if png else ""
+        with open(os.path.join(out_dir, "weights.md"), "w") as f:
+            f.write(text + "\n")
+    return text
+
+
+def _heatmap(labels: list[str], matrix: np.ndarray, path: str, group: str) -> str | None:
+    """Draw the matrix with ``jaxseg.studies.figures.heatmap`` if it exists; the path or None."""
+    try:
+        from jaxseg.studies.figures import heatmap  # lazy: studies is a higher layer
+    except ImportError as err:
+        print(f"note: no heat map ({err}); skipped {os.path.basename(path)}")
+        return None
+    heatmap(matrix, labels, path, f"weight distance ({group})")
+    return path
+
+
+def _define_flags() -> dict[str, Any]:
+    """Define the CLI's absl flags (called only when run as a program, so importing this module
+    defines no global flags)."""
+    from absl import flags
+
+    return {
+        "runs": flags.DEFINE_list("runs", None, "label=DIR pairs (stage or checkpoints dirs)."),
+        "group": flags.DEFINE_string("group", "all", "Matrix group: all, a stage or level_i."),
+        "out": flags.DEFINE_string("out", None, "Directory for weights.md and the matrix."),
+    }
+
+
+def main(argv: list[str], flag_values: dict[str, Any]) -> None:
+    """Print the report of ``--runs``; bad input exits 1 with one 'error: ...' line."""
+    del argv
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    try:
+        if not flag_values["runs"].value:
+            raise ValueError("--runs is required, e.g. --runs=a=DIR,b=DIR")
+        runs = parse_runs(flag_values["runs"].value)
+        print(report(runs, flag_values["group"].value, flag_values["out"].value))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _FLAG_VALUES = _define_flags()
+    app.run(lambda argv: main(argv, _FLAG_VALUES))
