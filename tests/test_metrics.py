@@ -1,9 +1,20 @@
 """Tests for jaxseg.eval.metrics against numpy references and hand-made cases."""
 
+import jax
 import numpy as np
 import pytest
 
-from jaxseg.eval.metrics import center_error, dice_at
+from jaxseg import tasks
+from jaxseg.eval.metrics import (
+    center_error,
+    dice_at,
+    iou_at,
+    mean_iou_at,
+    pixel_error,
+    segmentation_metrics,
+    sensitivity,
+    specificity,
+)
 
 
 def _dice_ref(logits, mask, threshold=0.5):
@@ -69,3 +80,107 @@ def test_center_error_matches_hypot():
     ref = np.hypot(pred[:, 0] - center[:, 0], pred[:, 1] - center[:, 1])
     np.testing.assert_allclose(out, ref, rtol=1e-5)
     np.testing.assert_allclose(center_error(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])), [5])
+
+
+# --- iou / miou / pixel error / sensitivity / specificity ------------------------------------
+
+
+def _counts_ref(logits, mask, threshold=0.5, per_class=False):
+    """(tp, fp, fn, tn) in float64 per example ([B] or [B,K] with ``per_class``)."""
+    prob = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    pred, m = prob >= threshold, mask > 0.5
+    shape = (len(mask), -1, mask.shape[-1]) if per_class else (len(mask), -1)
+    pred, m = pred.reshape(shape), m.reshape(shape)
+    return tuple(
+        np.sum(x, axis=1).astype(np.float64) for x in (pred & m, pred & ~m, ~pred & m, ~pred & ~m)
+    )
+
+
+def _safe(num, den):
+    return np.where(den == 0, 1.0, num / np.maximum(den, 1))
+
+
+def _refs(logits, mask, threshold):
+    tp, fp, fn, tn = _counts_ref(logits, mask, threshold)
+    ctp, cfp, cfn, _ = _counts_ref(logits, mask, threshold, per_class=True)
+    return {
+        "dice": _dice_ref(logits, mask, threshold),
+        "iou": _safe(tp, tp + fp + fn),
+        "miou": _safe(ctp, ctp + cfp + cfn).mean(axis=1),
+        "pixel_error": 100 * (fp + fn) / (tp + fp + fn + tn),
+        "sensitivity": _safe(tp, tp + fn),
+        "specificity": _safe(tn, tn + fp),
+    }
+
+
+def _random_case(seed, shape):
+    """Random logits/masks with the first examples forced into the edge cases."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, shape).astype(np.float32)
+    mask = (rng.random(shape) < rng.uniform(0.1, 0.6)).astype(np.float32)
+    mask[0] = 0  # empty mask, non-empty prediction
+    logits[1] = -9  # empty prediction, non-empty mask
+    mask[2], logits[2] = 0, -9  # both empty
+    mask[3] = 1  # full mask: no negatives (specificity denominator 0)
+    if shape[-1] > 1:
+        mask[4, ..., 0], logits[4, ..., 0] = 0, -9  # one class empty in both
+    return logits, mask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(6, 8, 8, 1), (6, 8, 8, 3), (6, 4, 6, 5, 2)])
+@pytest.mark.parametrize("threshold", [0.5, 0.7])
+def test_segmentation_metrics_match_numpy(seed, shape, threshold):
+    logits, mask = _random_case(seed, shape)
+    out = jax.jit(segmentation_metrics, static_argnums=2)(logits, mask, threshold)
+    ref = _refs(logits, mask, threshold)
+    assert set(out) == set(ref)
+    for name, values in out.items():
+        assert values.shape == (shape[0],), name
+        np.testing.assert_allclose(values, ref[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    singles = dict(iou=iou_at, miou=mean_iou_at, pixel_error=pixel_error)
+    singles.update(sensitivity=sensitivity, specificity=specificity)
+    for name, fn in singles.items():
+        np.testing.assert_allclose(fn(logits, mask, threshold), ref[name], rtol=1e-5, atol=1e-5)
+
+
+def test_metric_empty_conventions():
+    empty = np.zeros((1, 4, 4, 1), np.float32)
+    full = np.ones_like(empty)
+    neg, pos = np.full_like(empty, -5.0), np.full_like(empty, 5.0)
+    for fn in (iou_at, mean_iou_at):
+        np.testing.assert_array_equal(fn(neg, empty), [1.0])  # both empty
+        np.testing.assert_array_equal(fn(pos, empty), [0.0])  # prediction only
+        np.testing.assert_array_equal(fn(neg, full), [0.0])  # mask only
+    np.testing.assert_array_equal(sensitivity(pos, empty), [1.0])  # nothing to find
+    np.testing.assert_array_equal(sensitivity(neg, full), [0.0])
+    np.testing.assert_array_equal(specificity(neg, full), [1.0])  # no negatives
+    np.testing.assert_array_equal(specificity(pos, empty), [0.0])
+    np.testing.assert_array_equal(pixel_error(pos, empty), [100.0])
+    np.testing.assert_array_equal(pixel_error(neg, empty), [0.0])
+
+
+def test_iou_and_miou_hand_computed():
+    # Class 0: pred {0,1}, mask {1,2} -> IoU 1/3. Class 1: pred {0}, mask {} -> IoU 0.
+    # Pooled: TP 1, FP 2, FN 1 -> IoU 1/4; mean over classes: (1/3 + 0) / 2.
+    pred = np.array([[1, 1], [1, 0], [0, 0], [0, 0]], np.float32).reshape(1, 2, 2, 2)
+    mask = np.array([[0, 0], [1, 0], [1, 0], [0, 0]], np.float32).reshape(1, 2, 2, 2)
+    logits = np.where(pred > 0, 5.0, -5.0)
+    np.testing.assert_allclose(iou_at(logits, mask), [1 / 4], rtol=1e-6)
+    np.testing.assert_allclose(mean_iou_at(logits, mask), [1 / 6], rtol=1e-6)
+    np.testing.assert_allclose(pixel_error(logits, mask), [100 * 3 / 8], rtol=1e-6)
+    np.testing.assert_allclose(sensitivity(logits, mask), [1 / 2], rtol=1e-6)
+    np.testing.assert_allclose(specificity(logits, mask), [4 / 6], rtol=1e-6)
+    # K = 1: miou is iou.
+    one = (logits[..., :1], mask[..., :1])
+    np.testing.assert_allclose(mean_iou_at(*one), iou_at(*one), rtol=1e-6)
+
+
+def test_segmentation_task_reports_all_metrics():
+    task = tasks.build("segmentation", num_classes=2)
+    logits, mask = _random_case(5, (6, 8, 8, 2))
+    out = task.metrics(logits, {"image": np.zeros((6, 8, 8, 1)), "mask": mask})
+    names = {"dice", "iou", "miou", "pixel_error", "sensitivity", "specificity"}
+    assert set(out) == names and task.primary == "dice"
+    for name, ref in _refs(logits, mask, 0.5).items():
+        np.testing.assert_allclose(out[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)

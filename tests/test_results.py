@@ -1,5 +1,5 @@
 """Tests for jaxseg.studies.results: rows, CSV round trip, summary statistics (checked against
-numpy / scipy on the same numbers) and the Markdown table."""
+numpy / scipy on the same numbers: paired t and Wilcoxon signed-rank) and the Markdown table."""
 
 import functools
 import math
@@ -92,10 +92,10 @@ def test_summarize_means_sds_and_paired_t():
         assert s["sd"] == pytest.approx(v.std(ddof=1), rel=1e-12)
         if s["arm"] == "pretrained":
             ref = stats.ttest_rel(v, _values("scratch", int(s["budget"]))).pvalue
-            assert s["p_value"] == pytest.approx(ref, rel=1e-9)
-            assert 0 < s["p_value"] < 0.01  # pretrained is 0.1 better throughout
+            assert s["p_t"] == pytest.approx(ref, rel=1e-9)
+            assert 0 < s["p_t"] < 0.01  # pretrained is 0.1 better throughout
         else:
-            assert math.isnan(s["p_value"])
+            assert math.isnan(s["p_t"]) and math.isnan(s["p_wilcoxon"])
 
 
 def test_summarize_pairs_by_fold_and_seed():
@@ -106,7 +106,8 @@ def test_summarize_pairs_by_fold_and_seed():
     pairs = [(f, s) for f in FOLDS for s in SEEDS if (f, s) != (0, 1)]
     a = [_value("pretrained", f, s, 4) for f, s in pairs]
     b = [_value("scratch", f, s, 4) for f, s in pairs]
-    assert s4["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert s4["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert s4["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-9)
     scratch4 = next(s for s in summary if s["budget"] == 4 and s["arm"] == "scratch")
     assert scratch4["n"] == 5
 
@@ -115,7 +116,7 @@ def test_identical_arms_p_is_one_and_single_pair_nan():
     rows = [dict(r) for r in _rows() if r["arm"] == "scratch"]
     twin = [dict(r, arm="twin") for r in rows]
     summary = results.summarize(rows + twin, "dice", ("twin", "scratch"))
-    assert all(s["p_value"] == 1.0 for s in summary if s["arm"] == "twin")
+    assert all(s["p_t"] == s["p_wilcoxon"] == 1.0 for s in summary if s["arm"] == "twin")
     assert math.isnan(results.paired_p({(0, 0): 1.0}, {(0, 0): 2.0}))
     assert math.isnan(results.paired_p({(0, 0): 1.0, (0, 1): 2.0}, {(1, 0): 1.0}))
     a, b = {(0, 0): 1.0, (0, 1): 2.0, (1, 0): 4.0}, {(0, 0): 1.5, (0, 1): 2.1, (1, 0): 3.0}
@@ -174,6 +175,62 @@ def test_markdown_table():
         assert cells[1] == s["arm"]
         assert cells[2] == "6"
         assert cells[3] == f"{s['mean']:.3f} ± {s['sd']:.3f}"
-        assert cells[4] == ("" if s["arm"] == "scratch" else f"{s['p_value']:.3g}")
-    frac = [dict(budget=0.25, arm="a", metric="dice", n=1, mean=0.5, sd=math.nan, p_value=math.nan)]
-    assert "| 0.25 | a | 1 |" in results.markdown_table(frac, ("a", "b"))
+        assert cells[4] == ("" if s["arm"] == "scratch" else f"{s['p_t']:.3g}")
+        assert cells[5] == ("" if s["arm"] == "scratch" else f"{s['p_wilcoxon']:.3g}")
+    assert "paired t" in lines[0] and "Wilcoxon" in lines[0]
+    assert lines[1] == "|---:|---|---:|---|---:|---:|"
+    frac = [
+        dict(budget=0.25, arm="a", metric="dice", n=1, mean=0.5, sd=math.nan, p_t=math.nan,
+             p_wilcoxon=math.nan)
+    ]  # fmt: skip
+    assert "| 0.25 | a | 1 | 0.500 ± nan |  |  |" in results.markdown_table(frac, ("a", "b"))
+
+
+def test_summarize_wilcoxon_matches_scipy():
+    summary = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
+    for s in summary:
+        if s["arm"] == "pretrained":
+            a, b = _values("pretrained", int(s["budget"])), _values("scratch", int(s["budget"]))
+            assert s["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-12)
+            assert s["p_wilcoxon"] == pytest.approx(2 / 2**6)  # 6 pairs, all one way: exact
+            assert s["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+
+
+def test_wilcoxon_p_edge_cases():
+    assert math.isnan(results.wilcoxon_p({}, {}))
+    assert math.isnan(results.wilcoxon_p({(0, 0): 1.0}, {(0, 0): 2.0}))  # one pair
+    assert math.isnan(results.wilcoxon_p({(0, 0): 1.0, (0, 1): 2.0}, {(1, 0): 1.0}))  # none shared
+    same = {(0, 0): 0.5, (0, 1): 0.7, (1, 0): 0.9}
+    assert results.wilcoxon_p(same, dict(same)) == 1.0
+    # A zero difference is dropped (zero_method='wilcox', scipy's default): p over 4 pairs.
+    a = {(0, s): v for s, v in enumerate([0.9, 0.8, 0.7, 0.6, 0.5])}
+    b = {(0, s): v for s, v in enumerate([0.9, 0.5, 0.4, 0.3, 0.1])}
+    x, y = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    p = results.wilcoxon_p(a, b)
+    assert p == pytest.approx(stats.wilcoxon(x, y).pvalue, rel=1e-12)
+    assert p == pytest.approx(stats.wilcoxon(x[1:], y[1:]).pvalue, rel=1e-12)
+    assert p == pytest.approx(2 / 2**4)
+    # Only common keys pair up; key order does not matter.
+    c = {(1, 0): 0.2, **dict(reversed(list(b.items())))}
+    assert results.wilcoxon_p(a, c) == p
+
+
+def test_summarize_any_metric_lower_is_better():
+    """Centre error (lower is better): the same numbers, the same two-sided p-values."""
+    rows = [
+        dict(r, metric="center_error", value=10 * (1 - float(r["value"])))
+        for r in _rows()
+        if r["final"] and r["metric"] == "dice"
+    ]
+    summary = results.summarize(rows, "center_error", ("pretrained", "scratch"))
+    dice = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
+    assert len(summary) == len(dice) == 4
+    for s, d in zip(summary, dice, strict=True):
+        assert s["metric"] == "center_error" and s["arm"] == d["arm"]
+        assert s["mean"] == pytest.approx(10 * (1 - d["mean"]))
+        assert s["sd"] == pytest.approx(10 * d["sd"])
+        if s["arm"] == "pretrained":
+            assert s["p_t"] == pytest.approx(d["p_t"], rel=1e-6)
+            assert s["p_wilcoxon"] == pytest.approx(d["p_wilcoxon"], rel=1e-9)
+    assert "center_error mean ± sd" in results.markdown_table(summary, ("pretrained", "scratch"))
+    assert results.summarize(rows, "nope", ("pretrained", "scratch")) == []

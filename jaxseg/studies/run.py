@@ -1,5 +1,6 @@
 """Run a study: every planned run in order (finished ones are read back, not retrained), then
-``results.csv``, the summary table on stdout and ``report.md`` in the workdir."""
+``results.csv``, the summary table on stdout and ``report.md`` (with ``figures/`` and
+``machine.json``) in the workdir."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import ml_collections
 from absl import logging
 
 from jaxseg import data
+from jaxseg.studies import figures as figures_lib
+from jaxseg.studies import machine
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
 from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
@@ -72,16 +75,70 @@ def explain_first_split(config: ml_collections.ConfigDict, workdir: str, planned
     return os.path.join("explain", "index.md")
 
 
+def final_run_dirs(config: ml_collections.ConfigDict, workdir: str) -> dict[float, dict]:
+    """{budget: {arm: [directories of the arm's last-stage runs over the folds run × seeds]}} in
+    the plan's order (a ``labels='all'`` last stage lists the same run under every budget)."""
+    folds = config.protocol.run_folds or config.protocol.folds
+    out: dict[float, dict[str, list[str]]] = {}
+    for budget in config.protocol.budgets:
+        out[budget] = {}
+        for arm in config.arms:
+            last = len(plan_lib.arm_stages(config, arm)) - 1
+            out[budget][arm] = [
+                plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget).workdir
+                for fold in range(folds)
+                for seed in config.protocol.seeds
+            ]
+    return out
+
+
+def report_figures(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    summary: list[dict],
+    metric: str,
+    compare: tuple[str, str],
+) -> list[str]:
+    """Draw the study's figures into ``<workdir>/figures/``; returns the Markdown lines that
+    embed them (paths relative to ``workdir``): the budget curve when the summary has both
+    compared arms, and per budget the validation curves of ``val/<metric>`` when a last-stage
+    run logged that key (none otherwise)."""
+    lines = []
+    if {r["arm"] for r in summary} >= set(compare):
+        path = os.path.join("figures", f"budget_{metric}.png")
+        figures_lib.budget_curve(summary, metric, compare, os.path.join(workdir, path))
+        lines += [f"![{metric} vs label budget]({path})", ""]
+    for budget, run_dirs in final_run_dirs(config, workdir).items():
+        curves = figures_lib.read_curves(run_dirs, f"val/{metric}")
+        curves = {arm: c for arm, c in curves.items() if c}
+        if not curves:
+            continue
+        label = results_lib.format_budget(budget)
+        path = os.path.join("figures", f"convergence_{metric}_budget_{label}.png")
+        figures_lib.convergence(curves, os.path.join(workdir, path), metric)
+        lines += [
+            f"Validation {metric} over steps at budget {label} (mean over folds × seeds):",
+            "",
+            f"![validation {metric}, budget {label}]({path})",
+            "",
+        ]
+    return lines
+
+
 def write_report(
     config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
 ) -> str:
-    """Print the summary and write ``report.md``; returns the report text."""
+    """Print the summary and write ``report.md`` (with figures under ``figures/`` and the
+    machine description in ``machine.json``); returns the report text."""
     compare = tuple(config.compare)
     final_stage = config.stages[plan_lib.arm_stages(config, compare[0])[-1]]
     metric = {"segmentation": "dice", "localization": "center_error"}.get(final_stage.task, "loss")
     summary = results_lib.summarize(rows, metric, compare)
     pretext = results_lib.pretext_summary(rows)
     write_json_atomic(os.path.join(workdir, "summary.json"), {"final": summary, "pretext": pretext})
+    figures = report_figures(config, workdir, summary, metric, compare)
+    info = machine.describe()
+    write_json_atomic(os.path.join(workdir, "machine.json"), info)
     lines = [
         "# Study report",
         "",
@@ -98,6 +155,10 @@ def write_report(
         "",
         results_lib.markdown_table(summary, compare),
         "",
+        "p: two-sided paired t-test and Wilcoxon signed-rank test over (fold, seed) pairs "
+        "(Wilcoxon drops pairs with equal values; with n pairs its smallest p is 2/2^n, "
+        "e.g. 0.0625 for 5).",
+        "",
         "## Earlier stages",
         "",
         "| stage | metric | n | mean ± sd |",
@@ -107,9 +168,28 @@ def write_report(
             for p in pretext
         ),
         "",
-        "Files: `results.csv` (one row per run × metric), `summary.json`, per-run directories "
+        *(["## Figures", "", *figures] if figures else []),
+        "Files: `results.csv` (one row per run × metric), `summary.json`, `study_config.json`, "
+        "`machine.json`, `figures/`, per-run directories "
         "`fold_F/seed_S/[budget_B/]STAGE/` with `config.json`, `metrics.jsonl`, `tb/`, "
         "`checkpoints/`, `result.json`.",
+        "",
+        "## Config",
+        "",
+        "<details><summary>Study config (JSON, as in <code>study_config.json</code>)</summary>",
+        "",
+        "```json",
+        config.to_json_best_effort(sort_keys=True, indent=1),
+        "```",
+        "",
+        "</details>",
+        "",
+        "## Machine",
+        "",
+        "The machine that wrote this report (`machine.json`); runs read back from an earlier "
+        "invocation may have trained elsewhere.",
+        "",
+        machine.markdown(info),
     ]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(workdir, "report.md"), "w") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 
 from jaxseg import losses
-from jaxseg.eval.metrics import dice_at
+from jaxseg.eval.metrics import segmentation_metrics
 from jaxseg.tasks.base import Batch, Task, everything
 
 
@@ -17,7 +17,8 @@ def segmentation(loss: str = "", num_classes: int = 1) -> Task:
         return loss_fn(outputs, batch["mask"])
 
     def metrics(outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        return {"dice": dice_at(outputs, batch["mask"])}
+        """Per-example {'dice', 'iou', 'miou', 'pixel_error', 'sensitivity', 'specificity'}."""
+        return segmentation_metrics(outputs, batch["mask"])
 
     return Task(
         name="segmentation",

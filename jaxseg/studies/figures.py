@@ -1,0 +1,326 @@
+"""PNG figures of a study: metric vs label budget with significance marks (method 1), metric vs
+trainable blocks when unfreezing progressively (method 2), validation curves over steps
+(method 4), prediction overlays per arm and annotated heat maps (e.g. weight distances).
+
+Like ``jaxseg.explain.figures``, figures are ``matplotlib.figure.Figure`` objects with an explicit
+Agg canvas (no pyplot), so nothing global in matplotlib changes. Line plots are ``PLOT_IN``
+inches at ``DPI``; image grids are ``TILE_IN``-inch tiles. Every function checks its input,
+raises ``ValueError`` naming what is wrong, writes ``out_path`` (creating its directory) and
+returns it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from absl import logging
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullLocator
+
+DPI = 100
+PLOT_IN = (5.0, 3.5)
+TILE_IN = 1.6
+COLORS = colormaps["tab10"].colors
+DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")
+OVERLAY_ALPHA = 0.45
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """An Agg-backed figure of ``width`` × ``height`` inches."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_path: str) -> str:
+    """Write ``fig`` as PNG to ``out_path`` (creating parent dirs); returns the path."""
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    fig.savefig(out_path, dpi=DPI, format="png")
+    return out_path
+
+
+def _blank(ax: Axes) -> None:
+    """No ticks and no frame, but keep the axis labels usable."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def significance(p: float) -> str:
+    """'**' for p < 0.01, '*' for p < 0.05, '' otherwise (and for NaN)."""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _budget_label(budget: float) -> str:
+    return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
+
+
+def _log_x(xs: Sequence[float]) -> bool:
+    """Whether positive x values spread enough (×4) to read better on a log axis."""
+    return min(xs) > 0 and max(xs) / min(xs) >= 4
+
+
+def _dodge(xs: np.ndarray, i: int, k: int, log: bool, span: float) -> np.ndarray:
+    """x of series ``i`` of ``k`` shifted slightly, so error bars at one x do not overlap."""
+    offset = i - (k - 1) / 2
+    return xs * 2 ** (0.04 * offset) if log else xs + 0.01 * span * offset
+
+
+def _nan_to_zero(values: Iterable[float]) -> np.ndarray:
+    """Error-bar lengths: NaN (an sd of one value) drawn as no bar."""
+    return np.nan_to_num(np.asarray(list(values), float), nan=0.0)
+
+
+def budget_curve(
+    summary_rows: list[dict], metric: str, compare: tuple[str, str], out_path: str
+) -> str:
+    """``metric`` (mean ± sd) vs label budget, one line per arm, from ``results.summarize`` rows;
+    above each budget where ``compare[0]`` vs ``compare[1]`` has paired-t ``p_t`` < 0.05 a '*'
+    (< 0.01: '**'). A log x axis when the budgets span a factor of 4 or more."""
+    rows = [r for r in summary_rows if r["metric"] == metric]
+    if not rows:
+        metrics = sorted({r["metric"] for r in summary_rows})
+        raise ValueError(f"no summary rows for metric {metric!r}; the rows have {metrics}")
+    by_arm: dict[str, dict[float, dict]] = defaultdict(dict)
+    for r in rows:
+        budget = float(r["budget"])
+        if budget in by_arm[r["arm"]]:
+            raise ValueError(f"two summary rows for arm {r['arm']!r} at budget {budget:g}")
+        by_arm[r["arm"]][budget] = r
+    unknown = [a for a in compare if a not in by_arm]
+    if len(compare) != 2 or unknown:
+        raise ValueError(f"compare {tuple(compare)} names arms {unknown}; arms are {list(by_arm)}")
+    budgets = sorted({b for points in by_arm.values() for b in points})
+    log = _log_x(budgets)
+    span = (budgets[-1] - budgets[0]) or 1.0
+    fig = _new_figure(*PLOT_IN)
+    ax = fig.subplots()
+    for i, (arm, points) in enumerate(by_arm.items()):
+        xs = np.array(sorted(points))
+        ax.errorbar(
+            _dodge(xs, i, len(by_arm), log, span),
+            [points[b]["mean"] for b in xs],
+            yerr=_nan_to_zero(points[b]["sd"] for b in xs),
+            marker="o", capsize=3, label=arm, color=COLORS[i % len(COLORS)],
+        )  # fmt: skip
+    for budget, row in by_arm[compare[0]].items():
+        mark = significance(float(row.get("p_t", math.nan)))
+        if mark:
+            top = max(
+                p[budget]["mean"] + _nan_to_zero([p[budget]["sd"]])[0]
+                for p in by_arm.values()
+                if budget in p
+            )
+            ax.annotate(mark, (budget, top), xytext=(0, 4), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=12)  # fmt: skip
+    if log:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(budgets, [_budget_label(b) for b in budgets])
+    ax.margins(x=0.08, y=0.15)
+    ax.set_xlabel("label budget")
+    ax.set_ylabel(f"{metric} (mean ± sd)")
+    ax.set_title(f"* p<0.05, ** p<0.01: {compare[0]} vs {compare[1]}, paired t", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_path)
+
+
+def _check_points(name: str, points: object, width: int) -> list[tuple]:
+    """``points`` as a non-empty list of ``width``-tuples of finite-or-NaN numbers."""
+    if isinstance(points, str | bytes) or not isinstance(points, Iterable):
+        raise ValueError(f"{name}: expected a list of {width}-tuples, got {type(points).__name__}")
+    out = [tuple(p) for p in points]
+    if not out:
+        raise ValueError(f"{name}: no points")
+    bad = [p for p in out if len(p) != width]
+    if bad:
+        raise ValueError(f"{name}: points must have {width} values, got {bad[0]}")
+    return sorted(out)
+
+
+def unfreeze_curve(
+    points: dict[str, list[tuple[int, float, float]]], out_path: str, metric: str = "dice"
+) -> str:
+    """``metric`` (mean ± sd) vs number of trainable blocks, one line per unfreezing direction
+    (keys of ``DIRECTIONS``); points are (blocks, mean, sd)."""
+    if not points:
+        raise ValueError(f"no directions given; expected some of {DIRECTIONS}")
+    unknown = [d for d in points if d not in DIRECTIONS]
+    if unknown:
+        raise ValueError(f"unknown directions {unknown}; expected some of {DIRECTIONS}")
+    checked = {d: _check_points(d, p, 3) for d, p in points.items()}
+    fig = _new_figure(*PLOT_IN)
+    ax = fig.subplots()
+    for d, pts in checked.items():
+        blocks, means, sds = zip(*pts, strict=True)
+        ax.errorbar(blocks, means, yerr=_nan_to_zero(sds), marker="o", capsize=3,
+                    label=d.replace("_", " "), color=COLORS[DIRECTIONS.index(d)])  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trainable blocks")
+    ax.set_ylabel(f"{metric} (mean ± sd)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_path)
+
+
+def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metric: str) -> str:
+    """Validation ``metric`` over training steps, one line per arm; curves are (step, value)
+    lists, e.g. from ``read_curves``."""
+    if not curves:
+        raise ValueError("no curves given")
+    checked = {arm: _check_points(arm, c, 2) for arm, c in curves.items()}
+    fig = _new_figure(*PLOT_IN)
+    ax = fig.subplots()
+    for i, (arm, pts) in enumerate(checked.items()):
+        steps, values = zip(*pts, strict=True)
+        ax.plot(steps, values, marker="o" if len(pts) <= 30 else None, markersize=3, label=arm,
+                color=COLORS[i % len(COLORS)])  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"validation {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_path)
+
+
+def read_run_curve(workdir: str, key: str) -> dict[int, float]:
+    """{step: value} of ``key`` in ``<workdir>/metrics.jsonl`` ({} if the file is missing);
+    records without ``key`` are skipped, and a step logged twice (a resumed run) keeps the
+    later record. A line that is not JSON (a run killed mid-write) is skipped with a warning,
+    so one damaged log cannot stop a study's report."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return {}
+    out = {}
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logging.warning("%s:%d is not JSON; skipped", path, number)
+                continue
+            if key in record:
+                out[int(record["step"])] = float(record[key])
+    return out
+
+
+def read_curves(
+    run_dirs: Mapping[str, Sequence[str]], key: str = "val/dice"
+) -> dict[str, list[tuple[int, float]]]:
+    """{arm: [(step, mean of ``key`` over the arm's runs that logged that step)]} sorted by step,
+    from each run directory's ``metrics.jsonl`` (see ``read_run_curve``); an arm none of whose
+    runs logged ``key`` maps to []."""
+    out = {}
+    for arm, dirs in run_dirs.items():
+        if isinstance(dirs, str | bytes):
+            raise ValueError(f"arm {arm!r}: expected a list of run directories, got {dirs!r}")
+        per_step: dict[int, list[float]] = defaultdict(list)
+        for workdir in dirs:
+            for step, value in read_run_curve(workdir, key).items():
+                per_step[step].append(value)
+        out[arm] = [(s, float(np.mean(per_step[s]))) for s in sorted(per_step)]
+    return out
+
+
+def _grey(images: np.ndarray) -> np.ndarray:
+    """Display images [N,H,W] in [0, 1]: mean over channels, min-max per image."""
+    g = np.asarray(images, np.float32).mean(axis=-1)
+    lo, hi = g.min(axis=(1, 2), keepdims=True), g.max(axis=(1, 2), keepdims=True)
+    return (g - lo) / np.where(hi > lo, hi - lo, 1)
+
+
+def _fill(mask: np.ndarray) -> np.ndarray:
+    """RGBA [H,W,4] colouring class k of mask [H,W,K] (bool) in ``COLORS[k]``."""
+    rgba = np.zeros((*mask.shape[:2], 4), np.float32)
+    for k in range(mask.shape[-1]):
+        rgba[mask[..., k]] = (*COLORS[k % len(COLORS)], OVERLAY_ALPHA)
+    return rgba
+
+
+def _contour(ax: Axes, mask: np.ndarray, color: str = "white") -> None:
+    """The outline of each class of mask [H,W,K] (classes that are all 0 or all 1 have none)."""
+    for k in range(mask.shape[-1]):
+        if 0 < mask[..., k].sum() < mask[..., k].size:
+            ax.contour(mask[..., k].astype(np.float32), levels=[0.5], colors=[color],
+                       linewidths=0.8)  # fmt: skip
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over classes of 2|P∩T|/(|P|+|T|) for bool masks [H,W,K]; 1 where both are empty."""
+    inter = (pred & truth).sum(axis=(0, 1))
+    total = pred.sum(axis=(0, 1)) + truth.sum(axis=(0, 1))
+    return float(np.mean(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)))
+
+
+def overlay_grid(
+    images: np.ndarray, masks: np.ndarray, predictions: dict[str, np.ndarray], out_path: str
+) -> str:
+    """Rows are images [N,H,W,C]; columns the image, the ground truth masks [N,H,W,K] filled
+    and outlined, then each arm's predicted masks (bool [N,H,W,K]) filled, with the ground
+    truth outlined in white and the image's Dice under the tile."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must be [N,H,W,C] with N ≥ 1, got shape {images.shape}")
+    truth = np.asarray(masks) > 0.5
+    if truth.ndim != 4 or truth.shape[:3] != images.shape[:3]:
+        raise ValueError(f"masks {truth.shape} must be [N,H,W,K] matching images {images.shape}")
+    preds = {}
+    for arm, p in predictions.items():
+        preds[arm] = np.asarray(p) > 0.5
+        if preds[arm].shape != truth.shape:
+            raise ValueError(f"predictions of {arm!r} {preds[arm].shape} != masks {truth.shape}")
+    background = _grey(images)
+    titles = ["image", "ground truth", *preds]
+    fig = _new_figure(len(titles) * TILE_IN, images.shape[0] * TILE_IN)
+    axes = fig.subplots(images.shape[0], len(titles), squeeze=False)
+    for i, row in enumerate(axes):
+        for ax in row:
+            ax.imshow(background[i], cmap="gray", vmin=0, vmax=1)
+            _blank(ax)
+        row[1].imshow(_fill(truth[i]))
+        _contour(row[1], truth[i])
+        for ax, p in zip(row[2:], preds.values(), strict=True):
+            ax.imshow(_fill(p[i]))
+            _contour(ax, truth[i])
+            ax.set_xlabel(f"dice {dice(p[i], truth[i]):.2f}", fontsize=7)
+    for ax, title in zip(axes[0], titles, strict=True):
+        ax.set_title(title, fontsize=8)
+    return _save(fig, out_path)
+
+
+def heatmap(matrix: np.ndarray, labels: Sequence[str], out_path: str, title: str) -> str:
+    """A square matrix [R,R] (e.g. weight distances between runs) with ``labels`` on both axes,
+    each cell annotated with its value (non-finite cells blank, annotated '–')."""
+    m = np.asarray(matrix, float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"matrix must be square [R,R] with R ≥ 1, got shape {m.shape}")
+    if len(labels) != m.shape[0]:
+        raise ValueError(f"{len(labels)} labels for a {m.shape[0]}×{m.shape[0]} matrix")
+    r = m.shape[0]
+    side = max(3.5, 0.6 * r + 2.0)
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.subplots()
+    finite = np.isfinite(m)
+    lo, hi = (m[finite].min(), m[finite].max()) if finite.any() else (0.0, 1.0)
+    image = ax.imshow(np.ma.masked_invalid(m), cmap="viridis", vmin=lo, vmax=hi)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(r), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(r), labels, fontsize=8)
+    for (i, j), v in np.ndenumerate(m):
+        dark = np.isfinite(v) and (v - lo) / ((hi - lo) or 1) < 0.5  # viridis is dark low
+        ax.text(j, i, f"{v:.3g}" if np.isfinite(v) else "–", ha="center", va="center",
+                fontsize=7, color="white" if dark else "black")  # fmt: skip
+    ax.set_title(title, fontsize=9)
+    return _save(fig, out_path)

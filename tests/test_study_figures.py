@@ -1,0 +1,262 @@
+"""Tests for jaxseg.studies.figures (each figure is a readable, non-blank PNG of the expected
+size; bad input is a ValueError; read_curves averages metrics.jsonl files), machine.describe and
+write_report on hand-built rows (sections and linked files)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import flax
+import jax
+import jaxlib
+import matplotlib.image
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxseg.studies import figures, machine
+from jaxseg.studies import plan as plan_lib
+from jaxseg.studies import results as results_lib
+from jaxseg.studies import run as run_lib
+
+COMPARE = ("pretrained", "scratch")
+
+
+def read_png(path) -> np.ndarray:
+    """The PNG as floats [H,W,C]; asserts it is not one flat colour."""
+    assert os.path.getsize(path) > 1000
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[2] in (3, 4)
+    assert img[..., :3].std() > 0.02, "blank image"
+    return img
+
+
+def summary_rows(budgets=(4, 16, 64), p_t=(0.003, 0.03, 0.4)) -> list[dict]:
+    rows = []
+    for b, p in zip(budgets, p_t, strict=True):
+        rows.append(
+            dict(
+                budget=float(b),
+                arm="pretrained",
+                metric="dice",
+                n=5,
+                mean=0.6 + 0.002 * b,
+                sd=0.05,
+                p_t=p,
+                p_wilcoxon=0.0625,
+            )
+        )
+        rows.append(dict(budget=float(b), arm="scratch", metric="dice", n=5,
+                         mean=0.4 + 0.004 * b, sd=math.nan if b == 4 else 0.06, p_t=math.nan,
+                         p_wilcoxon=math.nan))  # fmt: skip
+    return rows
+
+
+def test_significance():
+    assert [figures.significance(p) for p in (0.001, 0.0099, 0.01, 0.049, 0.05, math.nan)] == [
+        "**", "**", "*", "*", "", ""
+    ]  # fmt: skip
+
+
+def test_budget_curve(tmp_path):
+    out = tmp_path / "sub" / "budget.png"
+    assert figures.budget_curve(summary_rows(), "dice", COMPARE, str(out)) == str(out)
+    img = read_png(out)
+    h, w = (round(x * figures.DPI) for x in figures.PLOT_IN[::-1])
+    assert img.shape[:2] == (h, w)
+    fractions = summary_rows(budgets=(0.25, 0.5, 1.0))  # linear axis, fraction labels
+    read_png(figures.budget_curve(fractions, "dice", COMPARE, str(tmp_path / "frac.png")))
+    one = summary_rows(budgets=(4,), p_t=(0.5,))
+    read_png(figures.budget_curve(one, "dice", COMPARE, str(tmp_path / "one.png")))
+
+
+def test_budget_curve_rejects_bad_input(tmp_path):
+    out = str(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="metric 'loss'"):
+        figures.budget_curve(summary_rows(), "loss", COMPARE, out)
+    with pytest.raises(ValueError, match="nope"):
+        figures.budget_curve(summary_rows(), "dice", ("pretrained", "nope"), out)
+    with pytest.raises(ValueError, match="two summary rows"):
+        figures.budget_curve(summary_rows() + summary_rows()[:1], "dice", COMPARE, out)
+    assert not os.path.exists(out)
+
+
+def test_unfreeze_curve(tmp_path):
+    points = {
+        "shallow_to_deep": [(k, 0.5 + 0.04 * k, 0.03) for k in range(1, 8)],
+        "deep_to_shallow": [(k, 0.6 + 0.01 * k, math.nan) for k in reversed(range(1, 8))],
+    }
+    img = read_png(figures.unfreeze_curve(points, str(tmp_path / "u.png")))
+    assert img.shape[:2] == (350, 500)
+    read_png(figures.unfreeze_curve({"deep_to_shallow": points["deep_to_shallow"]},
+                                    str(tmp_path / "one.png"), metric="iou"))  # fmt: skip
+    for bad, match in [
+        ({}, "no directions"),
+        ({"sideways": [(1, 0.5, 0.1)]}, "sideways"),
+        ({"shallow_to_deep": []}, "no points"),
+        ({"shallow_to_deep": [(1, 0.5)]}, "3 values"),
+        ({"shallow_to_deep": "abc"}, "list"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            figures.unfreeze_curve(bad, str(tmp_path / "bad.png"))
+
+
+def test_convergence(tmp_path):
+    steps = range(0, 200, 10)
+    curves = {
+        "pretrained": [(s, 0.8 - 0.5 * math.exp(-s / 30)) for s in steps],
+        "scratch": [(s, 0.7 - 0.6 * math.exp(-s / 80)) for s in steps],
+    }
+    img = read_png(figures.convergence(curves, str(tmp_path / "c.png"), "dice"))
+    assert img.shape[:2] == (350, 500)
+    for bad, match in [({}, "no curves"), ({"a": []}, "no points"), ({"a": [(1, 2, 3)]}, "2")]:
+        with pytest.raises(ValueError, match=match):
+            figures.convergence(bad, str(tmp_path / "bad.png"), "dice")
+
+
+def write_jsonl(workdir, records) -> str:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    return str(workdir)
+
+
+def test_read_curves_averages_runs_per_step(tmp_path):
+    a = write_jsonl(tmp_path / "a", [
+        {"step": 5, "train/loss": 1.0},  # no val/dice: skipped
+        {"step": 10, "val/dice": 0.2, "val/loss": 0.9},
+        {"step": 10, "train/loss": 0.5},
+        {"step": 20, "val/dice": 0.4},
+        {"step": 20, "val/dice": 0.5},  # a resumed run logged step 20 again: the later wins
+    ])  # fmt: skip
+    b = write_jsonl(tmp_path / "b", [
+        {"step": 10, "val/dice": 0.4},
+        {"step": 30, "val/dice": 0.9},  # only this run got to step 30
+    ])  # fmt: skip
+    c = write_jsonl(tmp_path / "c", [{"step": 10, "train/loss": 2.0}])
+    with open(os.path.join(c, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 12, "val/di{"step": 14, "val/dice": 7.0}\n\n')  # killed mid-write
+    missing = str(tmp_path / "never_ran")
+    curves = figures.read_curves({"x": [a, b, c, missing], "y": [c], "z": []})
+    assert list(curves) == ["x", "y", "z"]
+    assert curves["x"] == [(10, pytest.approx(0.3)), (20, 0.5), (30, 0.9)]
+    assert curves["y"] == curves["z"] == []
+    assert figures.read_curves({"x": [a]}, key="val/loss") == {"x": [(10, 0.9)]}
+    with pytest.raises(ValueError, match="list of run directories"):
+        figures.read_curves({"x": a})
+
+
+def test_overlay_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    n, h, w = 3, 24, 32
+    images = rng.normal(size=(n, h, w, 3)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - 12) ** 2 + (xx - 16) ** 2 < 49
+    masks = np.zeros((n, h, w, 2), np.float32)
+    masks[..., 0] = disc
+    masks[1, ..., 1] = yy < 6  # a second class in one image; image 2 has an empty class 1
+    masks[2] = 0  # image 2: nothing at all
+    preds = {"pretrained": masks > 0.5, "scratch": np.roll(masks > 0.5, 3, axis=2)}
+    img = read_png(figures.overlay_grid(images, masks, preds, str(tmp_path / "o.png")))
+    tile = round(figures.TILE_IN * figures.DPI)
+    assert img.shape[:2] == (n * tile, 4 * tile)
+    assert figures.dice(preds["pretrained"][0], masks[0] > 0.5) == 1.0
+    assert figures.dice(np.zeros((2, 2, 1), bool), np.zeros((2, 2, 1), bool)) == 1.0
+    assert figures.dice(np.ones((2, 2, 1), bool), np.eye(2, dtype=bool)[..., None]) == 2 * 2 / 6
+    with pytest.raises(ValueError, match="scratch"):
+        figures.overlay_grid(images, masks, {"scratch": preds["scratch"][:2]}, str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="masks"):
+        figures.overlay_grid(images, masks[:, :10], preds, str(tmp_path / "b.png"))
+    with pytest.raises(ValueError, match="images"):
+        figures.overlay_grid(images[0], masks, preds, str(tmp_path / "b.png"))
+
+
+def test_heatmap(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 6))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    d[0, 3] = np.nan
+    labels = ["localize", "segment", "scratch", "other"]
+    img = read_png(figures.heatmap(d, labels, str(tmp_path / "h.png"), "weight distance"))
+    assert img.shape[0] >= 350 and img.shape[1] >= 450
+    with pytest.raises(ValueError, match="3 labels"):
+        figures.heatmap(d, labels[:3], str(tmp_path / "b.png"), "t")
+    with pytest.raises(ValueError, match="square"):
+        figures.heatmap(d[:3], labels, str(tmp_path / "b.png"), "t")
+
+
+def test_machine_describe():
+    info = machine.describe()
+    modules = {"jax": jax, "jaxlib": jaxlib, "flax": flax, "optax": optax, "orbax": ocp,
+               "numpy": np}  # fmt: skip
+    for name, module in modules.items():
+        assert info[name] == module.__version__, name
+    assert info["python"].count(".") == 2
+    assert info["backend"] == jax.default_backend()
+    assert info["device_count"] == len(info["devices"]) == jax.device_count() >= 1
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+    assert json.loads(json.dumps(info)) == info
+    table = machine.markdown({"a": "x|y", "b": ["p", "q"], "c": ""})
+    assert table.splitlines()[2:] == ["| a | x\\|y |", "| b | p, q |", "| c | (empty) |"]
+
+
+def study_rows(study, workdir: str) -> list[dict]:
+    """Rows as run_study builds them (in an existing ``workdir``), with made-up metrics
+    (pretrained 0.2 better)."""
+    os.makedirs(workdir, exist_ok=True)
+    rows = []
+    for arm, runs in plan_lib.plan(study, workdir):
+        made_up = [
+            {"metrics": {"dice": 0.5 + 0.2 * (arm == "pretrained") + 0.01 * r.fold * len(arm),
+                         "center_error": 3.0}, "n_train": 4, "n_test": 20}
+            for r in runs
+        ]  # fmt: skip
+        rows += results_lib.rows_for(arm, runs, made_up)
+    return rows
+
+
+def linked_files(report: str) -> list[str]:
+    return re.findall(r"\]\(([^)]+)\)", report)
+
+
+def test_write_report_sections_and_files(tmp_path, tiny_study, tiny_fundus, capsys):
+    workdir = str(tmp_path / "study")
+    rows = study_rows(tiny_study, workdir)
+    for dirs in run_lib.final_run_dirs(tiny_study, workdir)[4].values():
+        for i, d in enumerate(dirs):
+            write_jsonl(d, [{"step": s, "train/loss": 1.0, "val/dice": 0.1 * i + s / 10}
+                            for s in (3, 6)])  # fmt: skip
+    text = run_lib.write_report(tiny_study, workdir, rows, tiny_fundus)
+    with open(os.path.join(workdir, "report.md")) as f:
+        assert text == f.read()
+    assert text.strip() in capsys.readouterr().out
+    for section in ("## dice on the held-out fold", "## Figures", "## Config", "## Machine"):
+        assert section in text
+    assert "paired t" in text and "Wilcoxon" in text
+    links = linked_files(text)
+    assert links == ["figures/budget_dice.png", "figures/convergence_dice_budget_4.png"]
+    for link in links:
+        read_png(os.path.join(workdir, link))
+    config_json = text.split("```json\n")[1].split("\n```")[0]
+    assert json.loads(config_json) == json.loads(tiny_study.to_json_best_effort())
+    assert "<details>" in text and "</details>" in text
+    with open(os.path.join(workdir, "machine.json")) as f:
+        info = json.load(f)
+    assert info["jax"] == jax.__version__
+    assert f"| jax | {jax.__version__} |" in text
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    assert {"p_t", "p_wilcoxon"} <= set(summary["final"][0])
+
+
+def test_write_report_without_validation_records(tmp_path, tiny_study, tiny_fundus):
+    workdir = str(tmp_path / "study")
+    text = run_lib.write_report(tiny_study, workdir, study_rows(tiny_study, workdir), tiny_fundus)
+    assert linked_files(text) == ["figures/budget_dice.png"]
+    assert os.listdir(os.path.join(workdir, "figures")) == ["budget_dice.png"]
+    assert "Validation dice" not in text
