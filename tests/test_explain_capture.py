@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.eval.distances import host_metrics
 from jaxseg.explain.capture import capture, layer_output, load_run, module_paths
 from jaxseg.models.unet import Localizer, UNet
 from jaxseg.train.loop import train_and_evaluate
@@ -77,6 +78,15 @@ def test_load_run_rebuilds_the_trained_model(tiny_run, tiny_fundus, tmp_path):
     total = pred.reshape(len(pred), -1).sum(1) + (masks > 0.5).reshape(len(pred), -1).sum(1)
     dice = np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
     np.testing.assert_allclose(dice, result["per_example"]["dice"], rtol=1e-5)
+    # The host metrics in result.json are those of the thresholded predictions (inf -> null).
+    host = host_metrics(pred, masks > 0.5)
+    for name in ("hd", "hd95", "boundary_length_diff", "ari"):
+        stored = np.array([np.inf if x is None else x for x in result["per_example"][name]])
+        np.testing.assert_allclose(stored, host[name], rtol=1e-6)
+        finite = np.isfinite(host[name])
+        assert result["nonfinite"].get(name, 0) == int((~finite).sum())
+        if finite.any():
+            assert result["metrics"][name] == pytest.approx(host[name][finite].mean())
 
 
 def test_load_run_needs_a_stage_directory(tmp_path):

@@ -30,6 +30,10 @@ class Task:
     metrics: Callable[[jax.Array, Batch], dict[str, jax.Array]]
     usable: Callable[[Mapping[str, np.ndarray]], np.ndarray]
     primary: str  # the metric that summarises a run (reported first)
+    # Optional host-side metrics (e.g. Hausdorff distances): ``predict(outputs)`` runs in the
+    # compiled evaluation step, ``host_metrics(prediction, batch) -> {name: [B]}`` on numpy.
+    predict: Callable[[jax.Array], jax.Array] | None = None
+    host_metrics: Callable[[np.ndarray, Mapping[str, np.ndarray]], dict] | None = None
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""

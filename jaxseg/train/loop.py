@@ -30,6 +30,7 @@ from jaxseg.train.state import TrainMetrics, TrainState
 from jaxseg.train.writers import MetricWriter
 
 RESULT = "result.json"
+PREDICTION = "_prediction"  # eval-step output handed to the task's host metrics, never stored
 
 
 def split_indices(
@@ -117,7 +118,10 @@ def make_eval_step(model, task: Task):
     def eval_fn(state: TrainState, batch: dict) -> dict[str, jax.Array]:
         variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
         outputs = model.apply(variables, batch["image"], train=False)
-        return {"loss": task.loss(outputs, batch), **task.metrics(outputs, batch)}
+        out = {"loss": task.loss(outputs, batch), **task.metrics(outputs, batch)}
+        if task.predict is not None:
+            out[PREDICTION] = task.predict(outputs)
+        return out
 
     return eval_fn
 
@@ -128,9 +132,26 @@ def evaluate(eval_step, state: TrainState, arrays: dict, task: Task, config, mes
     for batch in batches.eval_batches(arrays, task.keys, config.batch_size):
         valid = batch["weight"] > 0
         result = jax.device_get(eval_step(state, mesh_lib.put_batch(batch, mesh)))
+        if PREDICTION in result:
+            host_batch = {k: v[valid] for k, v in batch.items()}
+            result = {k: np.asarray(v)[valid] for k, v in result.items()}
+            result.update(task.host_metrics(result.pop(PREDICTION), host_batch))
+            valid = np.ones(int(valid.sum()), dtype=bool)
         for name, values in result.items():
             out.setdefault(name, []).append(np.asarray(values)[valid])
     return {name: np.concatenate(v) for name, v in out.items()}
+
+
+def finite_means(per_example: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean of each metric over its finite values (NaN if none), and how many were not finite
+    (e.g. a Hausdorff distance is inf when exactly one of prediction and mask is empty)."""
+    means, nonfinite = {}, {}
+    for name, values in per_example.items():
+        finite = np.isfinite(values)
+        means[name] = float(np.mean(values[finite])) if finite.any() else math.nan
+        if not finite.all():
+            nonfinite[name] = int((~finite).sum())
+    return means, nonfinite
 
 
 def init_variables(config, model, sample: np.ndarray, workdir: str) -> dict[str, Any]:
@@ -248,8 +269,8 @@ def train_and_evaluate(
                 f"stage {config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
                 f"{task.name!r} ({sorted(per)})"
             )
-        means = {k: float(np.mean(v)) for k, v in per.items()}
-        writer.write(step, {f"val/{k}": v for k, v in means.items()})
+        means, _ = finite_means(per)
+        writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
         if stopper.update(step, means[stopper.monitor]):
             checkpoint.save(best_mngr, step, state)
         write_json_atomic(stop_path, stopper.to_dict())
@@ -311,15 +332,19 @@ def train_and_evaluate(
         best_mngr.close()
     test_arrays = {k: arrays[k][test_idx] for k in keys}
     per_example = evaluate(eval_step, state, test_arrays, task, config, mesh)
-    means = {name: float(np.mean(v)) for name, v in per_example.items()}
-    writer.write(step, {f"test/{k}": v for k, v in means.items()})
+    means, nonfinite = finite_means(per_example)
+    writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})
     writer.close()
     result = {
         "stage": config.name,
         "task": task.name,
         "primary": task.primary,
         "metrics": means,
-        "per_example": {k: v.tolist() for k, v in per_example.items()},
+        "nonfinite": nonfinite,
+        # strict JSON: a non-finite value (see "nonfinite") is stored as null
+        "per_example": {
+            k: [float(x) if math.isfinite(x) else None for x in v] for k, v in per_example.items()
+        },
         "test_index": test_idx.tolist(),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
