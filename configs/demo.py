@@ -32,7 +32,8 @@ def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
     carves a group-aware validation split from the stage's training images, validated every
     ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's primary metric);
     ``patience`` evaluations without a ``min_delta`` gain stop the stage (0: never), and the test
-    metrics come from the best validation checkpoint."""
+    metrics come from the best validation checkpoint. ``augment`` (``jaxseg.data.augment``):
+    shift (fraction), rotate/shear (degrees), flips, zoom (fraction), blur (max sigma), p."""
     cfg = ml_collections.ConfigDict(
         dict(
             task=task, loss="", steps=steps, batch_size=8, labels=labels,
@@ -41,6 +42,8 @@ def stage(task: str, optimizer: str, lr: float, steps: int, labels: str, **kw):
             init_from=dict(stage="", subtrees="", rename="", allow=""),
             freeze="none", unfreeze_every=0, unfreeze_at=(),
             val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
+            augment=dict(shift=0.0, rotate=0.0, flip=False, vflip=False, shear=0.0, zoom=0.0,
+                         blur=0.0, p=1.0),
             log_every=150, checkpoint_every=300,
         )
     )  # fmt: skip
@@ -53,7 +56,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = ml_collections.ConfigDict(
-        dict(source="fundus", num_images=600, image_size=64, seed=0, path="")
+        dict(
+            source="fundus",
+            num_images=600,
+            image_size=64,
+            seed=0,
+            path="",
+            preprocess="",
+            pad_multiple=0,
+        )
     )
     if "busi" in args or "data" in args:
         config.data.source = "npz"

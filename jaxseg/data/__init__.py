@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, npz
+from jaxseg.data import fundus, npz, preprocess
 
 REQUIRED_KEYS = ("image", "mask", "center", "box", "has_object", "label", "group")
 # key -> (dtype, shape after N; None = checked separately below)
@@ -121,7 +121,36 @@ def load(config: Any) -> Dataset:
                 f"data config for source {source!r} lacks field '{field}'; "
                 f"it needs {list(SOURCE_FIELDS[source])}"
             ) from None
-    return SOURCES[source](**kwargs)
+    dataset = SOURCES[source](**kwargs)
+    return prepare(dataset, getattr(config, "preprocess", ""), getattr(config, "pad_multiple", 0))
 
 
-__all__ = ["REQUIRED_KEYS", "SOURCES", "SOURCE_FIELDS", "Dataset", "check_arrays", "load"]
+def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset:
+    """Apply an image preprocessing pipeline (``preprocess.apply``, e.g. 'clahe,gamma:0.8,
+    normalize') and pad H, W to a multiple (masks with 0; centres and boxes shift with it)."""
+    if not steps and not pad_multiple:
+        return dataset
+    arrays = dict(dataset.arrays)
+    if steps:
+        arrays["image"] = preprocess.apply(arrays["image"], steps)
+    if pad_multiple:
+        arrays["image"], (top, _, left, _) = preprocess.pad_to_multiple(
+            arrays["image"], pad_multiple
+        )
+        arrays["mask"], _ = preprocess.pad_to_multiple(arrays["mask"], pad_multiple)
+        has = arrays["has_object"][:, None]
+        arrays["center"] = np.where(has, arrays["center"] + [left, top], 0).astype(np.float32)
+        shift = [left, top, left, top]
+        arrays["box"] = np.where(has, arrays["box"] + shift, 0).astype(np.float32)
+    return Dataset(arrays, dataset.class_names, dataset.name)
+
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "SOURCES",
+    "SOURCE_FIELDS",
+    "Dataset",
+    "check_arrays",
+    "load",
+    "prepare",
+]

@@ -19,6 +19,8 @@ import optax
 
 from jaxseg import checkpoint, data, models, tasks
 from jaxseg.data import splits
+from jaxseg.data.augment import AugmentConfig
+from jaxseg.data.augment import augment as augment_batch
 from jaxseg.surgery import freeze, transfer
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.tasks import Task
@@ -76,11 +78,19 @@ def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         f.write(text)
 
 
-def make_train_step(model, task: Task, tx: optax.GradientTransformation):
-    """(state, metrics, batch) -> (state, metrics): one optimizer step, metrics merged."""
+def make_train_step(
+    model, task: Task, tx: optax.GradientTransformation, augment: AugmentConfig | None = None
+):
+    """(state, metrics, batch) -> (state, metrics): one optimizer step, metrics merged.
+
+    With ``augment``, the batch is transformed inside the step (one random affine per example,
+    masks/centres/boxes alike, then blur), from a key derived from the state's rng and step.
+    """
 
     def step_fn(state: TrainState, acc: TrainMetrics, batch: dict) -> tuple[TrainState, Any]:
-        rng = jax.random.fold_in(state["rng"], state["step"])
+        rng, aug_rng = jax.random.split(jax.random.fold_in(state["rng"], state["step"]))
+        if augment is not None:
+            batch = augment_batch(aug_rng, batch, augment)
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state["batch_stats"]}
@@ -211,6 +221,8 @@ def train_and_evaluate(
         config, models.build(config.model, task.head, task.outputs), arrays["image"][:1], workdir
     )
     schedule = freeze_schedule(config, variables["params"], len(train_idx))
+    augment = AugmentConfig.from_config(config.augment)
+    augment = augment if augment.affine or augment.blur else None
     base_tx = optimizers.build(config.optimizer, config.steps)
 
     def program(k: int):
@@ -222,7 +234,7 @@ def train_and_evaluate(
         labels = schedule.labels(k)
         tx = freeze.partition_labels(base_tx, labels)
         train_step = jax.jit(
-            make_train_step(model, task, tx),
+            make_train_step(model, task, tx, augment),
             in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
             out_shardings=(replicated, replicated),
             donate_argnums=(0, 1),

@@ -1,4 +1,4 @@
-"""Progressive unfreezing and learning-rate plans inside the trainer (train_and_evaluate)."""
+"""Stage options inside the trainer: freeze plans, progressive unfreezing, augmentation."""
 
 from __future__ import annotations
 
@@ -76,3 +76,19 @@ def test_frozen_preset_keeps_params_and_batch_stats_bit_identical_under_adamw(
     train_and_evaluate(run.config, run.workdir, tiny_fundus)
     moved = moved_blocks(run, tiny_fundus, tmp_path / "init")
     assert moved == {"decoder/stage_1", "decoder/stage_0"}  # encoder and bottleneck untouched
+
+
+def test_augmentation_in_the_step_is_deterministic_and_changes_training(
+    tiny_run, tiny_fundus, tmp_path
+):
+    def train(name: str, **augment):
+        run = tiny_run(tmp_path / name, "scratch")
+        run.config.augment.update(augment)
+        train_and_evaluate(run.config, run.workdir, tiny_fundus)
+        return read_variables(os.path.join(run.workdir, "checkpoints"))
+
+    plain = train("plain")
+    a = train("a", rotate=20.0, flip=True, zoom=0.1, blur=1.0)
+    b = train("b", rotate=20.0, flip=True, zoom=0.1, blur=1.0)
+    assert all(np.array_equal(a[p], b[p]) for p in a)
+    assert any(not np.array_equal(a[p], plain[p]) for p in a)
