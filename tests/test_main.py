@@ -166,3 +166,11 @@ def test_busi_tiny_study(tmp_path):
     assert set(localize["test_index"]) < set(segment["test_index"])
     assert localize["n_train"] + localize["n_test"] == 780 - 133
     assert segment["n_train"] == 4
+
+
+def test_report_embeds_prediction_overlays_and_the_weight_distance_heat_map(demo):
+    workdir = demo["workdir"]
+    report = (workdir / "report.md").read_text()
+    for name in ("budget_dice.png", "predictions_budget_4.png", "weight_distance_budget_4.png"):
+        assert f"figures/{name}" in report
+        assert (workdir / "figures" / name).stat().st_size > 1000

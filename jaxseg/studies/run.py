@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 
 import ml_collections
+import numpy as np
 from absl import logging
 
 from jaxseg import data
+from jaxseg.eval import weights
+from jaxseg.explain.capture import load_run
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import machine
 from jaxseg.studies import plan as plan_lib
@@ -125,6 +128,39 @@ def report_figures(
     return lines
 
 
+def first_split_figures(
+    config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset, num_images: int = 4
+) -> list[str]:
+    """Prediction overlays (image, ground truth, each arm) and the heat map of method 5's weight
+    distances between the arms' final networks, for the first fold, seed and budget of a
+    segmentation study; returns the Markdown lines that embed them."""
+    budget = next(iter(config.protocol.budgets))
+    runs = {arm: dirs[0] for arm, dirs in final_run_dirs(config, workdir)[budget].items()}
+    loaded = {arm: load_run(d) for arm, d in runs.items()}
+    if any(cfg.task != "segmentation" for _, _, cfg in loaded.values()):
+        return []
+    first = read_result(next(iter(runs.values())))
+    index = np.asarray(first["test_index"][:num_images], dtype=int)
+    images, masks = dataset.arrays["image"][index], dataset.arrays["mask"][index]
+    predictions = {
+        arm: np.asarray(model.apply(variables, images)) >= 0.0  # sigmoid >= 0.5
+        for arm, (model, variables, _) in loaded.items()
+    }
+    label = results_lib.format_budget(budget)
+    overlay = os.path.join("figures", f"predictions_budget_{label}.png")
+    figures_lib.overlay_grid(images, masks, predictions, os.path.join(workdir, overlay))
+    lines = [f"Predictions on held-out images (fold 0, budget {label}):", "", f"![]({overlay})", ""]
+    if len(loaded) > 1:
+        labels, matrix = weights.distance_matrix(
+            {a: v["params"] for a, (_, v, _) in loaded.items()}
+        )
+        path = os.path.join("figures", f"weight_distance_budget_{label}.png")
+        title = "RMS conv-kernel distance between the arms' final networks"
+        figures_lib.heatmap(matrix, labels, os.path.join(workdir, path), title)
+        lines += [f"{title} (fold 0, budget {label}):", "", f"![]({path})", ""]
+    return lines
+
+
 def write_report(
     config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
 ) -> str:
@@ -137,6 +173,7 @@ def write_report(
     pretext = results_lib.pretext_summary(rows)
     write_json_atomic(os.path.join(workdir, "summary.json"), {"final": summary, "pretext": pretext})
     figures = report_figures(config, workdir, summary, metric, compare)
+    figures += first_split_figures(config, workdir, dataset)
     info = machine.describe()
     write_json_atomic(os.path.join(workdir, "machine.json"), info)
     lines = [
