@@ -174,3 +174,18 @@ def test_report_embeds_prediction_overlays_and_the_weight_distance_heat_map(demo
     for name in ("budget_dice.png", "predictions_budget_4.png", "weight_distance_budget_4.png"):
         assert f"figures/{name}" in report
         assert (workdir / "figures" / name).stat().st_size > 1000
+
+
+def test_same_config_and_seed_give_bit_identical_results(demo, tmp_path):
+    again = tmp_path / "again"
+    proc = jaxseg_main(again)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (again / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
+    for rel in demo["results"]:
+        first = json.loads((demo["workdir"] / rel).read_text())
+        second = json.loads((again / rel).read_text())
+        assert first["per_example"] == second["per_example"], rel
+    # The seed and the versions are recorded in the workdir.
+    assert json.loads((again / "study_config.json").read_text())["seed"] == 0
+    versions = json.loads((again / "machine.json").read_text())
+    assert {"jax", "jaxlib", "flax", "optax", "numpy"} <= set(versions)

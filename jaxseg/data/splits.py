@@ -29,7 +29,10 @@ def kfold(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.nd
         raise ValueError(f"k-fold needs an integer k >= 2, got k={k!r}")
     uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     if k > len(uniq):
-        raise ValueError(f"k={k} folds but only {len(uniq)} distinct groups; use k <= {len(uniq)}")
+        raise ValueError(
+            f"k={k} folds but only {len(uniq)} distinct groups to split; use k <= {len(uniq)} "
+            "(protocol.folds)"
+        )
     order = np.random.default_rng(seed).permutation(len(uniq))
     order = order[np.argsort(-counts[order], kind="stable")]  # largest first, shuffled ties
     fold_of_group = np.empty(len(uniq), dtype=np.int64)
@@ -74,7 +77,8 @@ def label_budget(train_idx: np.ndarray, budget: float | int, seed: int) -> np.nd
         n = int(budget)
         if n > m:
             raise ValueError(
-                f"budget of {n} labels exceeds the training fold of {m} examples; use <= {m}"
+                f"budget of {n} labels exceeds the training fold of {m} examples; use <= {m} "
+                "(protocol.budgets)"
             )
     else:
         if budget > 1:
@@ -95,7 +99,7 @@ def validation_split(
     go to validation, chosen by a permutation seeded with ``seed``; a group never straddles.
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        raise ValueError(f"validation fraction (val_fraction) must be in (0, 1), got {fraction!r}")
     train_idx = np.asarray(train_idx)
     uniq = np.unique(np.asarray(groups)[train_idx])
     if len(uniq) < 2:

@@ -14,7 +14,7 @@ from jaxseg import data
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
 from jaxseg.studies import figures as figures_lib
-from jaxseg.studies import machine
+from jaxseg.studies import machine, preflight
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
 from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
@@ -30,10 +30,11 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     for _, runs in planned:
         for run in runs:  # a finished run of another config must not pass for this one's
             check_workdir(run.config, run.workdir)
+    dataset = data.load(config.data)
+    preflight.check_study(planned, dataset)  # every run checked before anything is written
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(sort_keys=True, indent=1))
-    dataset = data.load(config.data)
     done: dict[str, dict] = {}
     rows = []
     for arm, runs in planned:

@@ -134,11 +134,6 @@ def transfer(
       'source'  the checkpoint folder read (``source_dir`` or its ``checkpoints`` folder).
     Any problem outside ``allow`` raises one ValueError listing every offending path by reason.
     """
-    regex = selector(subtrees)
-    if not regex:
-        raise ValueError("init_from.subtrees is empty; name what to transfer, e.g. 'encoder'")
-    allowed = selector(allow or "")
-    rules = parse_rename(rename)
     directory = _resolve_source(source_dir)
     available = checkpoint.steps(directory)
     if not available:
@@ -149,24 +144,65 @@ def transfer(
         raise FileNotFoundError(
             f"init_from: no checkpoint of step {step} under {directory}; saved: {available}"
         )
-    where = f"{directory} (step {step})"
+    saved = {
+        p: s
+        for p, s in checkpoint.leaf_shapes(directory, step).items()
+        if "/" in p and _split(p)[0] in COLLECTIONS
+    }
+    current = flatten({c: variables[c] for c in COLLECTIONS if c in variables})
+    shapes = {p: tuple(v.shape) for p, v in current.items()}
+    plan = match(shapes, saved, subtrees, rename, allow, f"{directory} (step {step})")
+    target = {
+        src: jax.ShapeDtypeStruct(current[p].shape, current[p].dtype)
+        for p, src in plan["sources"].items()
+    }
+    restored = flatten(checkpoint.restore_partial(directory, unflatten(target), step))
+    current.update({p: restored[src] for p, src in plan["sources"].items()})
+    merged = {**variables, **unflatten(current)}  # keeps empty and other collections as given
+    loaded = sorted(plan["sources"])
+    return merged, {
+        "loaded": loaded,
+        "renamed": [[plan["sources"][p], p] for p in loaded if plan["sources"][p] != p],
+        "skipped": plan["skipped"],
+        "kept": sorted(set(current) - set(loaded)),
+        "step": int(step),
+        "source": directory,
+    }
 
+
+def match(
+    model: Mapping[str, tuple[int, ...]],
+    saved: Mapping[str, tuple[int, ...]],
+    subtrees: str,
+    rename: str | Mapping[str, str] | None = None,
+    allow: str = "",
+    where: str = "the checkpoint",
+) -> dict[str, Any]:
+    """Plan a transfer from shapes alone: {'sources': {model path: checkpoint path},
+    'skipped': [[path, reason]]}; raises the errors ``transfer`` documents.
+
+    ``model`` and ``saved`` map 'params/...' / 'batch_stats/...' paths to shapes, so a study
+    can check every transfer before training anything (from abstract shapes of both stages).
+    """
+    regex = selector(subtrees)
+    if not regex:
+        raise ValueError("init_from.subtrees is empty; name what to transfer, e.g. 'encoder'")
+    allowed = selector(allow or "")
+    rules = parse_rename(rename)
     # Checkpoint leaves under their model names: {model path: (checkpoint path, shape)}.
-    saved: dict[str, tuple[str, tuple[int, ...]]] = {}
+    renamed: dict[str, tuple[str, tuple[int, ...]]] = {}
     collide: dict[str, list[str]] = {}
     used: dict[str, list[str]] = {src: [] for src in rules}
-    for path, shape in checkpoint.leaf_shapes(directory, step).items():
-        if "/" not in path or _split(path)[0] not in COLLECTIONS:
-            continue
+    for path, shape in saved.items():
         collection, inner = _split(path)
         new, rule = _rename(inner, rules)
         model_path = f"{collection}/{new}"
         if rule is not None:
             used[rule].append(model_path)
-        if model_path in saved:
-            collide.setdefault(model_path, [saved[model_path][0]]).append(path)
-        saved[model_path] = (path, shape)
-    ckpt_inner = {_split(p)[1] for p, _ in saved.values()}
+        if model_path in renamed:
+            collide.setdefault(model_path, [renamed[model_path][0]]).append(path)
+        renamed[model_path] = (path, tuple(shape))
+    ckpt_inner = {_split(p)[1] for p, _ in renamed.values()}
     unused = [src for src, hits in used.items() if not hits]
     if unused:
         raise ValueError(
@@ -175,10 +211,9 @@ def transfer(
             f"{', '.join(_subtrees(ckpt_inner))}"
         )
     if collide:
-        lines = [f"  {q} <- {', '.join(sorted(ps))}" for q, ps in sorted(collide.items())]
+        pairs = "; ".join(f"{q} <- {', '.join(sorted(ps))}" for q, ps in sorted(collide.items()))
         raise ValueError(
-            f"init_from.rename={rename!r}: renamed checkpoint paths collide in {where}:\n"
-            + "\n".join(lines)
+            f"init_from.rename={rename!r}: renamed checkpoint paths collide in {where}: {pairs}"
         )
     outside = [s for s, hits in used.items() if not any(matches(regex, _split(q)[1]) for q in hits)]
     if outside:
@@ -186,63 +221,48 @@ def transfer(
             f"init_from.rename: {', '.join(f'{s!r}->{rules[s]!r}' for s in outside)} renames "
             f"nothing into init_from.subtrees={subtrees!r}"
         )
-
-    current = flatten({c: variables[c] for c in COLLECTIONS if c in variables})
-    wanted = {p: v for p, v in current.items() if matches(regex, _split(p)[1])}
+    wanted = {p: tuple(v) for p, v in model.items() if matches(regex, _split(p)[1])}
     if not wanted:
         raise ValueError(f"init_from.subtrees={subtrees!r} matches nothing in the new model")
-    offered = {p: v for p, v in saved.items() if matches(regex, _split(p)[1])}
-    if allowed and not any(matches(allowed, _split(p)[1]) for p in {*current, *saved}):
+    offered = {p: v for p, v in renamed.items() if matches(regex, _split(p)[1])}
+    if allowed and not any(matches(allowed, _split(p)[1]) for p in {*model, *renamed}):
         raise ValueError(
             f"init_from.allow={allow!r} matches no path of the new model or of the checkpoint"
         )
-
     problems: list[tuple[str, str]] = []  # (model path, reason)
     for p in sorted(set(wanted) - set(offered)):
         problems.append((p, MISSING))
     for p in sorted(set(offered) - set(wanted)):
         origin = offered[p][0]
         problems.append((p, EXTRA if origin == p else f"{EXTRA} (renamed from {origin})"))
-    loaded = []
+    sources = {}
     for p in sorted(set(wanted) & set(offered)):
-        old, new = tuple(offered[p][1]), tuple(wanted[p].shape)
+        old, new = offered[p][1], wanted[p]
         if old != new:
             problems.append((p, f"{SHAPE} {old}->{new}"))
         else:
-            loaded.append(p)
+            sources[p] = offered[p][0]
     errors = [(p, r) for p, r in problems if not matches(allowed, _split(p)[1])]
-    skipped = sorted([p, r] for p, r in problems if matches(allowed, _split(p)[1]))
     if errors:
-        raise ValueError(_error(subtrees, where, errors, set(loaded)))
-
-    target = {offered[p][0]: jax.ShapeDtypeStruct(wanted[p].shape, wanted[p].dtype) for p in loaded}
-    restored = flatten(checkpoint.restore_partial(directory, unflatten(target), step))
-    current.update({p: restored[offered[p][0]] for p in loaded})
-    merged = {**variables, **unflatten(current)}  # keeps empty and other collections as given
-    return merged, {
-        "loaded": loaded,
-        "renamed": [[offered[p][0], p] for p in loaded if offered[p][0] != p],
-        "skipped": skipped,
-        "kept": sorted(set(current) - set(loaded)),
-        "step": int(step),
-        "source": directory,
-    }
+        raise ValueError(_error(subtrees, where, errors, set(sources)))
+    skipped = sorted([p, r] for p, r in problems if matches(allowed, _split(p)[1]))
+    return {"sources": sources, "skipped": skipped}
 
 
 def _error(subtrees: str, where: str, errors: list[tuple[str, str]], ok: set[str]) -> str:
-    lines = [f"cannot transfer init_from.subtrees={subtrees!r} from {where}:"]
+    lines = [f"cannot transfer init_from.subtrees={subtrees!r} from {where}"]
     for reason in REASONS:
         group = [(p, r) for p, r in errors if r.startswith(reason)]
         if group:
             items = [p + r[len(reason) :] for p, r in group]
-            lines.append(f"  {reason} ({len(group)}): {', '.join(items)}")
+            lines.append(f"{reason} ({len(group)}): {', '.join(items)}")
     suggestion = _suggest_allow({_split(p)[1] for p, _ in errors}, {_split(p)[1] for p in ok})
     lines.append(
         "to keep the fresh initialisation of these paths (and ignore checkpoint-only ones), "
         f"name them in init_from.allow, e.g. init_from.allow={suggestion!r}; or fix "
         "init_from.subtrees / init_from.rename"
     )
-    return "\n".join(lines)
+    return "; ".join(lines)
 
 
 def _field(config: Any, name: str, default: Any) -> Any:

@@ -1,0 +1,21 @@
+"""Checks of a stage's loop settings that need no data or model (run before anything trains)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+POSITIVE_INTS = ("steps", "batch_size", "log_every", "checkpoint_every")
+
+
+def check_settings(config: ml_collections.ConfigDict) -> None:
+    """Raise one ValueError naming the stage and key for a loop setting out of range."""
+    for key in POSITIVE_INTS:
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"stage {config.name!r}: {key}={config[key]!r} must be an int >= 1")
+    if not 0 <= config.val_fraction < 1:
+        raise ValueError(
+            f"stage {config.name!r}: val_fraction={config.val_fraction} must be in [0, 1)"
+        )
+    for key in ("eval_every", "patience", "unfreeze_every"):
+        if config[key] < 0:
+            raise ValueError(f"stage {config.name!r}: {key}={config[key]} must be >= 0")

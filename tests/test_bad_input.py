@@ -1,0 +1,248 @@
+"""The bad-input catalogue: every malformed data file or config override given to
+``python -m jaxseg.main`` ends in one ``error: ...`` line naming what is wrong and where (key,
+file or shape), with a non-zero exit, no traceback and no partial results in the workdir.
+
+Data cases write a crafted ``.npz`` and run ``configs/demo.py:tiny,data=PATH`` (32² images,
+2 folds, budget 4, depth-2 U-Net); config cases override the tiny fundus study. Most fail before
+anything is compiled: the study checks every run (studies/preflight.py) before it trains or
+writes anything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from conftest import REPO, subprocess_env
+
+N, SIZE = 40, 32  # as the tiny study: 2 folds of 20 images of 32x32
+DATA = "<data>"  # in an expected substring: the crafted file's path
+Arrays = dict[str, np.ndarray]
+
+
+def good_arrays(n: int = N, size: int = SIZE) -> Arrays:
+    """A valid .npz layout: noisy images with one bright disc each, its mask, a group each."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.3 * size, 0.7 * size, (2, n, 1, 1))
+    masks = ((yy - cy) ** 2 + (xx - cx) ** 2 <= (0.15 * size) ** 2).astype(np.uint8)
+    images = (rng.normal(0.3, 0.1, (n, size, size)) + 0.5 * masks).astype(np.float32)
+    return {"images": images, "masks": masks, "groups": np.arange(n)}
+
+
+def changed(**changes: Callable[[Arrays], np.ndarray] | None) -> Callable[[], Arrays]:
+    """good_arrays() with each named key replaced by fn(arrays), or dropped for None."""
+
+    def build() -> Arrays:
+        arrays = good_arrays()
+        for key, fn in changes.items():
+            if fn is None:
+                del arrays[key]
+            else:
+                arrays[key] = fn(arrays)
+        return arrays
+
+    return build
+
+
+def poked(x: np.ndarray, index: tuple, value: float) -> np.ndarray:
+    x = x.copy()
+    x[index] = value
+    return x
+
+
+def data_case(name, build, expected, *overrides):
+    """A crafted .npz: ``build`` returns its arrays, or is 'missing' / 'garbage'."""
+    return case(name, expected, *overrides, build=build)
+
+
+def case(name, expected, *overrides, build=None, env=None):
+    return pytest.param(build, overrides, expected, env or {}, id=name)
+
+
+CASES = [
+    # --- the data file
+    data_case(
+        "images_wrong_rank",
+        changed(images=lambda a: a["images"][:, :, :, None, None]),
+        [DATA, "'images' has shape (40, 32, 32, 1, 1)"],
+    ),
+    data_case(
+        "images_not_divisible_by_2_pow_depth",
+        lambda: good_arrays(size=30),
+        ["image size 30x30 is not divisible by 2^depth=4"],
+        "--config.data.image_size=0",
+    ),
+    data_case(
+        "images_too_small",
+        lambda: good_arrays(size=2),
+        ["image size 2x2 is not divisible by 2^depth=4"],
+        "--config.data.image_size=0",
+    ),
+    data_case(
+        "nan_pixels",
+        changed(images=lambda a: poked(a["images"], (3, 5, 5), np.nan)),
+        [DATA, "'images' contains NaN"],
+    ),
+    data_case(
+        "inf_pixels",
+        changed(images=lambda a: poked(a["images"], (7, 0, 0), np.inf)),
+        [DATA, "'images' contains NaN or inf"],
+    ),
+    data_case(
+        "masks_not_binary",
+        changed(masks=lambda a: a["masks"] * 255),
+        [DATA, "'masks' must hold only 0 and 1, found [  0 255]"],
+    ),
+    data_case(
+        "masks_other_shape_than_images",
+        changed(masks=lambda a: a["masks"][:, :16, :16]),
+        [DATA, "'images' (40, 32, 32, 1) and 'masks' (40, 16, 16, 1) differ"],
+    ),
+    data_case(
+        "masks_other_count_than_images",
+        changed(masks=lambda a: a["masks"][:30]),
+        [DATA, "'images' (40, 32, 32, 1) and 'masks' (30, 32, 32, 1) differ in N"],
+    ),
+    data_case(
+        "empty_dataset",
+        changed(images=lambda a: a["images"][:0], masks=lambda a: a["masks"][:0], groups=None),
+        [DATA, "'images' has shape (0, 32, 32, 1); it holds no examples"],
+    ),
+    data_case("missing_images_key", changed(images=None), [DATA, "missing required key 'images'"]),
+    data_case("missing_data_file", "missing", [DATA, "no such file"]),
+    data_case("garbage_data_file", "garbage", [DATA, "cannot read as .npz"]),
+    data_case(
+        "image_size_not_a_divisor",
+        good_arrays,
+        [DATA, "cannot downsample 32x32 to size 24"],
+        "--config.data.image_size=24",
+    ),
+    # --- protocol
+    case(
+        "budget_larger_than_training_fold",
+        ["budget of 1000 labels exceeds the training fold of 20 examples", "protocol.budgets"],
+        "--config.protocol.budgets=(1000,)",
+    ),
+    case(
+        "more_folds_than_groups",
+        ["k=100 folds but only 40 distinct groups", "protocol.folds"],
+        "--config.protocol.folds=100",
+    ),
+    # --- config flags and arms
+    case("unknown_config_key", ["no such config key 'stepz'"], "--config.stages.segment.stepz=3"),
+    case(
+        "override_of_wrong_type",
+        ["--config.stages.segment.steps=abc", "int"],
+        "--config.stages.segment.steps=abc",
+    ),
+    case(
+        "arm_with_unknown_stage",
+        ["arms.scratch='nope' names unknown stages"],
+        "--config.arms.scratch=nope",
+    ),
+    # --- stage chaining and transfer
+    case(
+        "init_from_not_an_earlier_stage",
+        ["stages.segment.init_from.stage='scratch' is not an earlier stage"],
+        "--config.stages.segment.init_from.stage=scratch",
+    ),
+    case(
+        "init_from_subtree_missing_in_checkpoint",
+        ["init_from.subtrees='decoder'", "missing"],
+        "--config.stages.segment.init_from.subtrees=decoder",
+    ),
+    case(
+        "init_from_subtrees_matching_nothing",
+        ["segment", "init_from.subtrees='nothing' matches nothing"],
+        "--config.stages.segment.init_from.subtrees=nothing",
+    ),
+    # --- devices, freezing, optimisation
+    case(
+        "batch_not_divisible_by_devices",
+        ["batch_size=3 is not divisible by the 2 devices"],
+        "--config.stages.localize.batch_size=3",  # localize is the first run
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    ),
+    case(
+        "freeze_plan_leaves_parameters_unmatched",
+        ["segment", "freeze plan leaves 24 parameters unmatched"],
+        "--config.stages.segment.freeze=encoder/=frozen",
+    ),
+    case(
+        "unknown_freeze_preset",
+        ["segment", "freeze preset 'bogus' is unknown"],
+        "--config.stages.segment.freeze=bogus",
+    ),
+    case(
+        "unknown_optimizer",
+        ["segment", "optimizer.name='sgdx' is unknown"],
+        "--config.stages.segment.optimizer.name=sgdx",
+    ),
+    case(
+        "unknown_loss",
+        ["segment", "loss 'bogus' is unknown"],
+        "--config.stages.segment.loss=bogus",
+    ),
+    case(
+        "unknown_task",
+        ["segment", "task 'bogus' is unknown"],
+        "--config.stages.segment.task=bogus",
+    ),
+    case(
+        "non_positive_steps",
+        ["segment", "steps=0"],
+        "--config.stages.segment.steps=0",
+    ),
+    case(
+        "unknown_preprocess_step",
+        ["unknown preprocessing step 'sharpen'"],
+        "--config.data.preprocess=sharpen",
+    ),
+    case(
+        "val_fraction_out_of_range",
+        ["scratch", "val_fraction", "1.5"],
+        "--config.stages.scratch.val_fraction=1.5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "overrides", "expected", "env"), CASES)
+def test_bad_input_is_one_clear_error_line(tmp_path, build, overrides, expected, env):
+    config = "configs/demo.py:tiny"
+    path = tmp_path / "bad.npz"
+    if build is not None:
+        if build == "garbage":
+            path.write_bytes(b"PK\x03\x04 not a zip archive \x00\xff" * 8)
+        elif build != "missing":
+            np.savez(path, **build())
+        config += f",data={path}"
+    workdir = tmp_path / "work"
+    argv = [sys.executable, "-m", "jaxseg.main", f"--config={config}", f"--workdir={workdir}"]
+    proc = subprocess.run(
+        [*argv, *overrides],
+        cwd=REPO,
+        env=subprocess_env(JAX_PLATFORMS="cpu", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    stderr = proc.stderr
+    assert proc.returncode != 0, proc.stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), stderr[-3000:]
+    # One line: a message continued over several lines ends in a line without the prefix.
+    assert sum(line.startswith("error: ") for line in lines) == 1, stderr[-3000:]
+    for text in expected:
+        text = str(path) if text == DATA else text
+        assert text in lines[-1], f"{text!r} not in {lines[-1]!r}"
+    partial = sorted(
+        str(p.relative_to(workdir))
+        for pattern in ("results.csv", "report.md", "result.json")
+        for p in workdir.rglob(pattern)
+    )
+    assert not partial, f"partial results written before the error: {partial}"
