@@ -2,16 +2,43 @@
 
 A checkpoint is an orbax step directory under ``<stage workdir>/checkpoints`` holding the state
 dict {'step', 'params', 'batch_stats', 'opt_state', 'rng'}.
+
+Integrity: orbax saves a step into a temporary directory and renames it when complete (a save
+killed half-way leaves only a ``<step>.orbax-checkpoint-tmp-*`` directory, which orbax ignores
+and ``manager`` cleans up), after writing the commit marker ``commit_success.txt`` into it.
+``save`` then records the size and SHA-256 of every file of the step in ``jaxseg_sha256.json``.
+A step is *corrupt* when its marker is missing, a recorded file is missing, shorter, longer or
+different, or (for a step without the record, e.g. one killed between the rename and writing
+it) orbax fails to read it. ``restore`` tries the saved steps newest-first: each corrupt one is
+reported (one warning line naming step and directory, in the absl log and on stdout) and moved
+aside to ``<directory>/corrupt_<step>``, so nothing is destroyed and a later save of that step
+succeeds; the newest intact step is returned. No intact step: ``CorruptCheckpointError``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import traverse_util
+
+COMMIT_MARKER = "commit_success.txt"  # orbax writes it into a step before the atomic rename
+CHECKSUMS = "jaxseg_sha256.json"  # {relative path: [size, sha256]} of a step's files
+_UNCHECKED = frozenset({CHECKSUMS, CHECKSUMS + ".tmp", "_CHECKPOINT_METADATA"})  # orbax may update
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint step (or every step of a directory) is damaged and cannot be restored."""
+
+
+class _DamagedStepError(Exception):
+    """Internal: one step is damaged; the message says how."""
 
 
 def flatten(tree: Any) -> dict[str, Any]:
@@ -25,21 +52,195 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """A manager that saves/restores full states under ``directory`` (absolute path)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    """A manager that saves/restores full states under ``directory`` (absolute path); it removes
+    the temporary directories of saves that were killed before they finished."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+    )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def step_path(mngr: ocp.CheckpointManager, step: int) -> str:
+    """The directory of ``step`` under the manager's directory."""
+    return os.path.join(str(mngr.directory), str(step))
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Save ``state`` at ``step`` and wait, so a finished stage is on disk when it returns."""
-    mngr.save(step, args=ocp.args.StandardSave(state))
+    """Save ``state`` at ``step`` and wait, so a finished stage is on disk when it returns; then
+    record the step's file checksums (``CHECKSUMS``, written by process 0). Like orbax, does
+    nothing when ``step`` is not newer than the newest saved step."""
+    saved = mngr.save(step, args=ocp.args.StandardSave(state))
     mngr.wait_until_finished()
+    if saved and jax.process_index() == 0:
+        write_checksums(step_path(mngr, step))
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
-    """Restore the latest (or given) step into the structure/shardings of ``abstract_state``."""
-    step = mngr.latest_step() if step is None else step
-    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+def _files(step_dir: str) -> list[str]:
+    """Paths (relative to ``step_dir``) of the files checksums cover, sorted."""
+    out = []
+    for root, _, names in os.walk(step_dir):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), step_dir)
+            if rel not in _UNCHECKED:
+                out.append(rel)
+    return sorted(out)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(step_dir: str) -> None:
+    """Record [size, sha256] of every file of a saved step in ``<step_dir>/CHECKSUMS`` (via a
+    temporary file: a kill leaves the step without the record, never with half of one)."""
+    sums = {}
+    for rel in _files(step_dir):
+        path = os.path.join(step_dir, rel)
+        sums[rel] = [os.path.getsize(path), _sha256(path)]
+    tmp = os.path.join(step_dir, CHECKSUMS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(sums, f, indent=0)
+    os.replace(tmp, os.path.join(step_dir, CHECKSUMS))
+
+
+def damage(step_dir: str) -> str | None:
+    """How a saved step's files are damaged, or None when they look intact.
+
+    Checks the commit marker, and each file recorded in ``CHECKSUMS`` (when the step has it):
+    present, of the saved size and SHA-256.
+    """
+    if not os.path.isdir(step_dir):
+        return "its directory is missing"
+    if not os.path.exists(os.path.join(step_dir, COMMIT_MARKER)):
+        return f"no commit marker {COMMIT_MARKER}"
+    path = os.path.join(step_dir, CHECKSUMS)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            sums = json.load(f)
+    except (OSError, ValueError) as err:
+        return f"unreadable {CHECKSUMS}: {_one_line(err)}"
+    for rel, (size, digest) in sorted(sums.items()):
+        file = os.path.join(step_dir, rel)
+        if not os.path.isfile(file):
+            return f"{rel} is missing"
+        if os.path.getsize(file) != size:
+            return f"{rel} has {os.path.getsize(file)} bytes, {size} were saved"
+        if _sha256(file) != digest:
+            return f"{rel} differs from the saved file (sha256)"
+    return None
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _restore_step(mngr: ocp.CheckpointManager, step: int, target: Any) -> Any:
+    """Restore ``step`` into ``target``; raise ``_DamagedStepError`` when its files are damaged.
+
+    A step with intact recorded checksums that orbax still fails to read is not damaged (e.g. a
+    target of another structure): that error propagates as it is.
+    """
+    step_dir = step_path(mngr, step)
+    problem = damage(step_dir)
+    if problem:
+        raise _DamagedStepError(problem)
+    try:
+        return mngr.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as err:
+        if os.path.exists(os.path.join(step_dir, CHECKSUMS)):
+            raise
+        raise _DamagedStepError(f"orbax cannot read it ({_one_line(err)})") from err
+
+
+def on_process_0(fn: Callable[[], Any], name: str) -> Any:
+    """Run ``fn`` in process 0 only, the other processes waiting before and after it."""
+    multi = jax.process_count() > 1
+    if multi:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxseg {name} (before)")
+    result = fn() if jax.process_index() == 0 else None
+    if multi:
+        multihost_utils.sync_global_devices(f"jaxseg {name} (after)")
+    return result
+
+
+def quarantine(mngr: ocp.CheckpointManager, step: int) -> str:
+    """Move the directory of ``step`` aside to ``<directory>/corrupt_<step>`` (``.1``, ``.2``,
+    ... when taken) and forget the step, so that saving it again works; returns the new path."""
+    source = step_path(mngr, step)
+    dest = os.path.join(str(mngr.directory), f"corrupt_{step}")
+    n = 0
+    while os.path.exists(dest if n == 0 else f"{dest}.{n}"):
+        n += 1
+    dest = dest if n == 0 else f"{dest}.{n}"
+    on_process_0(lambda: os.replace(source, dest), f"quarantine {source}")
+    mngr.reload()
+    return dest
+
+
+def _warn(message: str) -> None:
+    """One warning line, in the absl log and on stdout (the run log)."""
+    logging.warning("%s", message)
+    print(message, flush=True)
+
+
+def restore(
+    mngr: ocp.CheckpointManager,
+    abstract_state: Any | Callable[[int], Any],
+    step: int | None = None,
+) -> Any:
+    """Restore a saved state into the structure/shardings of ``abstract_state`` (a tree of
+    ShapeDtypeStructs, or a function step -> that tree when the structure depends on the step).
+
+    ``step`` given: that step (``FileNotFoundError`` if it is not saved,
+    ``CorruptCheckpointError`` if it is damaged). Default: the newest intact step; newer damaged
+    steps are reported and moved aside (see ``quarantine``). Raises ``FileNotFoundError`` when
+    nothing is saved, and ``CorruptCheckpointError`` naming the directory and every step's
+    problem when no step is intact (nothing is moved then).
+    """
+    target = abstract_state if callable(abstract_state) else (lambda _: abstract_state)
+    directory = str(mngr.directory)
+    if step is not None:
+        if step not in mngr.all_steps():
+            raise FileNotFoundError(
+                f"no checkpoint of step {step} under {directory}; saved: {sorted(mngr.all_steps())}"
+            )
+        try:
+            return _restore_step(mngr, step, target(step))
+        except _DamagedStepError as err:
+            raise CorruptCheckpointError(
+                f"checkpoint step {step} under {directory} is corrupt: {err}"
+            ) from None
+    saved = sorted(mngr.all_steps(), reverse=True)
+    if not saved:
+        raise FileNotFoundError(f"no checkpoint under {directory}")
+    damaged: dict[int, str] = {}
+    for candidate in saved:
+        try:
+            state = _restore_step(mngr, candidate, target(candidate))
+        except _DamagedStepError as err:
+            damaged[candidate] = str(err)
+            continue
+        for bad, problem in damaged.items():
+            dest = quarantine(mngr, bad)
+            _warn(
+                f"checkpoint step {bad} under {directory} is corrupt ({problem}); moved it to "
+                f"{dest} and restored step {candidate} instead"
+            )
+        return state
+    problems = "; ".join(f"step {s}: {p}" for s, p in damaged.items())
+    raise CorruptCheckpointError(
+        f"no intact checkpoint under {directory} ({problems}); move that directory away to "
+        "start the stage over"
+    )
 
 
 def latest_step(directory: str) -> int | None:
@@ -59,14 +260,20 @@ def steps(directory: str) -> list[int]:
 
 
 def _step(mngr: ocp.CheckpointManager, directory: str, step: int | None) -> int:
-    """``step`` (default: the latest) after checking that it is saved under ``directory``."""
+    """``step`` (default: the latest) after checking that it is saved under ``directory`` and
+    intact (``damage``)."""
     saved = sorted(mngr.all_steps())
     if not saved:
         raise FileNotFoundError(f"no checkpoint under {directory}")
     if step is None:
-        return saved[-1]
-    if step not in saved:
+        step = saved[-1]
+    elif step not in saved:
         raise FileNotFoundError(f"no checkpoint of step {step} under {directory}; saved: {saved}")
+    problem = damage(step_path(mngr, step))
+    if problem:
+        raise CorruptCheckpointError(
+            f"checkpoint step {step} under {directory} is corrupt: {problem}"
+        )
     return step
 
 

@@ -16,6 +16,9 @@ from jaxseg.xla_flags import set_fast_cpu_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Retrain and rewrite finished runs instead of reading them back."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,6 +31,7 @@ def main(argv: list[str]) -> None:
     import jax
 
     from jaxseg.studies.run import run_study
+    from jaxseg.train.loop import Preempted
 
     # Every fold and seed compiles the same programs: a persistent cache compiles them once.
     cache = os.environ.get("JAXSEG_XLA_CACHE", os.path.expanduser("~/.cache/jaxseg/xla"))
@@ -35,7 +39,10 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     logging.info("jax devices: %s", jax.devices())
     try:
-        run_study(_CONFIG.value, os.path.abspath(_WORKDIR.value))
+        run_study(_CONFIG.value, os.path.abspath(_WORKDIR.value), _OVERWRITE.value)
+    except Preempted as err:  # SIGTERM: the step was checkpointed; the same command resumes
+        print(f"preempted: {err}", file=sys.stderr, flush=True)
+        sys.exit(Preempted.EXIT_CODE)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,34 @@ def test_same_config_and_seed_give_bit_identical_results(demo, tmp_path):
     assert json.loads((again / "study_config.json").read_text())["seed"] == 0
     versions = json.loads((again / "machine.json").read_text())
     assert {"jax", "jaxlib", "flax", "optax", "numpy"} <= set(versions)
+
+
+def test_overwrite_retrains_finished_runs_with_identical_results(demo, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(demo["workdir"], workdir)
+    before = result_files(workdir)
+    proc = jaxseg_main(workdir, "--overwrite")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert STEP_LINE.search(proc.stdout)  # trained again
+    after = result_files(workdir)
+    assert set(after) == set(before) and all(after[k] != before[k] for k in before)
+    assert (workdir / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
+
+
+def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(demo, tmp_path):
+    workdir = tmp_path / "term"
+    cmd = [sys.executable, "-m", "jaxseg.main", "--config=configs/demo.py:tiny",
+           f"--workdir={workdir}", "--config.stages.localize.log_every=1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(JAX_PLATFORMS="cpu"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:  # wait until training is under way
+        if STEP_LINE.search(line):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert "preempted" in err and not list(workdir.rglob("result.json"))
+    assert list((workdir / "fold_0" / "seed_0" / "localize" / "checkpoints").iterdir())
+    again = jaxseg_main(workdir, "--config.stages.localize.log_every=1")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from step" in again.stdout

@@ -20,8 +20,14 @@ from jaxseg.studies import results as results_lib
 from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-    """Train/evaluate all runs of ``config`` under ``workdir``; returns the tidy result rows."""
+def run_study(
+    config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
+) -> list[dict]:
+    """Train/evaluate all runs of ``config`` under ``workdir``; returns the tidy result rows.
+
+    Finished runs are read back, never retrained or rewritten, unless ``overwrite`` (then every
+    run of the study is cleared and trained again).
+    """
     compare = tuple(config.compare)
     for arm in compare:
         if arm not in config.arms:
@@ -29,7 +35,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     planned = plan_lib.plan(config, workdir)  # validates the whole study before any training
     for _, runs in planned:
         for run in runs:  # a finished run of another config must not pass for this one's
-            check_workdir(run.config, run.workdir)
+            if not overwrite:
+                check_workdir(run.config, run.workdir)
     dataset = data.load(config.data)
     preflight.check_study(planned, dataset)  # every run checked before anything is written
     os.makedirs(workdir, exist_ok=True)
@@ -41,10 +48,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         results = []
         for run in runs:
             if run.workdir not in done:
-                result = read_result(run.workdir)
+                result = None if overwrite else read_result(run.workdir)
                 if result is None:
                     logging.info("run %s (arm %s)", run.workdir, arm)
-                    result = train_and_evaluate(run.config, run.workdir, dataset)
+                    result = train_and_evaluate(
+                        run.config, run.workdir, dataset, overwrite=overwrite
+                    )
                 done[run.workdir] = result
             results.append(done[run.workdir])
         rows += results_lib.rows_for(arm, runs, results)
@@ -137,6 +146,8 @@ def first_split_figures(
     segmentation study; returns the Markdown lines that embed them."""
     budget = next(iter(config.protocol.budgets))
     runs = {arm: dirs[0] for arm, dirs in final_run_dirs(config, workdir)[budget].items()}
+    if any(read_result(d) is None for d in runs.values()):
+        return []  # no finished runs to draw (e.g. a report rebuilt from a results table)
     loaded = {arm: load_run(d) for arm, d in runs.items()}
     if any(cfg.task != "segmentation" for _, _, cfg in loaded.values()):
         return []

@@ -1,14 +1,26 @@
 """``train_and_evaluate(config, workdir)``: one stage, from data to a checkpoint and metrics.
 
 Sections: data → model & transfer → optimizer & freeze → state (resume) → jit step on a mesh →
-loop (log, checkpoint, NaN guard) → evaluation on the held-out fold → result.json.
+loop (log, checkpoint, NaN guard, SIGTERM) → evaluation on the held-out fold → result.json.
+
+Restarts: a run killed at any point (even SIGKILL) and started again with the same call resumes
+from its newest intact checkpoint (``checkpoint.restore``) and ends bit-identical to an
+uninterrupted run: the batch at step s depends only on (seed, s), augmentation and dropout keys
+on the state's rng and step. SIGTERM during the loop checkpoints the current step and raises
+``Preempted``. A finished run (``result.json`` present) is returned as saved, never rewritten,
+unless ``overwrite=True`` starts it over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -28,11 +40,82 @@ from jaxseg.train import batches, optimizers
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
+from jaxseg.train.settings import check_settings
 from jaxseg.train.state import TrainMetrics, TrainState
 from jaxseg.train.writers import MetricWriter
 
 RESULT = "result.json"
 PREDICTION = "_prediction"  # eval-step output handed to the task's host metrics, never stored
+# What a run writes into its workdir: ``overwrite=True`` deletes these before training.
+RUN_OUTPUTS = (
+    "checkpoints",
+    "checkpoints_best",
+    RESULT,
+    "metrics.jsonl",
+    "early_stopping.json",
+    "tb",
+    "transfer.json",
+    "config.json",
+)
+
+
+class Preempted(RuntimeError):  # noqa: N818 (the event, not a failure of the run)
+    """``train_and_evaluate`` got SIGTERM during its loop: the state of ``step`` (the step being
+    trained when the signal came; with several processes, the next logging step) is
+    checkpointed in ``<workdir>/checkpoints`` and nothing else was written (no ``result.json``);
+    the same call resumes the run. A launcher should exit with ``EXIT_CODE`` (143 = 128 +
+    SIGTERM), as a process killed by SIGTERM would, so that schedulers requeue the job
+    (``jaxseg.main``'s part)."""
+
+    EXIT_CODE = 143
+
+    def __init__(self, step: int, workdir: str):
+        super().__init__(
+            f"preempted (SIGTERM) at step {step}: checkpoint saved under "
+            f"{os.path.join(workdir, 'checkpoints')}; run the same command again to resume"
+        )
+        self.step = step
+        self.workdir = workdir
+
+
+class SigtermFlag:
+    """Whether SIGTERM arrived while ``catch_sigterm`` was active."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def agreed(self, sync_point: bool) -> bool:
+        """Whether to stop now: SIGTERM arrived. With several processes, every process must
+        stop at the same step, so they only agree (a collective: any process got it) at sync
+        points, the logging steps, where the host waits for the device anyway."""
+        if jax.process_count() == 1:
+            return self.received
+        if not sync_point:
+            return False
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(self.received))
+        return bool(np.max(flags))
+
+
+@contextlib.contextmanager
+def catch_sigterm() -> Iterator[SigtermFlag]:
+    """Within the block SIGTERM only sets the yielded flag; the previous handler is restored on
+    exit (one installed outside Python, e.g. by JAX's multi-process runtime, cannot be: the
+    default action is restored then). Outside the main thread, where handlers cannot be
+    installed, nothing is and the flag stays False."""
+    flag = SigtermFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, flag.handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def split_indices(
@@ -68,6 +151,20 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
                     "use a new --workdir, or delete that one to start over"
                 )
     return text
+
+
+def clear_run(workdir: str) -> None:
+    """Delete what a run wrote into ``workdir`` (``RUN_OUTPUTS``; other files stay)."""
+
+    def delete() -> None:
+        for name in RUN_OUTPUTS:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+    checkpoint.on_process_0(delete, f"clear {workdir}")
 
 
 def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -188,18 +285,57 @@ def freeze_schedule(config, params: Any, n_train: int) -> schedule_lib.FreezeSch
     )
 
 
+def new_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """The step-0 train state of ``variables`` under optimizer ``tx``."""
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "batch_stats": variables["batch_stats"],
+        "opt_state": tx.init(variables["params"]),
+        "rng": jax.random.split(jax.random.PRNGKey(seed))[1],
+    }
+
+
+def raise_if_nonfinite(summary: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """``FloatingPointError`` naming the first step whose loss was NaN/inf, if any."""
+    bad = int(summary["nonfinite_step"])
+    if bad >= 0:
+        raise FloatingPointError(
+            f"stage {config.name!r}: loss became NaN/inf at step {bad}; lower "
+            f"optimizer.learning_rate or check the data (workdir {workdir})"
+        )
+
+
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    dataset: data.Dataset | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train one stage in ``workdir`` (resuming if it holds checkpoints) and evaluate it.
 
     Returns the result dict also written to ``<workdir>/result.json``: the mean of each metric on
-    the held-out fold, the per-example values, and the sizes of the splits.
+    the held-out fold, the per-example values, and the sizes of the splits. A finished run
+    (``result.json`` present) is neither trained nor evaluated again: its saved result is read
+    back and returned, the file untouched. ``overwrite=True`` first deletes the run's outputs
+    (``RUN_OUTPUTS``: checkpoints, result, metrics, early-stopping state, TensorBoard events,
+    transfer report, recorded config) and trains from scratch, whatever config ran there.
+
+    SIGTERM during training checkpoints the current step and raises ``Preempted`` (see there).
     """
-    for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"stage {config.name!r}: {key}={config[key]!r} must be an int >= 1")
+    check_settings(config)
+    if overwrite:
+        clear_run(workdir)
     guard_workdir(config, workdir)
+    finished = read_result(workdir)
+    if finished is not None:
+        print(
+            f"{config.name}: resumed from step {finished['steps']} ({workdir}): finished, "
+            "result.json returned as saved (overwrite=True trains it again)",
+            flush=True,
+        )
+        return finished
     # --- data
     dataset = dataset if dataset is not None else data.load(config.data)
     arrays = dataset.arrays
@@ -225,14 +361,18 @@ def train_and_evaluate(
     augment = augment if augment.affine or augment.blur else None
     base_tx = optimizers.build(config.optimizer, config.steps)
 
+    def plan_tx(k: int) -> tuple[optax.GradientTransformation, Any]:
+        """Optimizer and partition labels of freeze plan k."""
+        labels = schedule.labels(k)
+        return freeze.partition_labels(base_tx, labels), labels
+
     def program(k: int):
         """Model, optimizer, labels and compiled steps of freeze plan k."""
         resolved = schedule.resolved[k]
         model = models.build(
             config.model, task.head, task.outputs, freeze.frozen_norm_regex(resolved)
         )
-        labels = schedule.labels(k)
-        tx = freeze.partition_labels(base_tx, labels)
+        tx, labels = plan_tx(k)
         train_step = jax.jit(
             make_train_step(model, task, tx, augment),
             in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
@@ -243,21 +383,26 @@ def train_and_evaluate(
         print(f"{config.name}: {schedule.describe(k)}", flush=True)
         return tx, labels, train_step, eval_step
 
+    def saved_plan(step: int) -> int:
+        """The plan whose optimizer state a checkpoint of ``step`` holds (that of step - 1)."""
+        return schedule.index_at(max(step - 1, 0))
+
+    def target(step: int) -> TrainState:
+        """Structure and shardings of a state saved at ``step``."""
+        tx_k = plan_tx(saved_plan(step))[0]
+        shapes = jax.eval_shape(lambda v: new_state(v, tx_k, config.seed), variables)
+        return checkpoint.abstract(shapes, replicated)
+
     mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"))
-    start = mngr.latest_step() or 0
-    plan_k = schedule.index_at(max(start - 1, 0))  # the plan whose optimizer state was saved
-    tx, labels, train_step, eval_step = program(plan_k)
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": variables["params"],
-        "batch_stats": variables["batch_stats"],
-        "opt_state": tx.init(variables["params"]),
-        "rng": jax.random.split(jax.random.PRNGKey(config.seed))[1],
-    }
-    state = jax.device_put(state, replicated)
-    if start:
-        state = checkpoint.restore(mngr, checkpoint.abstract(state, replicated))
+    state = None
+    if mngr.all_steps():  # resume from the newest intact checkpoint
+        state = checkpoint.restore(mngr, target)
         print(f"{config.name}: resumed from step {int(state['step'])} ({workdir})", flush=True)
+    start = int(state["step"]) if state is not None else 0
+    plan_k = saved_plan(start)
+    tx, labels, train_step, eval_step = program(plan_k)
+    if state is None:
+        state = jax.device_put(new_state(variables, tx, config.seed), replicated)
     # --- early stopping on the validation split (its state is saved beside the checkpoints)
     stopper = EarlyStopping(config.monitor or task.primary, config.patience, config.min_delta)
     eval_every = config.eval_every or config.checkpoint_every
@@ -287,6 +432,17 @@ def train_and_evaluate(
             checkpoint.save(best_mngr, step, state)
         write_json_atomic(stop_path, stopper.to_dict())
 
+    def preempt(step: int, state: TrainState, acc: Any, saved: bool) -> None:
+        """After SIGTERM: checkpoint ``step`` (unless just saved; never a NaN state), raise."""
+        if not saved:
+            raise_if_nonfinite(jax.device_get(acc.compute()), config, workdir)
+            checkpoint.save(mngr, step, state)
+        for closing in (mngr, best_mngr, writer):
+            if closing is not None:
+                closing.close()
+        print(f"{config.name}: SIGTERM: saved step {step}, stopping", flush=True)
+        raise Preempted(step, workdir)
+
     # --- loop
     writer = MetricWriter(workdir)
     step = int(state["step"])
@@ -295,42 +451,41 @@ def train_and_evaluate(
     progress = Progress(config.steps, config.batch_size)
     acc = jax.device_put(TrainMetrics.empty(), replicated)
     train_arrays = {k: arrays[k][train_idx] for k in keys}
-    while step < config.steps and not stopper.should_stop:
-        if schedule.index_at(step) != plan_k:  # the next block unfreezes: rebuild once
-            plan_k = schedule.index_at(step)
-            old_labels = labels
-            tx, labels, train_step, eval_step = program(plan_k)
-            opt_state = schedule_lib.carry_state(
-                state["opt_state"], old_labels, tx.init(state["params"]), labels
-            )
-            state = jax.device_put({**state, "opt_state": opt_state}, replicated)
-        index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
-        batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
-        state, acc = train_step(state, acc, batch)
-        step += 1
-        if progress.compile_s is None:
-            jax.block_until_ready(state)
-            progress.tick(step)
-        last = step == config.steps
-        evaluating = len(val_idx) > 0 and (step % eval_every == 0 or last)
-        saving = step % config.checkpoint_every == 0 or last or evaluating
-        if step % config.log_every == 0 or saving:
-            summary = jax.device_get(acc.compute())
-            bad = int(summary["nonfinite_step"])
-            if bad >= 0:
-                raise FloatingPointError(
-                    f"stage {config.name!r}: loss became NaN/inf at step {bad}; lower "
-                    f"optimizer.learning_rate or check the data (workdir {workdir})"
+    with catch_sigterm() as sigterm:
+        while step < config.steps and not stopper.should_stop:
+            if schedule.index_at(step) != plan_k:  # the next block unfreezes: rebuild once
+                plan_k = schedule.index_at(step)
+                old_labels = labels
+                tx, labels, train_step, eval_step = program(plan_k)
+                opt_state = schedule_lib.carry_state(
+                    state["opt_state"], old_labels, tx.init(state["params"]), labels
                 )
-            loss = float(summary["loss"])
-            print(f"{config.name}: {progress.line(step, loss)}", flush=True)
-            scalars = {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)}
-            writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
-            acc = jax.device_put(TrainMetrics.empty(), replicated)
-            if saving:
-                checkpoint.save(mngr, step, state)
-            if evaluating:
-                validate(step, state)
+                state = jax.device_put({**state, "opt_state": opt_state}, replicated)
+            index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
+            batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
+            state, acc = train_step(state, acc, batch)
+            step += 1
+            if progress.compile_s is None:
+                jax.block_until_ready(state)
+                progress.tick(step)
+            last = step == config.steps
+            evaluating = len(val_idx) > 0 and (step % eval_every == 0 or last)
+            saving = step % config.checkpoint_every == 0 or last or evaluating
+            logging_step = step % config.log_every == 0 or saving
+            if logging_step:
+                summary = jax.device_get(acc.compute())
+                raise_if_nonfinite(summary, config, workdir)
+                loss = float(summary["loss"])
+                print(f"{config.name}: {progress.line(step, loss)}", flush=True)
+                scalars = {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)}
+                writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
+                acc = jax.device_put(TrainMetrics.empty(), replicated)
+                if saving:
+                    checkpoint.save(mngr, step, state)
+                if evaluating:
+                    validate(step, state)
+            if sigterm.agreed(sync_point=logging_step):
+                preempt(step, state, acc, saved=saving)
     if stopper.should_stop:
         print(
             f"{config.name}: stopped early at step {step}; best {stopper.monitor} "
@@ -386,4 +541,4 @@ def read_result(workdir: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
-__all__ = ["read_result", "train_and_evaluate"]
+__all__ = ["Preempted", "read_result", "train_and_evaluate"]
