@@ -26,6 +26,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     set_fast_cpu_flags()  # before jax is imported below
+    from jaxseg.train.distributed import initialize_from_env
+
+    initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR etc.; else no-op
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
     import jax
