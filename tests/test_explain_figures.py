@@ -4,9 +4,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from jaxseg import plotting
 from jaxseg.explain import figures
 
-TILE_PX = round(figures.TILE_IN * figures.DPI)
+TILE_PX = round(plotting.TILE_IN * plotting.DPI)
 
 
 def png_shape(path) -> tuple[int, int]:

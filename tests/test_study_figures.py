@@ -18,6 +18,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from jaxseg import plotting
 from jaxseg.studies import figures, machine
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
@@ -66,7 +67,7 @@ def test_budget_curve(tmp_path):
     out = tmp_path / "sub" / "budget.png"
     assert figures.budget_curve(summary_rows(), "dice", COMPARE, str(out)) == str(out)
     img = read_png(out)
-    h, w = (round(x * figures.DPI) for x in figures.PLOT_IN[::-1])
+    h, w = (round(x * plotting.DPI) for x in figures.PLOT_IN[::-1])
     assert img.shape[:2] == (h, w)
     fractions = summary_rows(budgets=(0.25, 0.5, 1.0))  # linear axis, fraction labels
     read_png(figures.budget_curve(fractions, "dice", COMPARE, str(tmp_path / "frac.png")))
@@ -162,7 +163,7 @@ def test_overlay_grid(tmp_path):
     masks[2] = 0  # image 2: nothing at all
     preds = {"pretrained": masks > 0.5, "scratch": np.roll(masks > 0.5, 3, axis=2)}
     img = read_png(figures.overlay_grid(images, masks, preds, str(tmp_path / "o.png")))
-    tile = round(figures.TILE_IN * figures.DPI)
+    tile = round(plotting.TILE_IN * plotting.DPI)
     assert img.shape[:2] == (n * tile, 4 * tile)
     assert figures.dice(preds["pretrained"][0], masks[0] > 0.5) == 1.0
     assert figures.dice(np.zeros((2, 2, 1), bool), np.zeros((2, 2, 1), bool)) == 1.0

@@ -9,16 +9,12 @@ inches square at ``DPI``, so a figure of r×c tiles is (c·TILE_IN·DPI)×(r·TI
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-TILE_IN = 1.6
-DPI = 100
+from jaxseg.plotting import TILE_IN, blank, new_figure, save_png
+
 CMAP = "magma"
 
 
@@ -60,28 +56,6 @@ def rescale(x: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np
 def grey(images: np.ndarray) -> np.ndarray:
     """Display images [N,H,W] in [0, 1]: mean over channels of [N,H,W,C], min-max per image."""
     return minmax(np.asarray(images, np.float32).mean(axis=-1), axis=(1, 2))
-
-
-def _new_figure(rows: int, cols: int) -> Figure:
-    """An Agg-backed figure of rows×cols tiles."""
-    fig = Figure(figsize=(cols * TILE_IN, rows * TILE_IN), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out_path: str) -> str:
-    """Write ``fig`` as PNG to ``out_path`` (creating parent dirs); returns the path."""
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    fig.savefig(out_path, dpi=DPI, format="png")
-    return out_path
-
-
-def _blank(ax: Axes) -> None:
-    """No ticks and no frame, but keep the axis labels usable."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
 
 
 def _layer_paths(runs: dict[str, dict[str, np.ndarray]], n: int) -> list[str]:
@@ -137,7 +111,7 @@ def activation_grid(
                 suffix = "" if ch is None else f" ch {ch}"
                 columns.append((f"{label}\n{path}{suffix}", maps[:, j]))
     background = grey(images)
-    fig = _new_figure(N, 1 + len(columns))
+    fig = new_figure((1 + len(columns)) * TILE_IN, N * TILE_IN)
     axes = fig.subplots(N, 1 + len(columns), squeeze=False)
     for i in range(N):
         axes[i, 0].imshow(background[i], cmap="gray", vmin=0, vmax=1)
@@ -147,8 +121,8 @@ def activation_grid(
     for ax, title in zip(axes[0], ["input"] + [t for t, _ in columns], strict=True):
         ax.set_title(title, fontsize=7)
     for ax in axes.flat:
-        _blank(ax)
-    return _save(fig, out_path)
+        blank(ax)
+    return save_png(fig, out_path)
 
 
 def image_grid(
@@ -164,7 +138,7 @@ def image_grid(
         raise ValueError(f"{len(titles)} titles for {n} images")
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = _new_figure(rows, cols)
+    fig = new_figure(cols * TILE_IN, rows * TILE_IN)
     if title:
         fig.suptitle(title, fontsize=9)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -172,6 +146,6 @@ def image_grid(
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         ax.set_xlabel(label, fontsize=7)
     for i, ax in enumerate(axes):
-        _blank(ax)
+        blank(ax)
         ax.set_visible(i < n)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)

@@ -21,38 +21,14 @@ import numpy as np
 from absl import logging
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-DPI = 100
+from jaxseg.plotting import TILE_IN, blank, new_figure, save_png
+
 PLOT_IN = (5.0, 3.5)
-TILE_IN = 1.6
 COLORS = colormaps["tab10"].colors
 DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")
 OVERLAY_ALPHA = 0.45
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    """An Agg-backed figure of ``width`` × ``height`` inches."""
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out_path: str) -> str:
-    """Write ``fig`` as PNG to ``out_path`` (creating parent dirs); returns the path."""
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    fig.savefig(out_path, dpi=DPI, format="png")
-    return out_path
-
-
-def _blank(ax: Axes) -> None:
-    """No ticks and no frame, but keep the axis labels usable."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
 
 
 def significance(p: float) -> str:
@@ -102,7 +78,7 @@ def budget_curve(
     budgets = sorted({b for points in by_arm.values() for b in points})
     log = _log_x(budgets)
     span = (budgets[-1] - budgets[0]) or 1.0
-    fig = _new_figure(*PLOT_IN)
+    fig = new_figure(*PLOT_IN)
     ax = fig.subplots()
     for i, (arm, points) in enumerate(by_arm.items()):
         xs = np.array(sorted(points))
@@ -132,7 +108,7 @@ def budget_curve(
     ax.set_title(f"* p<0.05, ** p<0.01: {compare[0]} vs {compare[1]}, paired t", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)
 
 
 def _check_points(name: str, points: object, width: int) -> list[tuple]:
@@ -159,7 +135,7 @@ def unfreeze_curve(
     if unknown:
         raise ValueError(f"unknown directions {unknown}; expected some of {DIRECTIONS}")
     checked = {d: _check_points(d, p, 3) for d, p in points.items()}
-    fig = _new_figure(*PLOT_IN)
+    fig = new_figure(*PLOT_IN)
     ax = fig.subplots()
     for d, pts in checked.items():
         blocks, means, sds = zip(*pts, strict=True)
@@ -170,7 +146,7 @@ def unfreeze_curve(
     ax.set_ylabel(f"{metric} (mean ± sd)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)
 
 
 def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metric: str) -> str:
@@ -179,7 +155,7 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
     if not curves:
         raise ValueError("no curves given")
     checked = {arm: _check_points(arm, c, 2) for arm, c in curves.items()}
-    fig = _new_figure(*PLOT_IN)
+    fig = new_figure(*PLOT_IN)
     ax = fig.subplots()
     for i, (arm, pts) in enumerate(checked.items()):
         steps, values = zip(*pts, strict=True)
@@ -190,7 +166,7 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
     ax.set_ylabel(f"validation {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)
 
 
 def read_run_curve(workdir: str, key: str) -> dict[int, float]:
@@ -283,12 +259,12 @@ def overlay_grid(
             raise ValueError(f"predictions of {arm!r} {preds[arm].shape} != masks {truth.shape}")
     background = _grey(images)
     titles = ["image", "ground truth", *preds]
-    fig = _new_figure(len(titles) * TILE_IN, images.shape[0] * TILE_IN)
+    fig = new_figure(len(titles) * TILE_IN, images.shape[0] * TILE_IN)
     axes = fig.subplots(images.shape[0], len(titles), squeeze=False)
     for i, row in enumerate(axes):
         for ax in row:
             ax.imshow(background[i], cmap="gray", vmin=0, vmax=1)
-            _blank(ax)
+            blank(ax)
         row[1].imshow(_fill(truth[i]))
         _contour(row[1], truth[i])
         for ax, p in zip(row[2:], preds.values(), strict=True):
@@ -297,7 +273,7 @@ def overlay_grid(
             ax.set_xlabel(f"dice {dice(p[i], truth[i]):.2f}", fontsize=7)
     for ax, title in zip(axes[0], titles, strict=True):
         ax.set_title(title, fontsize=8)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)
 
 
 def heatmap(matrix: np.ndarray, labels: Sequence[str], out_path: str, title: str) -> str:
@@ -310,7 +286,7 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], out_path: str, title: str
         raise ValueError(f"{len(labels)} labels for a {m.shape[0]}×{m.shape[0]} matrix")
     r = m.shape[0]
     side = max(3.5, 0.6 * r + 2.0)
-    fig = _new_figure(side + 1.0, side)
+    fig = new_figure(side + 1.0, side)
     ax = fig.subplots()
     finite = np.isfinite(m)
     lo, hi = (m[finite].min(), m[finite].max()) if finite.any() else (0.0, 1.0)
@@ -323,4 +299,4 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], out_path: str, title: str
         ax.text(j, i, f"{v:.3g}" if np.isfinite(v) else "–", ha="center", va="center",
                 fontsize=7, color="white" if dark else "black")  # fmt: skip
     ax.set_title(title, fontsize=9)
-    return _save(fig, out_path)
+    return save_png(fig, out_path)
