@@ -10,9 +10,11 @@
 #   JAX_PLATFORMS   default cpu (1 CPU device per process; more with XLA_FLAGS=
 #                   --xla_force_host_platform_device_count=K). cuda: process i drives GPU i.
 #   JAXSEG_PORT     coordinator port (default: a free one)
-# A process that fails takes the others down (they would wait in a collective until JAX's
-# heartbeat timeout); SIGINT/SIGTERM are forwarded, so a run stops at a checkpoint and resumes
-# with the same command. Exit status: the first failing process's, else 0.
+# A process that fails takes the others down at once (they would wait in a collective until
+# JAX's heartbeat timeout). SIGINT/SIGTERM are forwarded as SIGTERM: every process saves a
+# checkpoint at the same step and exits with 143, and the same command resumes; processes
+# still running 60 s after that (JAXSEG_STOP_GRACE) are killed. Exit status: the first failing
+# process's, else 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +26,14 @@ python=${PYTHON:-.venv/bin/python}
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 port=${JAXSEG_PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
 
+grace=${JAXSEG_STOP_GRACE:-60}
 pids=()
-stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; }
+kill_at=""  # when set: the time after which the remaining processes are killed
+live() { for p in "${pids[@]}"; do [[ -z $p ]] || echo "$p"; done; }
+stop() {
+  kill -TERM $(live) 2>/dev/null || true
+  kill_at=$((SECONDS + grace))
+}
 trap stop INT TERM
 
 for ((i = 0; i < n; i++)); do
@@ -46,14 +54,17 @@ while ((remaining > 0)); do
     wait "$pid" || rc=$?
     pids[i]=""
     remaining=$((remaining - 1))
-    if ((rc != 0 && status == 0)); then
-      status=$rc
-      echo "local_multiprocess: process $i exited with $rc; stopping the others" >&2
-      live=()
-      for p in "${pids[@]}"; do [[ -n $p ]] && live+=("$p"); done
-      ((${#live[@]} == 0)) || kill -KILL "${live[@]}" 2>/dev/null || true
+    ((rc == 0 || status != 0)) || status=$rc
+    if ((rc == 143)) && [[ -z $kill_at ]]; then
+      kill_at=$((SECONDS + grace))  # preempted: the others stop at the same step
+    elif ((rc != 0 && rc != 143)); then
+      [[ -n $kill_at ]] || echo "local_multiprocess: process $i exited with $rc; stopping the others" >&2
+      kill_at=$SECONDS
     fi
   done
+  if [[ -n $kill_at ]] && ((SECONDS >= kill_at)) && [[ -n $(live) ]]; then
+    kill -KILL $(live) 2>/dev/null || true
+  fi
   sleep 0.5
 done
 exit "$status"
