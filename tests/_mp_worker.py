@@ -16,10 +16,7 @@ it back: {path: [sum, sum of squares]} in float64 and a sha256 of all the bytes.
 All processes share WORKDIR, as they must: orbax saves one checkpoint collectively (each process
 its part, process 0 finalising), and separate directories deadlock its barriers. The run's
 other files (config.json, metrics.jsonl, tb/, early_stopping.json, result.json) are written by
-every process, racing each other, until ``train_and_evaluate`` leaves them to process 0 (the
-patch to jaxseg/train/loop.py that the multi-process work asks for). Until then the non-primary
-processes here get that behaviour from ``primary_writes_only``; JAXSEG_MP_WORKER_SHIM=0 turns
-it off, to check loop.py on its own.
+process 0 only (``train_and_evaluate``).
 """
 
 from __future__ import annotations
@@ -46,30 +43,6 @@ from jaxseg import checkpoint  # noqa: E402
 from jaxseg.studies import plan  # noqa: E402
 from jaxseg.train import mesh  # noqa: E402
 from jaxseg.train.loop import train_and_evaluate  # noqa: E402
-
-
-class _NullWriter:
-    """MetricWriter of a non-primary process: process 0 writes the metrics."""
-
-    def __init__(self, workdir: str):
-        pass
-
-    def write(self, step, scalars) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def primary_writes_only() -> None:
-    """Leave the run's files to process 0 (see the module doc); a no-op in process 0."""
-    from jaxseg.train import loop
-
-    if distributed.is_primary() or os.environ.get("JAXSEG_MP_WORKER_SHIM") == "0":
-        return
-    loop.guard_workdir = lambda config, workdir: None
-    loop.MetricWriter = _NullWriter
-    loop.write_json_atomic = lambda path, obj: None
 
 
 def digest(ckpt_dir: str) -> tuple[dict[str, list[float]], str]:
@@ -112,7 +85,6 @@ def main(workdir: str) -> None:
     study = demo.get_config("tiny")
     run = plan.stage_run(study, workdir, "scratch", 0, 0, 0, 4)
     assert run.config.batch_size == 4
-    primary_writes_only()
     t = time.perf_counter()
     result = train_and_evaluate(run.config, run.workdir)
     train_s = time.perf_counter() - t

@@ -36,13 +36,13 @@ from jaxseg.data.augment import augment as augment_batch
 from jaxseg.surgery import freeze, transfer
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.tasks import Task
-from jaxseg.train import batches, optimizers
+from jaxseg.train import batches, distributed, optimizers
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
 from jaxseg.train.settings import check_settings
 from jaxseg.train.state import TrainMetrics, TrainState
-from jaxseg.train.writers import MetricWriter
+from jaxseg.train.writers import MetricWriter, NullMetricWriter
 
 RESULT = "result.json"
 PREDICTION = "_prediction"  # eval-step output handed to the task's host metrics, never stored
@@ -168,11 +168,13 @@ def clear_run(workdir: str) -> None:
 
 
 def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Record the config in ``workdir``; refuse a workdir that holds a run of a different one."""
+    """Record the config in ``workdir``; refuse a workdir that holds a run of a different one.
+    With several processes every one checks and process 0 writes (atomically: a process reading
+    meanwhile sees the old file or the new one, never half of it)."""
     text = check_workdir(config, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(text)
+    if distributed.is_primary():
+        os.makedirs(workdir, exist_ok=True)
+        write_text_atomic(os.path.join(workdir, "config.json"), text)
 
 
 def make_train_step(
@@ -268,8 +270,11 @@ def init_variables(config, model, sample: np.ndarray, workdir: str) -> dict[str,
     variables.setdefault("batch_stats", {})
     if config.init_from.checkpoint:
         variables, report = transfer.from_config(variables, config.init_from)
-        with open(os.path.join(workdir, "transfer.json"), "w") as f:
-            json.dump({"source": config.init_from.checkpoint, **report}, f, indent=1)
+        if distributed.is_primary():
+            write_json_atomic(
+                os.path.join(workdir, "transfer.json"),
+                {"source": config.init_from.checkpoint, **report},
+            )
         print(f"{config.name}: {transfer.format_report(report)}", flush=True)
     return variables
 
@@ -402,7 +407,7 @@ def train_and_evaluate(
     plan_k = saved_plan(start)
     tx, labels, train_step, eval_step = program(plan_k)
     if state is None:
-        state = jax.device_put(new_state(variables, tx, config.seed), replicated)
+        state = mesh_lib.put_replicated(new_state(variables, tx, config.seed), mesh)
     # --- early stopping on the validation split (its state is saved beside the checkpoints)
     stopper = EarlyStopping(config.monitor or task.primary, config.patience, config.min_delta)
     eval_every = config.eval_every or config.checkpoint_every
@@ -430,7 +435,8 @@ def train_and_evaluate(
         writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
         if stopper.update(step, means[stopper.monitor]):
             checkpoint.save(best_mngr, step, state)
-        write_json_atomic(stop_path, stopper.to_dict())
+        if distributed.is_primary():
+            write_json_atomic(stop_path, stopper.to_dict())
 
     def preempt(step: int, state: TrainState, acc: Any, saved: bool) -> None:
         """After SIGTERM: checkpoint ``step`` (unless just saved; never a NaN state), raise."""
@@ -444,7 +450,8 @@ def train_and_evaluate(
         raise Preempted(step, workdir)
 
     # --- loop
-    writer = MetricWriter(workdir)
+    # every process trains and evaluates; process 0 alone writes the run's files
+    writer = MetricWriter(workdir) if distributed.is_primary() else NullMetricWriter()
     step = int(state["step"])
     if start and len(val_idx) and stopper.step < step and step % eval_every == 0:
         validate(step, state)  # killed between saving the checkpoint and validating it
@@ -460,7 +467,7 @@ def train_and_evaluate(
                 opt_state = schedule_lib.carry_state(
                     state["opt_state"], old_labels, tx.init(state["params"]), labels
                 )
-                state = jax.device_put({**state, "opt_state": opt_state}, replicated)
+                state = mesh_lib.put_replicated({**state, "opt_state": opt_state}, mesh)
             index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
             batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
             state, acc = train_step(state, acc, batch)
@@ -520,16 +527,23 @@ def train_and_evaluate(
         "evaluated_step": int(state["step"]),
         "early_stopping": stopper.to_dict() if len(val_idx) else None,
     }
-    write_json_atomic(os.path.join(workdir, RESULT), result)
+    if distributed.is_primary():
+        write_json_atomic(os.path.join(workdir, RESULT), result)
     return result
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file, so a kill never leaves a half-written file."""
-    tmp = path + ".tmp"
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file of this process, so a kill never leaves a
+    half-written file and two processes writing the same path never share the temporary one."""
+    tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write JSON to ``path`` atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def read_result(workdir: str) -> dict[str, Any] | None:

@@ -30,6 +30,17 @@ class MetricWriter:
         self._jsonl.close()
 
 
+class NullMetricWriter:
+    """A MetricWriter that writes nothing: that of the processes other than process 0 of a
+    multi-process run (process 0 writes the shared workdir's metrics)."""
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_jsonl(path: str) -> list[dict]:
     """All records of a metrics.jsonl file."""
     with open(path) as f:
