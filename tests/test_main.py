@@ -221,3 +221,5 @@ def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(demo, tmp_pa
     again = jaxseg_main(workdir, "--config.stages.localize.log_every=1")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from step" in again.stdout
+    # The killed-and-resumed study ends with the uninterrupted study's results table.
+    assert (workdir / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
