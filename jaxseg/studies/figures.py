@@ -103,12 +103,19 @@ def budget_curve(
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(budgets, [_budget_label(b) for b in budgets])
     ax.margins(x=0.08, y=0.15)
-    ax.set_xlabel("label budget")
-    ax.set_ylabel(f"{metric} (mean ± sd)")
     ax.set_title(f"* p<0.05, ** p<0.01: {compare[0]} vs {compare[1]}, paired t", fontsize=9)
+    _finish(ax, "label budget", f"{metric} (mean ± sd)")
+    return save_png(fig, out_path)
+
+
+def _finish(ax: Axes, xlabel: str, ylabel: str, integer_x: bool = False) -> None:
+    """Axis labels, a light grid and the legend shared by the line plots."""
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return save_png(fig, out_path)
 
 
 def _check_points(name: str, points: object, width: int) -> list[tuple]:
@@ -141,11 +148,7 @@ def unfreeze_curve(
         blocks, means, sds = zip(*pts, strict=True)
         ax.errorbar(blocks, means, yerr=_nan_to_zero(sds), marker="o", capsize=3,
                     label=d.replace("_", " "), color=COLORS[DIRECTIONS.index(d)])  # fmt: skip
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trainable blocks")
-    ax.set_ylabel(f"{metric} (mean ± sd)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "trainable blocks", f"{metric} (mean ± sd)", integer_x=True)
     return save_png(fig, out_path)
 
 
@@ -161,11 +164,7 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
         steps, values = zip(*pts, strict=True)
         ax.plot(steps, values, marker="o" if len(pts) <= 30 else None, markersize=3, label=arm,
                 color=COLORS[i % len(COLORS)])  # fmt: skip
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"validation {metric}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "step", f"validation {metric}", integer_x=True)
     return save_png(fig, out_path)
 
 
