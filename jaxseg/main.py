@@ -63,7 +63,12 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-    """Console-script entry point (``jaxseg``)."""
+    """Console-script entry point: ``jaxseg --config=... --workdir=...`` trains a study;
+    ``jaxseg data import|inspect ...`` brings in a dataset (``python -m jaxseg.data``)."""
+    if sys.argv[1:2] == ["data"]:
+        from jaxseg.data.__main__ import main as data_main
+
+        sys.exit(data_main(sys.argv[2:]))
     app.run(main, flags_parser=parse_flags)
 
 

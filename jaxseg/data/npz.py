@@ -1,9 +1,15 @@
 """Load a real segmentation dataset stored as .npz (layout of shared/data/busi/busi.npz).
 
-Keys read: `images` [N,H,W] or [N,H,W,C] (required), `masks` {0,1} [N,H,W] or [N,H,W,K]
+Keys read: `images` [N,*S] or [N,*S,C] (required), `masks` {0,1} [N,*S] or [N,*S,K]
 (required), and optionally `labels` [N] int, `label_names` [num_classes], `groups` [N] (any
-dtype; mapped to int ids), `centers` [N,2] (x, y) and `boxes` [N,4] (x0, y0, x1, y1) in pixels.
-Other keys (e.g. `ids`) are ignored.
+dtype; mapped to int ids), `centers` [N,R] (x, y[, z]), `boxes` [N,2R] (x0, y0[, z0], x1, y1[,
+z1]) in pixels and `spacing` [N,R] (mm per pixel/voxel in array axis order). Other keys (e.g.
+`ids`) are ignored.
+
+S is (H, W) for images and (D, H, W) for volumes (R = len(S); x runs along W, y along H, z
+along D). The rank is R = spacing.shape[1] when `spacing` is stored; otherwise a 5-D `images`
+array is a volume set [N,D,H,W,C] and a 3- or 4-D one an image set, so a volume set without
+channel axis needs `spacing`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from jaxseg.data import derive, resize
 if TYPE_CHECKING:
     from jaxseg.data import Dataset
 
-_KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes")
+_KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes", "spacing")
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
@@ -40,12 +46,23 @@ def _read(path: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
 
 
-def _with_channels(path: str, key: str, x: np.ndarray) -> np.ndarray:
-    if x.ndim == 3:
+def _rank(path: str, raw: dict) -> int:
+    """Spatial rank R: spacing.shape[1] when stored, else 3 for 5-D images and 2 otherwise."""
+    spacing = raw.get("spacing")
+    if spacing is None:
+        return 3 if raw["images"].ndim == 5 else 2
+    if spacing.ndim != 2 or spacing.shape[1] not in (2, 3):
+        raise ValueError(f"{path}: 'spacing' has shape {spacing.shape}; expected [N,2] or [N,3]")
+    return spacing.shape[1]
+
+
+def _with_channels(path: str, key: str, x: np.ndarray, rank: int = 2) -> np.ndarray:
+    if x.ndim == rank + 1:
         return x[..., None]
-    if x.ndim == 4:
+    if x.ndim == rank + 2:
         return x
-    raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected [N,H,W] or [N,H,W,C]")
+    axes = "N,H,W" if rank == 2 else "N,D,H,W"
+    raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected [{axes}] or [{axes},C]")
 
 
 def _vector(path: str, raw: dict, key: str, n: int, width: int | None) -> np.ndarray | None:
@@ -86,22 +103,52 @@ def _scale_geometry(
     return center, box
 
 
-def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
-    """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
+def _geometry_3d(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid (x, y, z), inclusive box (x0, y0, z0, x1, y1, z1) and has_object of volume masks
+    [N,D,H,W,K] (foreground = any channel >= 0.5); zeros where a mask is empty."""
+    fg = (masks >= 0.5).any(axis=-1)
+    n = len(fg)
+    center, box = np.zeros((n, 3), np.float32), np.zeros((n, 6), np.float32)
+    has_object = fg.reshape(n, -1).any(axis=1)
+    for i in np.flatnonzero(has_object):
+        zyx = np.argwhere(fg[i])  # [M,3] (d, h, w)
+        center[i] = zyx.mean(axis=0)[::-1]
+        box[i] = np.concatenate([zyx.min(axis=0)[::-1], zyx.max(axis=0)[::-1]])
+    return center, box, has_object
 
-    Args:
-      path: the .npz file.
-      image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
-        to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
 
-    Returns:
-      Dataset named `path`. Centres/boxes come from the file's `centers`/`boxes` when present
-      (rescaled on downsampling), else from the (resized) masks; has_object always comes from
-      the (resized) masks, so a lesion that vanishes on downsampling counts as no object.
-    """
-    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
+def _volume_arrays(
+    images: np.ndarray, masks: np.ndarray, labels: np.ndarray, groups: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The contract arrays of volumes [N,D,H,W,C] / masks [N,D,H,W,K] (images standardised per
+    volume over all voxels and channels; a constant volume only centred)."""
+    x = images.astype(np.float32)
+    axes = tuple(range(1, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = x.std(axis=axes, keepdims=True, dtype=np.float64)
+    center, box, has_object = _geometry_3d(masks)
+    n = len(x)
+    return {
+        "image": ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32),
+        "mask": masks.astype(np.float32),
+        "center": center,
+        "box": box,
+        "has_object": has_object,
+        "label": labels,
+        "group": np.arange(n, dtype=np.int32) if groups is None else groups,
+    }
 
+
+def read_arrays(
+    path: str | os.PathLike, image_size: int = 0
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """The contract arrays and class names of an .npz file (what `load` wraps in a Dataset)."""
     path = os.fspath(path)
+    _check_image_size(path, image_size)
+    return from_raw(_read(path), path, image_size)
+
+
+def _check_image_size(path: str, image_size: object) -> None:
     if (
         isinstance(image_size, bool)
         or not isinstance(image_size, numbers.Integral)
@@ -110,18 +157,32 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
         raise ValueError(
             f"{path}: image_size must be an int >= 0 (0 = keep stored size), got {image_size!r}"
         )
-    raw = _read(path)
+
+
+def from_raw(
+    raw: dict[str, np.ndarray], path: str, image_size: int = 0
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Validate arrays in the .npz layout (keys of the module docstring) and convert them to
+    the contract arrays and class names; errors start with `path`.
+
+    Volumes ([N,D,H,W(,C)], see the module docstring) keep their grid: `image_size` must be 0.
+    A stored `spacing` is passed on as the float32 key 'spacing' [N,R] (multiplied by the
+    factor when 2-D images are downsampled).
+    """
+    _check_image_size(path, image_size)
     for key in ("images", "masks"):
         if key not in raw:
             raise ValueError(
                 f"{path}: missing required key '{key}' (has {sorted(raw)}); "
                 "the file needs 'images' [N,H,W(,C)] and 'masks' [N,H,W(,K)]"
             )
-    images = _with_channels(path, "images", raw["images"])
-    masks = _with_channels(path, "masks", raw["masks"])
-    if images.shape[:3] != masks.shape[:3]:
+    rank = _rank(path, raw)
+    images = _with_channels(path, "images", raw["images"], rank)
+    masks = _with_channels(path, "masks", raw["masks"], rank)
+    if images.shape[: rank + 1] != masks.shape[: rank + 1]:
+        which = "N, H or W" if rank == 2 else "N, D, H or W"
         raise ValueError(
-            f"{path}: 'images' {images.shape} and 'masks' {masks.shape} differ in N, H or W"
+            f"{path}: 'images' {images.shape} and 'masks' {masks.shape} differ in {which}"
         )
     n = len(images)
     if n == 0:
@@ -139,12 +200,20 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
     groups = _vector(path, raw, "groups", n, None)
     if groups is not None:
         groups = np.unique(groups, return_inverse=True)[1].astype(np.int32)
-    centers = _vector(path, raw, "centers", n, 2)
-    boxes = _vector(path, raw, "boxes", n, 4)
-    for key, x in (("centers", centers), ("boxes", boxes)):
+    centers = _vector(path, raw, "centers", n, rank)
+    boxes = _vector(path, raw, "boxes", n, 2 * rank)
+    spacing = _vector(path, raw, "spacing", n, rank)
+    for key, x in (("centers", centers), ("boxes", boxes), ("spacing", spacing)):
         if x is not None and (x.dtype.kind not in "uif" or not np.isfinite(x).all()):
             raise ValueError(f"{path}: '{key}' must be finite numbers (dtype {x.dtype})")
+    if spacing is not None and not (spacing > 0).all():
+        raise ValueError(f"{path}: 'spacing' must be > 0 (mm per pixel/voxel)")
 
+    if image_size and rank == 3:
+        raise ValueError(
+            f"{path}: image_size={image_size} cannot resize volumes; use image_size=0 and "
+            "resample at import (jaxseg data import --spacing)"
+        )
     if image_size:
         try:
             images, masks = resize.downsample(images, masks, int(image_size))
@@ -159,10 +228,38 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
             )
             centers = None if centers is None else scaled[0]
             boxes = None if boxes is None else scaled[1]
+        if spacing is not None:
+            spacing = spacing * factor
 
-    arrays = derive.contract_arrays(images, masks, labels, groups)
+    if rank == 2:
+        arrays = derive.contract_arrays(images, masks, labels, groups)
+    else:
+        arrays = _volume_arrays(images, masks, labels, groups)
     empty = ~arrays["has_object"]
     for key, stored in (("center", centers), ("box", boxes)):
         if stored is not None:
             arrays[key] = np.where(empty[:, None], 0.0, stored).astype(np.float32)
+    if spacing is not None:
+        arrays["spacing"] = spacing.astype(np.float32)
+    return arrays, class_names
+
+
+def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
+    """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
+
+    Args:
+      path: the .npz file.
+      image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
+        to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
+
+    Returns:
+      Dataset named `path` (arrays of `read_arrays`). Centres/boxes come from the file's
+      `centers`/`boxes` when present (rescaled on downsampling), else from the (resized) masks;
+      has_object always comes from the (resized) masks, so a lesion that vanishes on
+      downsampling counts as no object.
+    """
+    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
+
+    path = os.fspath(path)
+    arrays, class_names = read_arrays(path, image_size)
     return Dataset(arrays, class_names, path)

@@ -1,0 +1,169 @@
+"""Inspect an imported dataset (.npz or tfds folder) before training on it.
+
+`inspect` reports counts, image shape and dtype, the stored intensity range, class balance,
+foreground fraction per mask channel, examples with empty masks, groups, exact duplicates (same
+SHA-256 of the stored pixels) and near-duplicates (difference hash: the image shrunk by box
+averaging to 9×8, one bit per horizontally adjacent pair that gets brighter; pairs within
+`max_distance` of 64 bits), and writes a contact sheet PNG with the masks overlaid. Volumes are
+hashed and shown by their middle axial slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+from PIL import Image
+
+from jaxseg import plotting
+
+SHEET_TILES = 16
+
+
+def read(path: str) -> dict[str, np.ndarray]:
+    """The stored arrays of an .npz file or tfds dataset folder (.npz layout, channels last:
+    images [N,*S,C], masks [N,*S,K]) plus 'rank'."""
+    from jaxseg.data import npz
+
+    if os.path.isdir(path):
+        from jaxseg.data import tfds_store
+
+        raw = tfds_store.read_raw(path)
+    else:
+        raw = npz._read(path)
+        with np.load(path, allow_pickle=False) as archive:
+            raw.update({k: archive[k] for k in ("ids",) if k in archive.files})
+    for key in ("images", "masks"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing required key '{key}'")
+    rank = npz._rank(path, raw)
+    raw["images"] = npz._with_channels(path, "images", raw["images"], rank)
+    raw["masks"] = npz._with_channels(path, "masks", raw["masks"], rank)
+    raw["rank"] = np.asarray(rank)
+    return raw
+
+
+def _planes(x: np.ndarray, rank: int) -> np.ndarray:
+    """[N,*S,C] -> [N,H,W,C]: the middle axial slice of volumes."""
+    return x[:, x.shape[1] // 2] if rank == 3 else x
+
+
+def difference_hash(image: np.ndarray) -> np.ndarray:
+    """64-bit difference hash of an image [H,W,C] (channels averaged) as 64 booleans."""
+    gray = image.astype(np.float32).mean(axis=-1)
+    small = np.asarray(Image.fromarray(gray, mode="F").resize((9, 8), Image.Resampling.BOX))
+    return (small[:, 1:] > small[:, :-1]).ravel()
+
+
+def near_duplicates(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
+    """(i, j, Hamming distance) for i < j with distance <= max_distance; hashes [N,64] bool."""
+    bits = hashes.astype(np.int32)
+    pairs = []
+    for i in range(len(bits) - 1):
+        dist = (bits[i + 1 :] != bits[i]).sum(axis=1)
+        pairs.extend(
+            (i, i + 1 + int(j), int(dist[j])) for j in np.flatnonzero(dist <= max_distance)
+        )
+    return pairs
+
+
+def exact_duplicates(images: np.ndarray) -> list[list[int]]:
+    """Groups (>= 2 indices) of examples with byte-identical pixels."""
+    seen: dict[str, list[int]] = {}
+    for i, image in enumerate(images):
+        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+        seen.setdefault(digest, []).append(i)
+    return [g for g in seen.values() if len(g) > 1]
+
+
+def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
+    """Summarise a dataset, print the summary and write the contact sheet (default
+    `<path>.sheet.png`; '' for none). Returns the summary as a dict of plain values."""
+    raw = read(path)
+    images, masks, rank = raw["images"], raw["masks"], int(raw["rank"])
+    n = len(images)
+    ids = [str(i) for i in raw.get("ids", np.arange(n))]
+    names = [str(s) for s in raw.get("label_names", ["unlabelled"])]
+    labels = raw.get("labels", np.zeros(n, np.int64)).astype(np.int64)
+    fg = masks.reshape(n, -1, masks.shape[-1]).astype(bool)
+    empty = [ids[i] for i in np.flatnonzero(~fg.any(axis=(1, 2)))]
+    groups = raw.get("groups", np.arange(n))
+    _, group_sizes = np.unique(groups, return_counts=True)
+    planes = _planes(images, rank)
+    hashes = np.stack([difference_hash(p) for p in planes])
+    exact = exact_duplicates(images)
+    same = {(a, b) for g in exact for a in g for b in g if a < b}
+    near = [(a, b, d) for a, b, d in near_duplicates(hashes, max_distance) if (a, b) not in same]
+    summary = {
+        "path": path,
+        "count": n,
+        "shape": list(images.shape[1:]),
+        "dtype": str(images.dtype),
+        "intensity": [float(images.min()), float(images.max())],
+        "classes": {names[c]: int((labels == c).sum()) for c in range(len(names))},
+        "foreground_fraction": [float(v) for v in fg.mean(axis=(0, 1))],
+        "empty_masks": empty,
+        "groups": {"count": len(group_sizes), "largest": int(group_sizes.max())},
+        "exact_duplicates": [[ids[i] for i in g] for g in exact],
+        "near_duplicates": [[ids[a], ids[b], d] for a, b, d in near],
+    }
+    if "spacing" in raw:
+        summary["spacing"] = np.unique(raw["spacing"], axis=0).tolist()
+    sheet = f"{path.rstrip(os.sep)}.sheet.png" if sheet is None else sheet
+    if sheet:
+        summary["sheet"] = contact_sheet(planes, _planes(masks, rank), ids, sheet)
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """The printed form of an `inspect` summary."""
+
+    def listed(items: list) -> str:
+        return ", ".join(map(str, items[:10])) + (
+            f" ... (+{len(items) - 10})" if len(items) > 10 else ""
+        )
+
+    lines = [
+        f"{s['path']}: {s['count']} examples of shape {tuple(s['shape'])} ({s['dtype']})",
+        f"intensity range: {s['intensity'][0]:g} .. {s['intensity'][1]:g}",
+        "classes: " + ", ".join(f"{k} {v}" for k, v in s["classes"].items()),
+        "foreground fraction per mask channel: "
+        + ", ".join(f"{v:.4f}" for v in s["foreground_fraction"]),
+        f"empty masks: {len(s['empty_masks'])} ({listed(s['empty_masks'])})",
+        f"groups: {s['groups']['count']} (largest {s['groups']['largest']})",
+        f"exact duplicates: {len(s['exact_duplicates'])} sets ({listed(s['exact_duplicates'])})",
+        f"near duplicates: {len(s['near_duplicates'])} pairs ({listed(s['near_duplicates'])})",
+    ]
+    if "spacing" in s:
+        lines.append(f"spacing (mm): {s['spacing']}")
+    if "sheet" in s:
+        lines.append(f"contact sheet: {s['sheet']}")
+    return "\n".join(lines)
+
+
+def contact_sheet(images: np.ndarray, masks: np.ndarray, ids: list[str], out_path: str) -> str:
+    """A PNG grid of the first SHEET_TILES images [N,H,W,C] with their masks [N,H,W,K]
+    overlaid (one colour per channel, half transparent), titled by id."""
+    count = min(len(images), SHEET_TILES)
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    fig = plotting.new_figure(cols * plotting.TILE_IN, rows * plotting.TILE_IN)
+    colours = np.array([[1, 0, 0], [0, 1, 0], [0, 0.4, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]])
+    for i in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        plotting.blank(ax)
+        if i >= count:
+            continue
+        x = images[i].astype(np.float32)
+        x = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)
+        ax.imshow(x[..., 0] if x.shape[-1] == 1 else x[..., :3], cmap="gray")
+        overlay = np.zeros((*x.shape[:2], 4))
+        for k in range(masks.shape[-1]):
+            on = masks[i, ..., k] > 0
+            overlay[on, :3] = colours[k % len(colours)]
+            overlay[on, 3] = 0.45
+        ax.imshow(overlay)
+        ax.set_title(ids[i], fontsize=7)
+    return plotting.save_png(fig, out_path)

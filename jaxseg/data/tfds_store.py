@@ -1,0 +1,171 @@
+"""Imported datasets as TF-free tfds datasets: `Tensor` features in `array_record` files.
+
+For sets too big for memory: `write` streams examples to disk, `open_source` gives random access
+(len, [i]) for grain or any loader (`tfds.builder_from_directory(path).as_data_source()`), and
+`load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`.
+The output folder holds one split 'train' (all examples, import order) with the features
+image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and, when imported, center
+[R], box [2R] and spacing [R]; its metadata.json holds class_names, mask_names and rank.
+TensorFlow is never imported (tensorflow_datasets runs without it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jaxseg.data import npz
+
+if TYPE_CHECKING:
+    from jaxseg.data import Dataset
+
+VERSION = "1.0.0"
+SPLIT = "train"
+_TEXT = ("id", "group")
+
+
+def _features(meta: dict) -> Any:
+    import tensorflow_datasets as tfds
+
+    f = tfds.features
+    rank = meta["rank"]
+    spec = {
+        "image": f.Tensor(shape=meta["image"][0], dtype=np.dtype(meta["image"][1])),
+        "mask": f.Tensor(shape=meta["mask"][0], dtype=np.uint8),
+        "id": f.Text(),
+        "group": f.Text(),
+        "n_mask_files": f.Scalar(dtype=np.int32),
+        "label": f.Scalar(dtype=np.int32),
+    }
+    widths = {"center": rank, "box": 2 * rank, "spacing": rank}
+    spec.update(
+        {k: f.Tensor(shape=(w,), dtype=np.float32) for k, w in widths.items() if k in meta["keys"]}
+    )
+    return f.FeaturesDict(spec)
+
+
+def _builder_class() -> type:
+    """A GeneratorBasedBuilder named 'jaxseg_import' writing the given examples as 'train'."""
+    import tensorflow_datasets as tfds
+
+    class JaxsegImport(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version(VERSION)
+
+        def __init__(self, *, features, examples, metadata, **kwargs):
+            self._spec, self._examples, self._metadata = features, examples, metadata
+            super().__init__(**kwargs)
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                description="Imported with `jaxseg data import` (jaxseg.data.importer).",
+                features=self._spec,
+                metadata=tfds.core.MetadataDict(self._metadata),
+                disable_shuffling=True,
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {SPLIT: self._generate_examples()}
+
+        def _generate_examples(self):
+            yield from enumerate(self._examples)
+
+    return JaxsegImport
+
+
+def write(output: str, examples: Iterator[dict], meta: dict) -> int:
+    """Stream `examples` (importer rows) into a tfds dataset folder `output`.
+
+    Built under a temporary sibling folder; `meta['check']()` runs after the last example and
+    may raise, leaving nothing behind; only then is the folder renamed to `output` (an old one
+    replaced). Returns the number of examples.
+    """
+    import tensorflow_datasets as tfds
+
+    from jaxseg.data.importer import replace_output
+
+    parent = os.path.dirname(os.path.abspath(output))
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
+    metadata = {
+        "class_names": list(meta["class_names"]),
+        "mask_names": list(meta["mask_names"]),
+        "rank": meta["rank"],
+    }
+    try:
+        builder = _builder_class()(
+            features=_features(meta),
+            examples=({k: _value(k, v) for k, v in row.items()} for row in examples),
+            metadata=metadata,
+            data_dir=tmp,
+            file_format="array_record",
+        )
+        tfds.display_progress_bar(False)  # the importer prints its own report
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare()
+        finally:
+            tfds.display_progress_bar(True)
+        meta["check"]()
+        count = builder.info.splits[SPLIT].num_examples
+        replace_output(os.fspath(builder.data_dir), output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return count
+
+
+def _value(key: str, value: Any) -> Any:
+    return value.astype(np.float32) if key in ("center", "box", "spacing") else value
+
+
+def open_source(path: str | os.PathLike) -> tuple[Any, dict]:
+    """(random-access source of the examples as dicts of numpy arrays and bytes, metadata)."""
+    import tensorflow_datasets as tfds
+
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "dataset_info.json")):
+        raise ValueError(
+            f"{path}: not a tfds dataset folder (no dataset_info.json); import one with "
+            "`jaxseg data import ... OUTPUT_FOLDER`"
+        )
+    builder = tfds.builder_from_directory(path)
+    return builder.as_data_source(split=SPLIT), dict(builder.info.metadata)
+
+
+def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All examples of a tfds dataset folder as arrays in the .npz layout (`npz` docstring)."""
+    source, metadata = open_source(path)
+    rows = [source[i] for i in range(len(source))]
+    if not rows:
+        raise ValueError(f"{os.fspath(path)}: the dataset holds no examples")
+    raw = {
+        "images": np.stack([r["image"] for r in rows]),
+        "masks": np.stack([r["mask"] for r in rows]),
+        "ids": np.array([r["id"].decode() for r in rows]),
+        "groups": np.array([r["group"].decode() for r in rows]),
+        "labels": np.array([r["label"] for r in rows], np.int32),
+        "n_mask_files": np.array([r["n_mask_files"] for r in rows], np.int32),
+        "label_names": np.array(metadata["class_names"]),
+        "mask_names": np.array(metadata["mask_names"]),
+    }
+    for key, name in (("center", "centers"), ("box", "boxes"), ("spacing", "spacing")):
+        if key in rows[0]:
+            raw[name] = np.stack([r[key] for r in rows])
+    return raw
+
+
+def load(path: str, image_size: int = 0) -> Dataset:
+    """Read a tfds dataset folder written by `write` into a Dataset (as `npz.load` does for
+    .npz files: same validation, derived centres/boxes, downsampling by `image_size`)."""
+    from jaxseg.data import Dataset  # late: jaxseg.data imports the sources
+
+    path = os.fspath(path)
+    arrays, class_names = npz.from_raw(read_raw(path), path, image_size)
+    return Dataset(arrays, class_names, path)

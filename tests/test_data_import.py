@@ -1,0 +1,244 @@
+"""Tests for jaxseg.data.importer (2-D folders + CSV -> .npz) and the `python -m jaxseg.data`
+CLI; the result trains one tiny stage through configs/demo.py:data=PATH."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import make_run
+from PIL import Image
+
+from configs import demo
+from jaxseg.data import __main__ as cli
+from jaxseg.data import importer, npz
+
+
+def _save(path, array) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _image(i: int, shape=(12, 16)) -> np.ndarray:
+    return ((np.arange(shape[0] * shape[1]).reshape(shape) * (i + 3)) % 251).astype(np.uint8)
+
+
+def _folders(tmp_path, n: int = 3, shape=(12, 16)):
+    """Images c0..c{n-1} (12x16 uint8) and masks: c{i}_mask.png = rows 2-4, cols 3+i..7 (255);
+    c0 also has c0_mask_2.png = rows 9-10, cols 12-13."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for i in range(n):
+        _save(images / f"c{i}.png", _image(i, shape))
+        m = np.zeros(shape, np.uint8)
+        m[2:5, 3 + i : 8] = 255
+        _save(masks / f"c{i}_mask.png", m)
+    extra = np.zeros(shape, np.uint8)
+    extra[9:11, 12:14] = 255
+    _save(masks / "c0_mask_2.png", extra)
+    return str(images), str(masks)
+
+
+def test_pad_policy_writes_busi_layout_and_derives_geometry(tmp_path, capsys):
+    images, masks = _folders(tmp_path)
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    out = str(tmp_path / "out.npz")
+    report = importer.import_folders(images, masks, out)
+    assert report.count == 3 and report.image_shape == (16, 16, 1)
+    assert any("centres from the masks" in s for s in report.derived)
+    assert any("notes.txt" in s for s in report.skipped)
+    assert "wrote 3 examples" in capsys.readouterr().out
+    raw = np.load(out)
+    assert raw["images"].dtype == np.uint8 and raw["images"].shape == (3, 16, 16)
+    np.testing.assert_array_equal(raw["images"][1, 2:14], _image(1))  # centred: 2 rows on top
+    np.testing.assert_array_equal(raw["images"][1, :2], 0)
+    np.testing.assert_array_equal(raw["ids"], ["c0", "c1", "c2"])
+    np.testing.assert_array_equal(raw["n_mask_files"], [2, 1, 1])
+    assert "centers" not in raw.files and "boxes" not in raw.files
+    a = npz.load(out).arrays
+    # c1: rows 2-4 -> 4-6 after padding, cols 4-7: box (4, 4, 7, 6), centre (5.5, 5).
+    np.testing.assert_array_equal(a["box"][1], [4, 4, 7, 6])
+    np.testing.assert_allclose(a["center"][1], [5.5, 5.0])
+    # c0: two masks OR-merged: 15 + 4 pixels; box spans both.
+    m0 = a["mask"][0, ..., 0]
+    assert m0.sum() == 15 + 4 and m0[11:13, 12:14].all()
+    np.testing.assert_array_equal(a["box"][0], [3, 4, 13, 12])
+    np.testing.assert_array_equal(a["group"], [0, 1, 2])
+
+
+def test_csv_geometry_labels_groups_through_resize(tmp_path):
+    images, masks = _folders(tmp_path)
+    csv = tmp_path / "a.csv"
+    csv.write_text(
+        "id,x,y,x0,y0,x1,y1,class,group\n"
+        "c0.png,5,3,3,2,7,4,benign,p1\nc1,5,3,4,2,7,4,malignant,p1\nc2,6,3,5,2,7,4,benign,p2\n"
+    )
+    out = str(tmp_path / "out.npz")
+    report = importer.import_folders(images, masks, out, csv_files=[str(csv)], size=8)
+    assert report.class_names == ("benign", "malignant")
+    raw = np.load(out)
+    # 12x16 padded to 16x16 (top 2) then halved: x' = (x + 0.5) / 2 - 0.5, y' = (y + 2.5) / 2 - 0.5
+    np.testing.assert_allclose(raw["centers"][0], [2.25, 2.25])
+    # box: floor((p + off) / 2) .. ceil((p + off + 1) / 2) - 1
+    np.testing.assert_array_equal(raw["boxes"][0], [1, 2, 3, 3])
+    np.testing.assert_array_equal(raw["labels"], [0, 1, 0])
+    a = npz.load(out).arrays
+    np.testing.assert_array_equal(a["group"], [0, 0, 1])
+    np.testing.assert_array_equal(a["label"], [0, 1, 0])
+    np.testing.assert_allclose(a["center"][0], [2.25, 2.25])
+    # masks: area-averaged and thresholded: c1 rows 4-6 / cols 4-7 -> rows 2-3 (half), cols 2-3
+    np.testing.assert_array_equal(np.argwhere(raw["masks"][1])[[0, -1]], [[2, 2], [3, 3]])
+
+
+def test_crop_and_pad16_policies(tmp_path):
+    images, masks = _folders(tmp_path)
+    out = str(tmp_path / "crop.npz")
+    importer.import_folders(images, masks, out, resize="crop")
+    raw = np.load(out)
+    assert raw["images"].shape == (3, 12, 12)
+    np.testing.assert_array_equal(raw["images"][2], _image(2)[:, 2:14])
+    np.testing.assert_array_equal(npz.load(out).arrays["box"][1], [2, 2, 5, 4])
+    tall = tmp_path / "tall"
+    images, masks = _folders(tall, shape=(20, 10))
+    out = str(tmp_path / "pad16.npz")
+    importer.import_folders(images, masks, out, resize="pad16")
+    raw = np.load(out)
+    assert raw["images"].shape == (3, 32, 16)  # (20, 10) -> multiples of 16, centred
+    np.testing.assert_array_equal(raw["images"][0, 6:26, 3:13], _image(0, (20, 10)))
+
+
+def test_channels_mask_classes_color_and_bit_depth(tmp_path):
+    images, masks = _folders(tmp_path)
+    out = str(tmp_path / "ch.npz")
+    report = importer.import_folders(images, masks, out, multi_mask="channels")
+    assert report.mask_names == ("mask", "2")
+    raw = np.load(out)
+    assert raw["masks"].shape == (3, 16, 16, 2)
+    assert raw["masks"][0, ..., 1].sum() == 4 and raw["masks"][1, ..., 1].sum() == 0
+
+    rgb, cls = tmp_path / "rgb", tmp_path / "cls"
+    pixel = np.zeros((4, 4, 3), np.uint8)
+    pixel[..., 0], pixel[..., 1], pixel[..., 2] = 100, 200, 50
+    _save(rgb / "a.png", pixel)
+    _save(cls / "a_mask.png", np.array([[0, 1, 2, 2]] * 4, np.uint8))
+    out = str(tmp_path / "gray.npz")
+    importer.import_folders(str(rgb), str(cls), out, mask_classes=(0, 1, 2))
+    raw = np.load(out)
+    expected = round(0.2125 * 100 + 0.7154 * 200 + 0.0721 * 50)
+    np.testing.assert_array_equal(raw["images"], expected)
+    np.testing.assert_array_equal(raw["masks"][0, 0], [[0, 0], [1, 0], [0, 1], [0, 1]])
+    importer.import_folders(str(rgb), str(cls), out, mask_classes=(0, 1, 2), color="rgb",
+                            overwrite=True)  # fmt: skip
+    np.testing.assert_array_equal(np.load(out)["images"][0, 0, 0], [100, 200, 50])
+
+    deep, deep_masks = tmp_path / "deep", tmp_path / "deep_masks"
+    _save(deep / "b.png", np.array([[0, 40000], [65535, 7]], np.uint16))
+    _save(deep_masks / "b_mask.png", np.array([[0, 1], [0, 0]], np.uint8))
+    out = str(tmp_path / "deep.npz")
+    importer.import_folders(str(deep), str(deep_masks), out, resize="pad16", multiple=2)
+    raw = np.load(out)
+    assert raw["images"].dtype == np.uint16
+    np.testing.assert_array_equal(raw["images"][0], [[0, 40000], [65535, 7]])
+
+
+def test_bad_input_is_reported_per_file_and_nothing_written(tmp_path):
+    images, masks = _folders(tmp_path, n=4)
+    (tmp_path / "images" / "c3.png").write_bytes(b"not a png")
+    _save(tmp_path / "masks" / "ghost_mask.png", np.zeros((12, 16), np.uint8))
+    _save(tmp_path / "images" / "lonely.png", _image(0))
+    _save(tmp_path / "masks" / "c2_mask.png", np.zeros((8, 8), np.uint8))
+    out = tmp_path / "out.npz"
+    with pytest.raises(importer.InputError) as info:
+        importer.import_folders(images, masks, str(out))
+    problems = "\n".join(info.value.problems)
+    assert "ghost_mask.png: mask without image" in problems
+    assert "lonely.png: image without mask" in problems
+    assert "c3.png: cannot read as an image" in problems
+    assert "c2_mask.png: mask size (8, 8) != image size (12, 16)" in problems
+    assert "nothing written" in str(info.value) and "\n" not in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["images", "masks"]  # no output, no temp file
+
+    report = importer.import_folders(images, masks, str(out), skip_bad=True)
+    assert report.count == 2 and len(report.skipped) >= 4
+    np.testing.assert_array_equal(np.load(out)["ids"], ["c0", "c1"])
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+        importer.import_folders(images, masks, str(out), skip_bad=True)
+
+
+def test_bad_mask_values_and_csv(tmp_path):
+    images, masks = _folders(tmp_path)
+    with pytest.raises(importer.InputError, match=r"c0_mask\.png: mask value\(s\) \[255\] outside"):
+        importer.import_folders(images, masks, str(tmp_path / "o.npz"), mask_classes=(0, 1))
+    csv = tmp_path / "bad.csv"
+    csv.write_text("id,label\nc0,a\nc1,b\nc9,a\nc1,a\n")
+    with pytest.raises(importer.InputError) as info:
+        importer.import_folders(images, masks, str(tmp_path / "o.npz"), csv_files=[str(csv)])
+    problems = "\n".join(info.value.problems)
+    assert "second 'label' for id 'c1'" in problems
+    assert "id 'c9' matches no imported image" in problems
+    assert "no 'label' for id(s) ['c2']" in problems
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_helpers_pairing_and_placement():
+    pairs, orphans = importer.pair_files(
+        ["case1", "case1_b", "x"], ["case1_mask", "case1_mask_2", "case1_b_mask", "y_mask"], "_mask"
+    )
+    assert pairs == {
+        "case1": [("case1_mask", ""), ("case1_mask_2", "2")],
+        "case1_b": [("case1_b_mask", "")],
+        "x": [],
+    }
+    assert orphans == ["y_mask"]
+    where = importer.placement((12, 16), "pad", 8, (16, 16))
+    assert where == importer.Placement((2, 0), 0.5, (8, 8))
+    center, box = importer.place_geometry(
+        np.array([5.0, 3.0]), np.array([3.0, 2.0, 7.0, 4.0]), where, "x"
+    )
+    np.testing.assert_allclose(center, [2.25, 2.25])
+    np.testing.assert_array_equal(box, [1, 2, 3, 3])
+    with pytest.raises(ValueError, match="CSV centre falls outside"):
+        importer.place_geometry(np.array([20.0, 3.0]), None, where, "x")
+    onehot = importer.mask_channels(np.array([[0, 3], [5, 3]]), (0, 3, 5), "m")
+    np.testing.assert_array_equal(onehot[..., 0], [[0, 1], [0, 1]])
+    np.testing.assert_array_equal(onehot[..., 1], [[0, 0], [1, 0]])
+
+
+def test_cli_import_and_errors(tmp_path, capsys):
+    images, masks = _folders(tmp_path)
+    out = str(tmp_path / "cli.npz")
+    assert cli.main(["import", images, masks, out, "--size", "8"]) == 0
+    assert np.load(out)["images"].shape == (3, 8, 8)
+    assert cli.main(["import", images, masks, out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already exists" in err and err.count("\n") == 1
+    assert cli.main(["import", images, masks, out, "--spacing", "1,1,1"]) == 1
+
+
+def _training_set(tmp_path, n: int = 16, side: int = 32):
+    rng = np.random.default_rng(0)
+    images, masks = tmp_path / "ti", tmp_path / "tm"
+    for i in range(n):
+        img = rng.integers(0, 60, (side, side)).astype(np.uint8)
+        m = np.zeros((side, side), np.uint8)
+        r, c = rng.integers(4, side - 12, 2)
+        m[r : r + 8, c : c + 8] = 255
+        img[m > 0] += 150
+        _save(images / f"s{i:02d}.png", img)
+        _save(masks / f"s{i:02d}_mask.png", m)
+    return str(images), str(masks)
+
+
+def test_imported_npz_trains_one_tiny_stage(tmp_path):
+    from jaxseg.train.loop import train_and_evaluate
+
+    images, masks = _training_set(tmp_path)
+    out = str(tmp_path / "mine.npz")
+    importer.import_folders(images, masks, out)
+    study = demo.get_config(f"tiny,data={out}")
+    assert study.data.source == "npz" and study.data.path == out
+    run = make_run(study, tmp_path / "runs", "scratch")
+    result = train_and_evaluate(run.config, run.workdir)
+    assert result["steps"] == 6
+    assert np.isfinite(result["metrics"]["dice"])
+    assert result["n_train"] == 4 and result["n_test"] == 8  # budget 4 of fold 0; 2 folds

@@ -1,0 +1,168 @@
+"""Tests for jaxseg.data.nifti and the NIfTI import (volumes, resampling, 2-D slices)."""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from jaxseg.data import importer, nifti, npz
+
+
+def _save(path, ijk: np.ndarray, zooms=(1.0, 1.0, 2.0)) -> str:
+    """Write voxels given in file order (i, j, k) with the given zooms (mm)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    img = nib.Nifti1Image(ijk, np.diag([*zooms, 1.0]))
+    img.header.set_zooms(zooms[: ijk.ndim])
+    nib.save(img, path)
+    return str(path)
+
+
+def _case(root, name: str, shape=(6, 5, 4), zooms=(1.0, 1.0, 2.0), box=(1, 3, 1, 3, 1, 2)):
+    """Image = i + 10 j + 100 k; label 1 in i0:i1, j0:j1, k0:k1 (file order)."""
+    i, j, k = np.meshgrid(*map(np.arange, shape), indexing="ij")
+    image = (i + 10 * j + 100 * k).astype(np.float32)
+    label = np.zeros(shape, np.uint8)
+    i0, i1, j0, j1, k0, k1 = box
+    label[i0:i1, j0:j1, k0:k1] = 1
+    _save(root / "images" / f"{name}.nii.gz", image, zooms)
+    _save(root / "labels" / f"{name}.nii.gz", label, zooms)
+    return image, label
+
+
+def test_read_transposes_to_dhw_and_reverses_spacing(tmp_path):
+    image, _ = _case(tmp_path, "a")
+    volume, spacing = nifti.read(str(tmp_path / "images" / "a.nii.gz"))
+    assert volume.shape == (4, 5, 6)  # (D, H, W) = (k, j, i)
+    np.testing.assert_array_equal(volume, image.transpose(2, 1, 0))
+    np.testing.assert_array_equal(spacing, [2.0, 1.0, 1.0])
+    shape, spacing, code = nifti.header(str(tmp_path / "images" / "a.nii.gz"))
+    assert shape == (4, 5, 6) and code == "RAS"
+    assert nifti.stem("x/case_1.nii.gz") == "case_1" and nifti.stem("b.nii") == "b"
+
+
+def test_resample_is_exact_on_linear_ramps_and_keeps_labels():
+    d, h, w = np.meshgrid(np.arange(4), np.arange(6), np.arange(5), indexing="ij")
+    ramp = (3.0 * d + 2.0 * h + w).astype(np.float32)
+    out = nifti.resample(ramp, np.array([2.0, 1.0, 1.0]), np.array([1.0, 2.0, 0.5]), order=1)
+    assert out.shape == nifti.resampled_shape(ramp.shape, [2.0, 1, 1], [1.0, 2, 0.5]) == (8, 3, 10)
+    u, v, x = np.meshgrid(np.arange(8), np.arange(3), np.arange(10), indexing="ij")
+    # output voxel (u, v, x) samples input (u/2, 2v, x/2), clamped to the last voxel
+    expected = 3.0 * np.minimum(u / 2, 3) + 2.0 * 2 * v + np.minimum(x / 2, 4)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    labels = (d + h) % 3
+    near = nifti.resample(labels.astype(np.uint8), np.ones(3), np.full(3, 0.5), order=0)
+    assert near.dtype == np.uint8 and set(np.unique(near)) == {0, 1, 2}
+    np.testing.assert_array_equal(near[::2, ::2, ::2], labels)
+    two = nifti.resample(np.stack([ramp, -ramp], -1), np.ones(3), np.full(3, 2.0), order=1)
+    np.testing.assert_allclose(two[..., 1], -two[..., 0])
+
+
+def test_import_volumes_pad_and_derive_geometry(tmp_path):
+    _case(tmp_path, "a")
+    _case(tmp_path, "b", box=(0, 2, 3, 5, 3, 4))
+    csv = tmp_path / "g.csv"
+    csv.write_text("id,group,label\na,p1,0\nb,p1,1\n")
+    out = str(tmp_path / "vol.npz")
+    report = importer.import_nifti(
+        str(tmp_path / "images"), str(tmp_path / "labels"), out, csv_files=[str(csv)], multiple=4
+    )
+    assert report.image_shape == (4, 8, 8, 1)
+    raw = np.load(out)
+    assert raw["images"].shape == (2, 4, 8, 8) and raw["images"].dtype == np.float32
+    np.testing.assert_array_equal(raw["spacing"], [[2, 1, 1]] * 2)
+    # (4, 5, 6) padded to (4, 8, 8): offsets (0, 1, 1)
+    np.testing.assert_array_equal(
+        raw["images"][0, 2, 1:6, 1:7], 200 + np.add.outer(10 * np.arange(5), np.arange(6))
+    )
+    a, names = npz.read_arrays(out)
+    assert names == ("class0", "class1")
+    # a: i 1-2, j 1-2, k 1 -> x 2-3, y 2-3, z 1
+    np.testing.assert_array_equal(a["box"][0], [2, 2, 1, 3, 3, 1])
+    np.testing.assert_allclose(a["center"][0], [2.5, 2.5, 1.0])
+    np.testing.assert_array_equal(a["box"][1], [1, 4, 3, 2, 5, 3])
+    np.testing.assert_array_equal(a["group"], [0, 0])
+    np.testing.assert_allclose(a["image"].mean(axis=(1, 2, 3, 4)), 0, atol=1e-5)
+    assert a["spacing"].dtype == np.float32 and a["mask"].shape == (2, 4, 8, 8, 1)
+
+
+def test_import_resamples_to_target_spacing(tmp_path):
+    _case(tmp_path, "a", zooms=(1.0, 1.0, 2.0))
+    _case(tmp_path, "b", zooms=(0.5, 1.0, 2.0), shape=(12, 5, 4), box=(2, 6, 1, 3, 1, 2))
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,x,y,z\na,2,2,1\nb,4,2,1\n")
+    out = str(tmp_path / "res.npz")
+    images, labels = str(tmp_path / "images"), str(tmp_path / "labels")
+    with pytest.raises(importer.InputError, match="inconsistent spacing"):
+        importer.import_nifti(images, labels, out)
+    assert not os.path.exists(out)
+    importer.import_nifti(images, labels, out, spacing=(2, 1, 1), csv_files=[str(csv)], multiple=2)
+    raw = np.load(out)
+    np.testing.assert_array_equal(raw["spacing"], [[2, 1, 1]] * 2)
+    assert raw["images"].shape == (2, 4, 6, 6)  # both (4, 5, 6) after resampling, padded to 2s
+    # b's i (0.5 mm) halves: voxel x samples i = 2x, so image value 2x + 10 j + 100 k
+    np.testing.assert_allclose(
+        raw["images"][1, 1, 0:5, 0:6], 100 + np.add.outer(10 * np.arange(5), 2 * np.arange(6))
+    )
+    np.testing.assert_array_equal(raw["masks"][1, 1, 1:3, 1:3], 1)
+    np.testing.assert_allclose(raw["centers"], [[2, 2, 1], [2, 2, 1]])
+
+
+def test_slices_share_their_volume_group(tmp_path):
+    _case(tmp_path, "a")
+    _case(tmp_path, "b", box=(0, 2, 3, 5, 3, 4))
+    out = str(tmp_path / "sl.npz")
+    report = importer.import_nifti(
+        str(tmp_path / "images"), str(tmp_path / "labels"), out, slices=True, resize="pad", size=4
+    )
+    raw = np.load(out)
+    assert raw["images"].shape == (8, 4, 4) and report.image_shape == (4, 4, 1)
+    np.testing.assert_array_equal(raw["ids"][:2], ["a:z0", "a:z1"])
+    np.testing.assert_array_equal(raw["groups"], ["a"] * 4 + ["b"] * 4)
+    np.testing.assert_allclose(raw["spacing"], [[1.5, 1.5]] * 8)  # 6x6 square -> 4x4
+    a = npz.load(out).arrays
+    np.testing.assert_array_equal(a["group"], [0] * 4 + [1] * 4)
+    np.testing.assert_array_equal(a["has_object"], [0, 1, 0, 0, 0, 0, 0, 1])
+    importer.import_nifti(str(tmp_path / "images"), str(tmp_path / "labels"), out, slices=True,
+                          resize="pad", size=4, empty_slices=False, overwrite=True)  # fmt: skip
+    np.testing.assert_array_equal(np.load(out)["ids"], ["a:z1", "b:z3"])
+
+
+def test_bad_volumes_are_reported(tmp_path):
+    image, label = _case(tmp_path, "a")
+    bad = image.copy()
+    bad[0, 0, 0] = np.nan
+    _save(tmp_path / "images" / "nan.nii.gz", bad)
+    _save(tmp_path / "labels" / "nan.nii.gz", label)
+    _save(tmp_path / "images" / "short.nii.gz", image)
+    _save(tmp_path / "labels" / "short.nii.gz", label[:, :, :3])
+    _save(tmp_path / "images" / "far.nii.gz", image)
+    _save(tmp_path / "labels" / "far.nii.gz", label, zooms=(1.0, 1.0, 3.0))
+    _save(tmp_path / "labels" / "orphan.nii.gz", label)
+    _save(tmp_path / "images" / "classes.nii.gz", image)
+    _save(tmp_path / "labels" / "classes.nii.gz", label * 7)
+    out = tmp_path / "o.npz"
+    with pytest.raises(importer.InputError) as info:
+        importer.import_nifti(
+            str(tmp_path / "images"), str(tmp_path / "labels"), str(out), mask_classes=(0, 1)
+        )
+    problems = "\n".join(info.value.problems)
+    assert "nan.nii.gz: 1 NaN/inf voxels" in problems
+    assert "short.nii.gz: label shape (3, 5, 6) != image shape (4, 5, 6)" in problems
+    assert "far.nii.gz: label spacing (3.0, 1.0, 1.0) != image spacing (2.0, 1.0, 1.0)" in problems
+    assert "orphan.nii.gz: label volume without image" in problems
+    assert "classes.nii.gz: mask value(s) [7] outside the declared classes [0, 1]" in problems
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if "tmp" in f]
+
+
+def test_volume_npz_loads_as_dataset_when_supported(tmp_path):
+    _case(tmp_path, "a")
+    out = str(tmp_path / "v.npz")
+    importer.import_nifti(str(tmp_path / "images"), str(tmp_path / "labels"), out, multiple=4)
+    try:
+        ds = npz.load(out)
+    except ValueError as e:  # until data.check_arrays accepts volumes [N,D,H,W,C]
+        pytest.skip(f"Dataset does not accept volumes yet: {e}")
+    assert ds.arrays["center"].shape == (1, 3) and ds.arrays["spacing"].shape == (1, 3)
