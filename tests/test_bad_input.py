@@ -67,8 +67,8 @@ CASES = [
     # --- the data file
     data_case(
         "images_wrong_rank",
-        changed(images=lambda a: a["images"][:, :, :, None, None]),
-        [DATA, "'images' has shape (40, 32, 32, 1, 1)"],
+        changed(images=lambda a: a["images"][:, :, :, None, None, None]),
+        [DATA, "'images' has shape (40, 32, 32, 1, 1, 1)"],
     ),
     data_case(
         "images_not_divisible_by_2_pow_depth",

@@ -147,7 +147,9 @@ def test_load_fundus_from_config():
 
 
 def test_load_errors():
-    with pytest.raises(ValueError, match=r"unknown data source 'mnist'.*\['fundus', 'npz'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown data source 'mnist'.*\['fundus', 'kidneys', 'npz', 'tfds'\]"
+    ):
         data.load(types.SimpleNamespace(source="mnist"))
     with pytest.raises(ValueError, match="lacks field 'seed'"):
         data.load(types.SimpleNamespace(source="fundus", num_images=2, image_size=16))

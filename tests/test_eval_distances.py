@@ -189,3 +189,28 @@ def test_host_metrics_shapes_and_values(shape, spacing):
     assert out["hd"][0] == out["hd"][1] == math.inf
     assert out["boundary_length_diff"][0] == 100.0 and out["boundary_length_diff"][1] == math.inf
     assert np.isfinite(out["hd"][2:]).all()
+
+
+def test_host_metrics_on_volumes_with_per_example_spacing():
+    # 2×2×2 cubes one voxel apart along W: every voxel is boundary; the 4 voxels of each cube
+    # that the other lacks are one W-step away, the 4 shared ones 0 -> HD = HD95 = W spacing.
+    pred = np.zeros((2, 4, 4, 5, 1), bool)
+    gt = np.zeros_like(pred)
+    pred[:, 1:3, 1:3, 1:3] = True
+    gt[:, 1:3, 1:3, 2:4] = True
+    spacing = np.array([[1.0, 1.0, 1.0], [3.22, 1.62, 2.5]])
+    out = host_metrics(pred, gt, spacing)
+    np.testing.assert_allclose(out["hd"], [1.0, 2.5])
+    np.testing.assert_allclose(out["hd95"], [1.0, 2.5])
+    np.testing.assert_array_equal(out["boundary_length_diff"], [0.0, 0.0])  # equal areas
+    # ARI of 8 vs 8 voxels sharing 4 in 80: from the pair counts.
+    ref = adjusted_rand_score(pred[0].ravel(), gt[0].ravel())
+    np.testing.assert_allclose(out["ari"], [ref, ref])
+    # A bigger gt cube: boundary area difference in %, from the cube formula with unit spacing.
+    big = np.zeros_like(pred)
+    big[:, 0:3, 0:3, 0:3] = True
+    area = [6 * (n - 1) ** 2 + 6 * math.sqrt(2) * (n - 1) + math.sqrt(3) for n in (2, 3)]
+    diff = host_metrics(pred, big, [1.0, 1.0, 1.0])["boundary_length_diff"]
+    np.testing.assert_allclose(diff, 100 * (area[1] - area[0]) / area[1], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"per-example spacing has shape \(2, 2\)"):
+        host_metrics(pred, gt, np.ones((2, 2)))

@@ -184,3 +184,16 @@ def test_segmentation_task_reports_all_metrics():
     assert set(out) == names and task.primary == "dice"
     for name, ref in _refs(logits, mask, 0.5).items():
         np.testing.assert_allclose(out[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_volume_metrics_hand_computed():
+    # A 2×2×2 volume: prediction {v0, v1, v2}, mask {v2, v3}: TP 1, FP 2, FN 1, TN 4.
+    pred = np.array([1, 1, 1, 0, 0, 0, 0, 0], np.float32).reshape(1, 2, 2, 2, 1)
+    mask = np.array([0, 0, 1, 1, 0, 0, 0, 0], np.float32).reshape(1, 2, 2, 2, 1)
+    logits = np.where(pred > 0, 5.0, -5.0)
+    out = segmentation_metrics(logits, mask)
+    expected = dict(dice=2 / 5, iou=1 / 4, miou=1 / 4, pixel_error=100 * 3 / 8,
+                    sensitivity=1 / 2, specificity=4 / 6)  # fmt: skip
+    for name, value in expected.items():
+        np.testing.assert_allclose(out[name], [value], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(center_error(np.array([[0.0, 0, 0]]), np.array([[1.0, 2, 2]])), [3])

@@ -1,14 +1,21 @@
 """Datasets as plain dicts of numpy arrays (N examples on axis 0, channels last).
 
-Keys of `Dataset.arrays` (the contract every source produces):
-  image       float32 [N,H,W,C]  zero mean / unit std per image (constant images only centred).
-  mask        float32 [N,H,W,K]  in {0,1} (K=1).
-  center      float32 [N,2]      (x, y) = (col, row) centroid of the mask foreground.
-  box         float32 [N,4]      (x0, y0, x1, y1) inclusive foreground pixel extents.
-  has_object  bool    [N]        False for an empty mask; center and box are then zeros and
-                                 must be ignored (mask them out of losses and metrics).
-  label       int32   [N]        class id into `Dataset.class_names`.
-  group       int32   [N]        patient/case id for group-aware splits (arange(N) if unknown).
+Keys of `Dataset.arrays` (the contract every source produces), for images (S = H,W; R = 2) or
+volumes (S = D,H,W; R = 3):
+  image       float32 [N,*S,C]  zero mean / unit std per image (constant images only centred);
+                                a CT source may deliver Hounsfield units for a `ct_window` step.
+  mask        float32 [N,*S,K]  in {0,1} (K=1), S as the image's.
+  center      float32 [N,R]     (x, y) = (col, row), in 3D (x, y, z) = (col, row, slice):
+                                centroid of the mask foreground (x along W, y along H, z along D).
+  box         float32 [N,2R]    (x0, y0, x1, y1), in 3D (x0, y0, z0, x1, y1, z1): inclusive
+                                foreground voxel extents.
+  has_object  bool    [N]       False for an empty mask; center and box are then zeros and
+                                must be ignored (mask them out of losses and metrics).
+  label       int32   [N]       class id into `Dataset.class_names`.
+  group       int32   [N]       patient/case id for group-aware splits (arange(N) if unknown).
+Optional:
+  spacing     float32 [N,R]     physical voxel size (mm) per spatial axis in array order
+                                (D,H,W / H,W); positive and finite.
 """
 
 from __future__ import annotations
@@ -19,23 +26,26 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, npz, preprocess
+from jaxseg.data import fundus, kidneys, npz, preprocess, tfds_store
 
 REQUIRED_KEYS = ("image", "mask", "center", "box", "has_object", "label", "group")
-# key -> (dtype, shape after N; None = checked separately below)
-_SPECS: dict[str, tuple[type, tuple | None]] = {
-    "image": (np.float32, None),
-    "mask": (np.float32, None),
-    "center": (np.float32, (2,)),
-    "box": (np.float32, (4,)),
-    "has_object": (np.bool_, ()),
-    "label": (np.int32, ()),
-    "group": (np.int32, ()),
+_DTYPES: dict[str, type] = {
+    "image": np.float32,
+    "mask": np.float32,
+    "center": np.float32,
+    "box": np.float32,
+    "has_object": np.bool_,
+    "label": np.int32,
+    "group": np.int32,
+    "spacing": np.float32,
 }
+_PER_EXAMPLE = ("has_object", "label", "group")  # shape [N]
+_WIDTHS = {"center": 1, "box": 2, "spacing": 1}  # shape [N, width·R]
 
 
 def check_arrays(arrays: dict[str, np.ndarray], num_classes: int, name: str = "dataset") -> None:
-    """Raise ValueError unless `arrays` has the contract keys, dtypes and shapes (not values)."""
+    """Raise ValueError unless `arrays` has the contract keys, dtypes and shapes (values are
+    checked only for labels and spacing)."""
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
         raise ValueError(f"{name}: missing keys {missing}; a dataset needs {list(REQUIRED_KEYS)}")
@@ -44,23 +54,34 @@ def check_arrays(arrays: dict[str, np.ndarray], num_classes: int, name: str = "d
         if not isinstance(value, np.ndarray) or value.ndim == 0 or len(value) != n:
             shape = getattr(value, "shape", type(value).__name__)
             raise ValueError(f"{name}: '{key}' has shape {shape}, expected N={n} leading rows")
-    for key, (dtype, trailing) in _SPECS.items():
-        value = arrays[key]
-        if value.dtype != dtype:
-            raise ValueError(f"{name}: '{key}' has dtype {value.dtype}, expected {np.dtype(dtype)}")
-        if trailing is not None and value.shape[1:] != trailing:
-            raise ValueError(f"{name}: '{key}' has shape {value.shape}, expected {(n, *trailing)}")
+    for key, dtype in _DTYPES.items():
+        if key in arrays and arrays[key].dtype != dtype:
+            raise ValueError(
+                f"{name}: '{key}' has dtype {arrays[key].dtype}, expected {np.dtype(dtype)}"
+            )
     image, mask = arrays["image"], arrays["mask"]
-    if image.ndim != 4 or mask.ndim != 4 or image.shape[1:3] != mask.shape[1:3]:
+    rank = image.ndim - 2
+    if rank not in (2, 3) or mask.ndim != image.ndim or image.shape[1:-1] != mask.shape[1:-1]:
         raise ValueError(
-            f"{name}: image {image.shape} and mask {mask.shape} must be [N,H,W,C] and [N,H,W,K]"
+            f"{name}: image {image.shape} and mask {mask.shape} must be [N,H,W,C] and [N,H,W,K] "
+            "or [N,D,H,W,C] and [N,D,H,W,K]"
         )
+    expected = {k: (n,) for k in _PER_EXAMPLE} | {k: (n, w * rank) for k, w in _WIDTHS.items()}
+    for key, shape in expected.items():
+        if key in arrays and arrays[key].shape != shape:
+            kind = "volumes [N,D,H,W,C]" if rank == 3 else "images [N,H,W,C]"
+            raise ValueError(
+                f"{name}: '{key}' has shape {arrays[key].shape}, expected {shape} for {kind}"
+            )
     label = arrays["label"]
     if n and (label.min() < 0 or label.max() >= num_classes):
         raise ValueError(
             f"{name}: labels span [{label.min()}, {label.max()}] but there are {num_classes} "
             "class names"
         )
+    spacing = arrays.get("spacing")
+    if spacing is not None and not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise ValueError(f"{name}: 'spacing' must be positive and finite (mm per voxel)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,11 +117,18 @@ class Dataset:
         return Dataset(arrays, self.class_names, self.name)
 
 
-SOURCES: dict[str, Callable[..., Dataset]] = {"fundus": fundus.generate, "npz": npz.load}
+SOURCES: dict[str, Callable[..., Dataset]] = {
+    "fundus": fundus.generate,
+    "kidneys": kidneys.generate,
+    "npz": npz.load,
+    "tfds": tfds_store.load,
+}
 # Config fields passed (as keyword arguments of the same name) to each source.
 SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     "fundus": ("num_images", "image_size", "seed"),
+    "kidneys": ("num_images", "image_size", "seed"),
     "npz": ("path", "image_size"),
+    "tfds": ("path", "image_size"),
 }
 
 
@@ -121,27 +149,42 @@ def load(config: Any) -> Dataset:
                 f"data config for source {source!r} lacks field '{field}'; "
                 f"it needs {list(SOURCE_FIELDS[source])}"
             ) from None
-    dataset = SOURCES[source](**kwargs)
+    dataset = keep_classes(SOURCES[source](**kwargs), tuple(getattr(config, "classes", ()) or ()))
     return prepare(dataset, getattr(config, "preprocess", ""), getattr(config, "pad_multiple", 0))
+
+
+def keep_classes(dataset: Dataset, classes: tuple[str, ...]) -> Dataset:
+    """The examples whose label is one of the class names ``classes`` (all when empty), class
+    names and ids unchanged; an unknown name is an error listing the dataset's classes."""
+    if not classes:
+        return dataset
+    unknown = [c for c in classes if c not in dataset.class_names]
+    if unknown:
+        raise ValueError(
+            f"data.classes names {unknown}, which dataset {dataset.name!r} lacks; its classes "
+            f"are {list(dataset.class_names)}"
+        )
+    ids = [dataset.class_names.index(c) for c in classes]
+    return dataset.subset(np.isin(dataset.arrays["label"], ids))
 
 
 def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset:
     """Apply an image preprocessing pipeline (``preprocess.apply``, e.g. 'clahe,gamma:0.8,
-    normalize') and pad H, W to a multiple (masks with 0; centres and boxes shift with it)."""
+    normalize') and pad every spatial axis to a multiple (masks with 0; centres and boxes shift
+    with it). Images [N,H,W,C] and volumes [N,D,H,W,C] alike."""
     if not steps and not pad_multiple:
         return dataset
     arrays = dict(dataset.arrays)
     if steps:
         arrays["image"] = preprocess.apply(arrays["image"], steps)
     if pad_multiple:
-        arrays["image"], (top, _, left, _) = preprocess.pad_to_multiple(
-            arrays["image"], pad_multiple
-        )
+        arrays["image"], pads = preprocess.pad_to_multiple(arrays["image"], pad_multiple)
         arrays["mask"], _ = preprocess.pad_to_multiple(arrays["mask"], pad_multiple)
+        shift = np.array(pads[::2][::-1], np.float32)  # befores in (x, y[, z]) order
         has = arrays["has_object"][:, None]
-        arrays["center"] = np.where(has, arrays["center"] + [left, top], 0).astype(np.float32)
-        shift = [left, top, left, top]
-        arrays["box"] = np.where(has, arrays["box"] + shift, 0).astype(np.float32)
+        arrays["center"] = np.where(has, arrays["center"] + shift, 0).astype(np.float32)
+        box = arrays["box"] + np.concatenate([shift, shift])
+        arrays["box"] = np.where(has, box, 0).astype(np.float32)
     return Dataset(arrays, dataset.class_names, dataset.name)
 
 

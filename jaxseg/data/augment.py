@@ -392,7 +392,8 @@ def augment(key: jax.Array, batch: dict[str, jax.Array], cfg: AugmentConfig | An
 
     Args:
       key: a jax.random key (the same key gives the same result).
-      batch: dict of [B,...] arrays with at least 'image' or 'mask' when augmenting geometry.
+      batch: dict of [B,...] arrays with at least 'image' or 'mask' when augmenting geometry;
+        images [B,H,W,C] only (volumes [B,D,H,W,C] raise unless `cfg` is the identity).
       cfg: AugmentConfig, mapping or ConfigDict (static: under jax.jit close over it or pass it
         as a static argument; AugmentConfig is hashable).
 
@@ -406,6 +407,11 @@ def augment(key: jax.Array, batch: dict[str, jax.Array], cfg: AugmentConfig | An
         if cfg.affine and ("center" in batch or "box" in batch):
             raise ValueError("augment needs an 'image' or 'mask' key to know the image size")
         return out
+    if batch[spatial[0]].ndim != 4 and (cfg.affine or cfg.blur):
+        raise ValueError(
+            f"augment is 2D only: '{spatial[0]}' has shape {batch[spatial[0]].shape}, not "
+            "[B,H,W,C]; turn augmentation off for volumes (all augment fields 0 / False)"
+        )
     B, H, W = batch[spatial[0]].shape[:3]
     key_affine, key_blur = jax.random.split(key)
     if cfg.affine:

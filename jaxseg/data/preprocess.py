@@ -1,10 +1,11 @@
 """Host-side image preprocessing (numpy / scikit-image), applied once when a dataset is loaded.
 
-Functions take [N,H,W,C] arrays (ct_window and zscore any shape) and return float32. `apply` runs
+Functions take images [N,H,W,C] or volumes [N,D,H,W,C] (ct_window and zscore any shape) and
+return float32; per-image statistics pool every axis but N. `apply` runs
 a comma-separated pipeline string such as "grayscale,clahe,gamma:0.8,normalize", with numeric
 arguments after ':' (several separated by ':', e.g. "ct_window:40:400"). Steps that change the
 spatial shape (pad_to_multiple) are not pipeline steps: masks, centres and boxes must follow them
-(centres/boxes shift by (left, top)), so callers pad explicitly.
+(centres/boxes shift by (left, top[, front])), so callers pad explicitly.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ normalize = normalize_images  # per-image zero mean / unit sd (sd 0 -> only cent
 
 def _images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape [N,H,W,C], got shape {images.shape}")
+    if images.ndim not in (4, 5):
+        raise ValueError(
+            f"images must have shape [N,H,W,C] or [N,D,H,W,C], got shape {images.shape}"
+        )
     return images
 
 
+def _per_image(x: np.ndarray) -> tuple[int, ...]:
+    """The axes of one image (all but N), for per-image statistics."""
+    return tuple(range(1, x.ndim))
+
+
 def grayscale(images: np.ndarray) -> np.ndarray:
-    """[N,H,W,3] -> luminance [N,H,W,1] (Rec. 709 weights); [N,H,W,1] is returned as float32."""
+    """[N,*S,3] -> luminance [N,*S,1] (Rec. 709 weights); [N,*S,1] is returned as float32."""
     images = _images(images)
     C = images.shape[-1]
     if C == 1:
@@ -42,10 +50,10 @@ def grayscale(images: np.ndarray) -> np.ndarray:
 
 
 def minmax(images: np.ndarray) -> np.ndarray:
-    """Per-image scaling of [N,H,W,C] (over H, W, C jointly) to [0,1]; constant images -> 0."""
+    """Per-image scaling of [N,*S,C] (over *S and C jointly) to [0,1]; constant images -> 0."""
     x = _images(images).astype(np.float64)
-    lo = x.min(axis=(1, 2, 3), keepdims=True)
-    span = x.max(axis=(1, 2, 3), keepdims=True) - lo
+    lo = x.min(axis=_per_image(x), keepdims=True)
+    span = x.max(axis=_per_image(x), keepdims=True) - lo
     return ((x - lo) / np.where(span > 0, span, 1.0)).astype(np.float32)
 
 
@@ -55,22 +63,28 @@ def clahe(
     """Contrast-limited adaptive histogram equalisation per image and channel.
 
     Each image is min-max scaled to [0,1] (`minmax`), then skimage.exposure.equalize_adapthist
-    runs on every channel separately (no HSV conversion for C=3).
+    runs on every channel separately (no HSV conversion for C=3); volumes get 3D CLAHE (cubic
+    contextual regions).
 
     Args:
-      images: [N,H,W,C] numeric.
+      images: [N,H,W,C] or [N,D,H,W,C] numeric (volumes need W > 4: skimage would take a
+        trailing axis of 3 or 4 for colour).
       clip_limit: skimage's normalised clip limit (higher = more contrast).
-      kernel_size: contextual region side in pixels (None = skimage's 1/8 of each side).
+      kernel_size: contextual region side in voxels (None = skimage's 1/8 of each side).
 
     Returns:
-      float32 [N,H,W,C] in [0,1].
+      float32 of the input's shape, in [0,1].
     """
     x = minmax(images)
+    if x.ndim == 5 and x.shape[3] in (3, 4):
+        raise ValueError(
+            f"clahe on volumes needs W > 4 (skimage reads 3 or 4 as colour), got {x.shape}"
+        )
     out = np.empty_like(x)
     for n in range(x.shape[0]):
-        for c in range(x.shape[3]):
-            out[n, :, :, c] = exposure.equalize_adapthist(
-                x[n, :, :, c], kernel_size=kernel_size, clip_limit=clip_limit
+        for c in range(x.shape[-1]):
+            out[n, ..., c] = exposure.equalize_adapthist(
+                x[n, ..., c], kernel_size=kernel_size, clip_limit=clip_limit
             )
     return out
 
@@ -82,12 +96,12 @@ def gamma(images: np.ndarray, g: float) -> np.ndarray:
     other image is first min-max scaled to [0,1] per image.
 
     Returns:
-      float32 [N,H,W,C] in [0,1].
+      float32 of the input's shape ([N,H,W,C] or [N,D,H,W,C]), in [0,1].
     """
     if not g > 0:
         raise ValueError(f"gamma must be > 0, got {g!r}")
     x = _images(images).astype(np.float32)
-    inside = ((x >= 0) & (x <= 1)).all(axis=(1, 2, 3), keepdims=True)
+    inside = ((x >= 0) & (x <= 1)).all(axis=_per_image(x), keepdims=True)
     x = np.where(inside, x, minmax(x))
     return np.power(x, np.float32(g)).astype(np.float32)
 
@@ -121,34 +135,42 @@ def zscore(images: np.ndarray, mean: float | None = None, std: float | None = No
 
 def pad_to_multiple(
     images: np.ndarray, multiple: int = 16, value: float = 0
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Pad H and W up to multiples of `multiple` (extra row/column at the bottom/right when odd).
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Pad every spatial axis up to a multiple of `multiple` (the odd extra row/column/slice
+    goes at the end: bottom, right, back).
 
     Args:
-      images: [N,H,W,C] (masks too: pad them with value 0).
+      images: [N,H,W,C] or [N,D,H,W,C] (masks too: pad them with value 0).
       multiple: positive int.
       value: constant fill.
 
     Returns:
-      (padded [N,H',W',C] of the input's dtype, (top, bottom, left, right)); centres and boxes
-      of the padded arrays shift by (left, top).
+      (padded array of the input's dtype, pads) with pads = (before, after) per spatial axis in
+      array order: (top, bottom, left, right) in 2D, (front, back, top, bottom, left, right) in
+      3D. Centres and boxes of the padded arrays shift by the befores in (x, y[, z]) order:
+      (left, top[, front]).
     """
     images = _images(images)
     if isinstance(multiple, bool) or not isinstance(multiple, int | np.integer) or multiple < 1:
         raise ValueError(f"multiple must be a positive int, got {multiple!r}")
-    H, W = images.shape[1:3]
-    ph, pw = -H % multiple, -W % multiple
-    pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
-    widths = ((0, 0), pads[:2], pads[2:], (0, 0))
-    return np.pad(images, widths, constant_values=value), pads
+    pads: list[int] = []
+    for size in images.shape[1:-1]:
+        extra = -size % multiple
+        pads += [extra // 2, extra - extra // 2]
+    widths = [(0, 0), *zip(pads[::2], pads[1::2], strict=True), (0, 0)]
+    return np.pad(images, widths, constant_values=value), tuple(pads)
 
 
-def unpad(images: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """Undo `pad_to_multiple`: crop (top, bottom, left, right) from [N,H,W,C]."""
+def unpad(images: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
+    """Undo `pad_to_multiple`: crop its (before, after) pads per spatial axis from [N,*S,C]."""
     images = _images(images)
-    top, bottom, left, right = pads
-    H, W = images.shape[1:3]
-    return images[:, top : H - bottom, left : W - right]
+    if len(pads) != 2 * (images.ndim - 2):
+        raise ValueError(f"pads {pads} need 2 entries per spatial axis of {images.shape}")
+    crop = [
+        slice(before, size - after)
+        for before, after, size in zip(pads[::2], pads[1::2], images.shape[1:-1], strict=True)
+    ]
+    return images[(slice(None), *crop)]
 
 
 PREPROCESSORS: dict[str, Callable[..., np.ndarray]] = {
@@ -202,7 +224,7 @@ def parse(steps: str) -> list[tuple[str, tuple[int | float, ...]]]:
 
 
 def apply(images: np.ndarray, steps: str) -> np.ndarray:
-    """Run the pipeline `steps` (see `parse`) on images [N,H,W,C]; returns float32."""
+    """Run the pipeline `steps` (see `parse`) on [N,H,W,C] or [N,D,H,W,C]; returns float32."""
     x = np.asarray(images)
     for name, args in parse(steps):
         x = PREPROCESSORS[name](x, *args)

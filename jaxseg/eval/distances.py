@@ -160,26 +160,36 @@ def adjusted_rand(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def host_metrics(
-    pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None
+    pred: np.ndarray, gt: np.ndarray, spacing: Spacing | np.ndarray = None
 ) -> dict[str, np.ndarray]:
     """Boundary and partition metrics per example, classes pooled (union over K).
 
     ``pred`` and ``gt``: [B,H,W,K] or [B,D,H,W,K], bool or {0,1} (foreground = value > 0.5);
-    ``spacing``: one value per spatial axis. Returns float64 [B] arrays under 'hd', 'hd95'
-    (inf where exactly one mask is empty), 'boundary_length_diff' (%, inf where only gt is
-    empty) and 'ari' (adjusted Rand index of the binary foreground/background images).
+    ``spacing``: one value per spatial axis for every example ([R] or a scalar), or per example
+    [B,R] (a dataset's 'spacing' rows). Returns float64 [B] arrays under 'hd', 'hd95' (inf
+    where exactly one mask is empty), 'boundary_length_diff' (%, inf where only gt is empty;
+    boundary area in 3D) and 'ari' (adjusted Rand index of the binary foreground/background
+    images), all in physical units of ``spacing``.
     """
     pred, gt = _foreground(pred).any(axis=-1), _foreground(gt).any(axis=-1)
     if pred.shape != gt.shape:
         raise ValueError(f"shapes differ: pred {pred.shape}, gt {gt.shape}")
+    rows = [spacing] * len(pred)
+    if spacing is not None and np.ndim(spacing) == 2:
+        if np.shape(spacing) != (len(pred), pred.ndim - 1):
+            raise ValueError(
+                f"per-example spacing has shape {np.shape(spacing)}, expected "
+                f"{(len(pred), pred.ndim - 1)} for masks {pred.shape}"
+            )
+        rows = list(np.asarray(spacing, np.float64))
     names = ("hd", "hd95", "boundary_length_diff", "ari")
     out = {name: np.empty(len(pred), np.float64) for name in names}
-    for i, (p, g) in enumerate(zip(pred, gt, strict=True)):
+    for i, (p, g, sp) in enumerate(zip(pred, gt, rows, strict=True)):
         if p.any() and g.any():
-            d = surface_distances(p, g, spacing)  # computed once for both percentiles
+            d = surface_distances(p, g, sp)  # computed once for both percentiles
             out["hd"][i], out["hd95"][i] = d.max(), np.percentile(d, 95)
         else:
-            out["hd"][i] = out["hd95"][i] = hausdorff(p, g, spacing)
-        out["boundary_length_diff"][i] = boundary_length_difference(p, g, spacing)
+            out["hd"][i] = out["hd95"][i] = hausdorff(p, g, sp)
+        out["boundary_length_diff"][i] = boundary_length_difference(p, g, sp)
         out["ari"][i] = adjusted_rand(p, g)
     return out

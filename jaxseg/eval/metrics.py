@@ -130,5 +130,6 @@ def segmentation_metrics(
 
 
 def center_error(pred: jax.Array, center: jax.Array) -> jax.Array:
-    """Euclidean distance between predicted and true (x, y) centres in pixels: [B,2] -> [B]."""
+    """Euclidean distance between predicted and true centres in pixels/voxels: [B,R] -> [B]
+    ((x, y) in 2D, (x, y, z) in 3D)."""
     return jnp.sqrt(jnp.sum(jnp.square(pred - center), axis=-1))
