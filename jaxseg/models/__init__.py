@@ -1,8 +1,15 @@
 """Model registry: a config's ``model.name`` picks the architecture, the task picks its head.
 
 ``build(cfg, head, outputs, frozen)`` returns a Flax module whose variables follow the
-parameter-tree contract (docs/design.md §2). ``head`` is 'pixels' (dense per-pixel logits
-[B,H,W,outputs]) or 'vector' (one vector per image [B,outputs]).
+parameter-tree contract (docs/design.md §2). Head kinds: 'pixels' (dense per-pixel logits
+[B,*S,outputs]), 'vector' (flattened features + dense: [B,outputs]; the plain U-Net's localizer,
+which keeps where things are), 'pooled' (global average pool + dense: [B,outputs]; classes and
+siamese embeddings), 'reconstruction' (the decoder without skips: an autoencoder).
+
+Architectures: 'unet' (plain U-Net blocks, or a U-Net decoder over ``backbone`` 'vgg16' |
+'resnet50' | 'resnext50'), 'deeplabv3' (ASPP over a backbone), 'densenet' (method 4's 2D/3D
+densely connected encoder with GroupNorm and a reconstruction branch). ``config(**fields)``
+gives a model config with every field, so command-line overrides reach any of them.
 """
 
 from __future__ import annotations
@@ -13,14 +20,48 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.models.unet import Localizer, UNet
-
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+DEFAULTS = dict(
+    name="unet",
+    backbone="",  # unet/deeplabv3: '' (plain U-Net blocks) | vgg16 | resnet50 | resnext50
+    depth=4,  # plain U-Net: number of poolings
+    width=32,  # base width (plain U-Net, backbone U-Net decoder, densenet)
+    norm="batch",  # batch | group | none
+    dropout=0.0,
+    upsample="transpose",  # transpose | resize
+    dtype="float32",  # compute dtype; params stay float32
+    output_stride=16,  # deeplabv3: 8 | 16
+    aspp_rates=(6, 12, 18),
+    aspp_width=256,
+    growth=16,  # densenet growth rate
+    dense_layers=(2, 2, 4, 8),  # densenet layers per encoder block
+    groups=8,  # densenet GroupNorm groups
+    reconstruct=False,  # densenet: also return the reconstruction branch's output
+    remat=False,  # densenet: recompute dense layers in the backward pass (memory)
+)
+
+
+def config(**fields) -> ml_collections.ConfigDict:
+    """A model config with every field (``DEFAULTS`` updated by ``fields``)."""
+    unknown = sorted(set(fields) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"model fields {unknown} are unknown; model fields are {list(DEFAULTS)}")
+    return ml_collections.ConfigDict({**DEFAULTS, **fields})
+
+
+def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``cfg`` with the fields it lacks taken from ``DEFAULTS`` (older configs), checked."""
+    fields = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    full = config(**fields)
+    if full.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={full.dtype!r} is unknown; use one of {sorted(DTYPES)}")
+    return full
 
 
 def _unet(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) -> nn.Module:
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={cfg.dtype!r} is unknown; use one of {sorted(DTYPES)}")
+    if cfg.backbone:
+        return backbone_unet.build(cfg, head, outputs, frozen)
     common = dict(
         depth=cfg.depth,
         width=cfg.width,
@@ -29,14 +70,26 @@ def _unet(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) 
         frozen=frozen,
         dtype=DTYPES[cfg.dtype],
     )
-    if head == "pixels":
-        return UNet(**common, num_classes=outputs, upsample=cfg.upsample)
+    if head in ("pixels", "reconstruction"):
+        skips = head == "pixels"
+        return UNet(**common, num_classes=outputs, upsample=cfg.upsample, skips=skips)
     if head == "vector":
         return Localizer(**common, num_outputs=outputs)
-    raise ValueError(f"model 'unet' has no head kind {head!r}; use 'pixels' or 'vector'")
+    if head == "pooled":
+        return Classifier(**common, num_outputs=outputs)
+    raise ValueError(f"model 'unet' has no head kind {head!r}; use one of {HEADS}")
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"unet": _unet}
+HEADS = ("pixels", "vector", "pooled", "reconstruction")
+
+from jaxseg.models import backbone_unet, deeplab, densenet  # noqa: E402 (they import DTYPES)
+from jaxseg.models.unet import Classifier, Localizer, UNet  # noqa: E402
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet": _unet,
+    "deeplabv3": deeplab.build,
+    "densenet": densenet.build,
+}
 
 
 def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str = "") -> nn.Module:
@@ -44,6 +97,7 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
 
     ``frozen`` is a path regex; BatchNorm layers under matching subtrees use running statistics.
     """
+    cfg = resolve(cfg)
     if cfg.name not in MODELS:
         raise ValueError(f"model.name={cfg.name!r} is unknown; use one of {sorted(MODELS)}")
     return MODELS[cfg.name](cfg, head, outputs, frozen)

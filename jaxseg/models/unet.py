@@ -76,14 +76,21 @@ class Decoder(Stages):
 
 
 class UNet(Stages):
-    """U-Net: [B,H,W,C] -> logits [B,H,W,num_classes] float32 (the task applies the sigmoid)."""
+    """U-Net: [B,H,W,C] -> logits [B,H,W,num_classes] float32 (the task applies the sigmoid).
+
+    ``skips=False`` feeds the decoder zeros in place of the encoder's features (same parameter
+    shapes): an autoencoder whose decoder transfers into the segmenter by name.
+    """
 
     num_classes: int = 1
     upsample: str = "transpose"
+    skips: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x, skips = Encoder(**self.shared(), name="encoder")(x, train)
+        if not self.skips:
+            skips = [jnp.zeros_like(s) for s in skips]
         x = self.block(self.depth, "bottleneck")(x, train)
         x = Decoder(**self.shared(), upsample=self.upsample, name="decoder")(x, skips, train)
         logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(x)
@@ -100,4 +107,18 @@ class Localizer(Stages):
         x, _ = Encoder(**self.shared(), name="encoder")(x, train)
         x = self.block(self.depth, "bottleneck")(x, train)
         x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
+class Classifier(Stages):
+    """Encoder + bottleneck + global average pool + linear head: [B,H,W,C] -> [B,num_outputs]
+    (image classes, or siamese embeddings); unlike the localizer it fits any image size."""
+
+    num_outputs: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x, _ = Encoder(**self.shared(), name="encoder")(x, train)
+        x = self.block(self.depth, "bottleneck")(x, train)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x).astype(jnp.float32)
