@@ -31,8 +31,11 @@ def load_run(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, An
     with open(path) as f:
         config = ml_collections.ConfigDict(json.load(f))
     variables = checkpoint.load_variables(os.path.join(workdir, "checkpoints"), step)
-    outputs = int(variables["params"]["head"]["kernel"].shape[-1])
-    task = tasks.build(config.task, config.loss, outputs)
+    head = checkpoint.flatten(variables["params"]["head"])  # 'kernel' or e.g. 'conv/kernel'
+    outputs = int(next(v for p, v in head.items() if p.endswith("kernel")).shape[-1])
+    # only the head kind matters here; its size is the checkpoint's
+    info = tasks.DataInfo(mask_channels=outputs, num_labels=max(outputs, 2))
+    task = tasks.build(config.task, config.loss, options=tasks.stage_options(config), info=info)
     return models.build(config.model, task.head, outputs), variables, config
 
 

@@ -12,23 +12,21 @@ import jax.numpy as jnp
 
 from jaxseg import losses
 from jaxseg.eval.metrics import center_error
-from jaxseg.tasks.base import Batch, Task
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task
 
 
 def _scale(batch: Batch) -> jax.Array:
-    """(W, H) of the batch's images as [2]."""
-    H, W = batch["image"].shape[1:3]
-    return jnp.array([W, H], jnp.float32)
+    """(W, H) of the batch's images, (W, H, D) of volumes, as [R]."""
+    return jnp.array(batch["image"].shape[1:-1][::-1], jnp.float32)
 
 
 def to_pixels(outputs: jax.Array, batch: Batch) -> jax.Array:
-    """Head output in [-1, 1] -> (x, y) in pixels: [B,2]."""
+    """Head output in [-1, 1] -> (x, y[, z]) in pixels: [B,R]."""
     return (outputs + 1) / 2 * _scale(batch)
 
 
-def localization(loss: str = "", num_classes: int = 1) -> Task:
-    """Centre regression; default loss MSE (method 1)."""
-    del num_classes
+def localization(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
+    """Centre regression ((x, y), or (x, y, z) for volumes); default loss MSE (method 1)."""
     loss_fn = losses.get(loss or "mse")
 
     def per_example(outputs: jax.Array, batch: Batch) -> jax.Array:
@@ -41,7 +39,7 @@ def localization(loss: str = "", num_classes: int = 1) -> Task:
         name="localization",
         keys=("image", "center", "has_object"),
         head="vector",
-        outputs=2,
+        outputs=info.rank,
         loss=per_example,
         metrics=metrics,
         usable=lambda arrays: arrays["has_object"].astype(bool),

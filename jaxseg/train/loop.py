@@ -178,28 +178,37 @@ def guard_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def make_train_step(
-    model, task: Task, tx: optax.GradientTransformation, augment: AugmentConfig | None = None
+    model,
+    task: Task,
+    tx: optax.GradientTransformation,
+    augment: AugmentConfig | None = None,
+    steps: int = 1,
 ):
     """(state, metrics, batch) -> (state, metrics): one optimizer step, metrics merged.
 
     With ``augment``, the batch is transformed inside the step (one random affine per example,
     masks/centres/boxes alike, then blur), from a key derived from the state's rng and step.
+    The batch gets ``progress`` = step / ``steps`` for losses that change during training.
     """
 
     def step_fn(state: TrainState, acc: TrainMetrics, batch: dict) -> tuple[TrainState, Any]:
         rng, aug_rng = jax.random.split(jax.random.fold_in(state["rng"], state["step"]))
         if augment is not None:
             batch = augment_batch(aug_rng, batch, augment)
+        batch = {**batch, "progress": state["step"].astype(jnp.float32) / steps}
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state["batch_stats"]}
-            outputs, updates = model.apply(
-                variables,
-                batch["image"],
-                train=True,
-                rngs={"dropout": rng},
-                mutable=["batch_stats"],
-            )
+            updates = {}
+
+            def apply(x):
+                out, new = model.apply(
+                    variables, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+                )
+                updates.update(new)
+                return out
+
+            outputs = tasks.run_model(task, apply, batch)
             per_example = task.loss(outputs, batch)
             w = batch["weight"]
             return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0), (per_example, updates)
@@ -226,7 +235,8 @@ def make_eval_step(model, task: Task):
 
     def eval_fn(state: TrainState, batch: dict) -> dict[str, jax.Array]:
         variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-        outputs = model.apply(variables, batch["image"], train=False)
+        batch = {**batch, "progress": jnp.float32(1.0)}
+        outputs = tasks.run_model(task, lambda x: model.apply(variables, x, train=False), batch)
         out = {"loss": task.loss(outputs, batch), **task.metrics(outputs, batch)}
         if task.predict is not None:
             out[PREDICTION] = task.predict(outputs)
@@ -344,8 +354,7 @@ def train_and_evaluate(
     # --- data
     dataset = dataset if dataset is not None else data.load(config.data)
     arrays = dataset.arrays
-    num_classes = arrays["mask"].shape[-1] if "mask" in arrays else 1
-    task = tasks.build(config.task, config.loss, num_classes)
+    task = tasks.for_config(config, arrays, dataset.class_names)
     task.check(arrays, dataset.name)
     train_idx, test_idx = split_indices(config, dataset, task)
     val_idx = np.zeros(0, dtype=int)
@@ -358,9 +367,13 @@ def train_and_evaluate(
     mesh = mesh_lib.data_mesh()
     mesh_lib.check_batch_size(config.batch_size, mesh)
     replicated = mesh_lib.replicated(mesh)
+    train_arrays = tasks.task_arrays(task, arrays, train_idx, config.seed)
+    val_arrays = tasks.task_arrays(task, arrays, val_idx, config.seed + 1) if len(val_idx) else {}
+    test_arrays = tasks.task_arrays(task, arrays, test_idx, config.split.seed)
     variables = init_variables(
-        config, models.build(config.model, task.head, task.outputs), arrays["image"][:1], workdir
-    )
+        config, models.build(config.model, task.head, task.outputs), train_arrays[keys[0]][:1],
+        workdir,
+    )  # fmt: skip
     schedule = freeze_schedule(config, variables["params"], len(train_idx))
     augment = AugmentConfig.from_config(config.augment)
     augment = augment if augment.affine or augment.blur else None
@@ -379,7 +392,7 @@ def train_and_evaluate(
         )
         tx, labels = plan_tx(k)
         train_step = jax.jit(
-            make_train_step(model, task, tx, augment),
+            make_train_step(model, task, tx, augment, config.steps),
             in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
             out_shardings=(replicated, replicated),
             donate_argnums=(0, 1),
@@ -411,7 +424,6 @@ def train_and_evaluate(
     # --- early stopping on the validation split (its state is saved beside the checkpoints)
     stopper = EarlyStopping(config.monitor or task.primary, config.patience, config.min_delta)
     eval_every = config.eval_every or config.checkpoint_every
-    val_arrays = {k: arrays[k][val_idx] for k in keys}
     best_mngr = (
         checkpoint.manager(os.path.join(workdir, "checkpoints_best"), max_to_keep=1)
         if len(val_idx)
@@ -457,7 +469,6 @@ def train_and_evaluate(
         validate(step, state)  # killed between saving the checkpoint and validating it
     progress = Progress(config.steps, config.batch_size)
     acc = jax.device_put(TrainMetrics.empty(), replicated)
-    train_arrays = {k: arrays[k][train_idx] for k in keys}
     with catch_sigterm() as sigterm:
         while step < config.steps and not stopper.should_stop:
             if schedule.index_at(step) != plan_k:  # the next block unfreezes: rebuild once
@@ -468,7 +479,9 @@ def train_and_evaluate(
                     state["opt_state"], old_labels, tx.init(state["params"]), labels
                 )
                 state = mesh_lib.put_replicated({**state, "opt_state": opt_state}, mesh)
-            index = batches.train_indices(len(train_idx), config.batch_size, step, config.seed)
+            index = batches.train_indices(
+                len(train_arrays[keys[0]]), config.batch_size, step, config.seed
+            )
             batch = mesh_lib.put_batch(batches.take(train_arrays, index, keys), mesh)
             state, acc = train_step(state, acc, batch)
             step += 1
@@ -504,7 +517,6 @@ def train_and_evaluate(
     if best_mngr is not None:
         state = checkpoint.restore(best_mngr, checkpoint.abstract(state, replicated))
         best_mngr.close()
-    test_arrays = {k: arrays[k][test_idx] for k in keys}
     per_example = evaluate(eval_step, state, test_arrays, task, config, mesh)
     means, nonfinite = finite_means(per_example)
     writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})

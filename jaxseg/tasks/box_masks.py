@@ -1,0 +1,61 @@
+"""Box → mask segmentation (method 3's step 2): a localization set's boxes are rasterised into
+filled masks and segmented like masks, one channel per box class or one for all. Boxes are
+(x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1) inclusive pixel extents (x along W, y along H, z
+along D), rounded to whole pixels; images without an object get an empty mask."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxseg.tasks.base import DEFAULT_INFO, DataInfo, Task
+from jaxseg.tasks.segmentation import segmentation
+
+
+def rasterise(
+    box: np.ndarray,
+    has_object: np.ndarray,
+    spatial: tuple[int, ...],
+    label: np.ndarray | None = None,
+    num_labels: int = 1,
+) -> np.ndarray:
+    """Filled box masks float32 [N,*spatial,K]: K = 1, or ``num_labels`` with the box drawn in
+    channel ``label[i]`` when ``label`` is given."""
+    R = len(spatial)
+    if box.shape[1:] != (2 * R,):
+        raise ValueError(f"boxes of shape {box.shape} do not fit {R}-D images; need [N,{2 * R}]")
+    lo, hi = np.round(box[:, :R]).astype(int), np.round(box[:, R:]).astype(int)
+    inside = has_object.astype(bool).reshape(-1, *([1] * R))
+    for axis, size in enumerate(spatial):  # array axis `axis` holds coordinate R-1-axis
+        c = R - 1 - axis
+        grid = np.arange(size).reshape([1] + [size if a == axis else 1 for a in range(R)])
+        lo_c = lo[:, c].reshape(-1, *([1] * R))
+        hi_c = hi[:, c].reshape(-1, *([1] * R))
+        inside = inside & (grid >= lo_c) & (grid <= hi_c)
+    if label is None:
+        return inside[..., None].astype(np.float32)
+    onehot = np.eye(num_labels, dtype=bool)[label].reshape(-1, *([1] * R), num_labels)
+    return (inside[..., None] & onehot).astype(np.float32)
+
+
+def box_segmentation(
+    loss: str = "", info: DataInfo = DEFAULT_INFO, per_class: bool = False, **options
+) -> Task:
+    """Segmentation of rasterised boxes; ``per_class`` draws each box in its ``label``'s
+    channel (``info.num_labels`` channels), else one channel. Other options as segmentation."""
+    channels = info.num_labels if per_class else 1
+    base = segmentation(
+        loss, dataclasses.replace(info, mask_channels=channels), name="box_segmentation",
+        **options,
+    )  # fmt: skip
+
+    def examples(rows: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        del seed
+        spatial = rows["image"].shape[1:-1]
+        label = rows["label"] if per_class else None
+        mask = rasterise(rows["box"], rows["has_object"], spatial, label, info.num_labels)
+        return {**rows, "mask": mask}
+
+    needs = ("image", "box", "has_object") + (("label",) if per_class else ())
+    return dataclasses.replace(base, needs=needs, examples=examples)

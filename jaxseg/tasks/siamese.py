@@ -1,0 +1,82 @@
+"""Siamese contrastive pretext (method 4): a shared-weight encoder + projection (model head
+'pooled') embeds both images of a pair; the margin loss y·d² + (1−y)·max(0, m − d)² pulls
+same-label pairs together and pushes others at least ``margin`` apart. One branch, i.e. the
+encoder, then transfers into the segmenter.
+
+Pairs come from the rows of one split (never across splits): ``pair_by='label'`` pairs whole
+images by class; ``pair_by='side'`` pairs crops around the object in the left and right half of
+each image (method 4's same-side / other-side kidneys), labelled by side.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseg import losses
+from jaxseg.data import pairs
+from jaxseg.tasks.base import DEFAULT_INFO, Apply, Batch, DataInfo, Task, everything
+
+PAIR_BY = ("label", "side")
+
+
+def siamese(
+    loss: str = "",
+    info: DataInfo = DEFAULT_INFO,
+    margin: float = 1.0,
+    pair_by: str = "label",
+    same_fraction: float = 0.5,
+    pairs_per_item: int = 1,
+    embedding: int = 16,
+) -> Task:
+    """Contrastive pairs task with ``embedding``-dimensional outputs.
+
+    Metrics per pair: 'pair_accuracy' (same predicted when d < margin/2) and 'distance' d.
+    """
+    del info
+    if loss not in ("", "contrastive"):
+        raise ValueError(f"task 'siamese' has loss 'contrastive' only, got {loss!r}")
+    if pair_by not in PAIR_BY:
+        raise ValueError(f"siamese pair_by={pair_by!r} is unknown; use one of {PAIR_BY}")
+    if margin <= 0 or pairs_per_item < 1 or embedding < 1:
+        raise ValueError(
+            f"siamese needs margin > 0, pairs_per_item >= 1, embedding >= 1; got {margin}, "
+            f"{pairs_per_item}, {embedding}"
+        )
+
+    def examples(rows: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        if pair_by == "side":
+            items, labels, _ = pairs.side_crops(rows["image"], rows["mask"])
+        else:
+            items, labels = rows["image"], rows["label"]
+        a, b, same = pairs.sample_pairs(labels, pairs_per_item * len(labels), same_fraction, seed)
+        return {"image_a": items[a], "image_b": items[b], "same": same}
+
+    def forward(apply: Apply, batch: Batch) -> jax.Array:
+        """Both images in one call (one set of BatchNorm statistics): [B,2,E]."""
+        n = batch["image_a"].shape[0]
+        emb = apply(jnp.concatenate([batch["image_a"], batch["image_b"]], axis=0))
+        return jnp.stack([emb[:n], emb[n:]], axis=1)
+
+    def per_example(emb: jax.Array, batch: Batch) -> jax.Array:
+        return losses.contrastive(emb[:, 0], emb[:, 1], batch["same"], margin)
+
+    def metrics(emb: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        d = losses.pair_distance(emb[:, 0], emb[:, 1])
+        right = (d < margin / 2) == (batch["same"] > 0.5)
+        return {"pair_accuracy": right.astype(jnp.float32), "distance": d}
+
+    return Task(
+        name="siamese",
+        keys=("image_a", "image_b", "same"),
+        needs=("image", "mask") if pair_by == "side" else ("image", "label"),
+        head="pooled",
+        outputs=embedding,
+        loss=per_example,
+        metrics=metrics,
+        usable=everything,
+        primary="pair_accuracy",
+        examples=examples,
+        forward=forward,
+    )
