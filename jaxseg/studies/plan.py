@@ -60,7 +60,8 @@ def stage_run(
     run_config = ml_collections.ConfigDict(stage.to_dict())
     run_config.name = name
     run_config.seed = config.seed + seed
-    run_config.data = ml_collections.ConfigDict(config.data.to_dict())
+    if "data" not in stage:  # a stage may train on its own dataset (another source/structure)
+        run_config.data = ml_collections.ConfigDict(config.data.to_dict())
     run_config.split = ml_collections.ConfigDict(
         dict(folds=config.protocol.folds, fold=fold, budget=b, seed=config.protocol.split_seed)
     )

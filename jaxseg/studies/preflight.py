@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,8 +28,11 @@ from jaxseg.train.settings import check_settings
 Shapes = dict[str, tuple[int, ...]]
 
 
-def check_study(planned: list[tuple[str, list[Run]]], dataset: data.Dataset) -> None:
-    """Raise ValueError ('stages.NAME (fold F, seed S, budget B): ...') for the first bad run."""
+def check_study(
+    planned: list[tuple[str, list[Run]]], datasets: Callable[[Any], data.Dataset]
+) -> None:
+    """Raise ValueError ('stages.NAME (fold F, seed S, budget B): ...') for the first bad run.
+    ``datasets(run.config.data)`` gives each run's dataset."""
     shapes: dict[str, Shapes] = {}  # run workdir -> variable shapes, for transfers
     cache: dict[str, Shapes] = {}  # model/task signature -> variable shapes
     for _, runs in planned:
@@ -35,7 +40,7 @@ def check_study(planned: list[tuple[str, list[Run]]], dataset: data.Dataset) -> 
             if run.workdir in shapes:
                 continue
             try:
-                shapes[run.workdir] = check_run(run, dataset, shapes, cache)
+                shapes[run.workdir] = check_run(run, datasets(run.config.data), shapes, cache)
             except (ValueError, FileNotFoundError) as err:
                 raise ValueError(
                     f"stages.{run.stage} (fold {run.fold}, seed {run.seed}, budget "
@@ -47,8 +52,7 @@ def check_run(run: Run, dataset: data.Dataset, shapes: dict[str, Shapes], cache)
     """Validate one run; returns the shapes of its variables ('params/...', 'batch_stats/...')."""
     config, arrays = run.config, dataset.arrays
     check_settings(config)
-    num_classes = arrays["mask"].shape[-1] if "mask" in arrays else 1
-    task = tasks.build(config.task, config.loss, num_classes)
+    task = tasks.for_config(config, arrays, dataset.class_names)
     task.check(arrays, dataset.name)
     train_idx, _ = loop.split_indices(config, dataset, task)
     if config.val_fraction:
@@ -58,10 +62,11 @@ def check_run(run: Run, dataset: data.Dataset, shapes: dict[str, Shapes], cache)
     optimizers.build(config.optimizer, config.steps)
     AugmentConfig.from_config(config.augment)
     mesh_lib.check_batch_size(config.batch_size, mesh_lib.data_mesh())
-    key = json.dumps([config.model.to_dict(), task.head, task.outputs, arrays["image"].shape[1:]])
+    inputs = tasks.task_arrays(task, arrays, train_idx[:8], config.seed)[task.keys[0]]
+    key = json.dumps([config.model.to_dict(), task.head, task.outputs, inputs.shape[1:]])
     if key not in cache:
         model = models.build(config.model, task.head, task.outputs)
-        sample = np.zeros((1, *arrays["image"].shape[1:]), np.float32)
+        sample = np.zeros((1, *inputs.shape[1:]), np.float32)
         abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False))
         cache[key] = {p: tuple(v.shape) for p, v in checkpoint.flatten(abstract).items()}
     variables = cache[key]

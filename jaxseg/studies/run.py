@@ -10,14 +10,28 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxseg import data
+from jaxseg import data, tasks
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
+from jaxseg.studies import analyses, machine, preflight
 from jaxseg.studies import figures as figures_lib
-from jaxseg.studies import machine, preflight
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
 from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
+
+
+class Datasets:
+    """Each data config loaded once: ``datasets(data_config) -> Dataset`` (stages may train on
+    their own data, e.g. another structure or source)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, data.Dataset] = {}
+
+    def __call__(self, config: ml_collections.ConfigDict) -> data.Dataset:
+        key = config.to_json_best_effort(sort_keys=True)
+        if key not in self.loaded:
+            self.loaded[key] = data.load(config)
+        return self.loaded[key]
 
 
 def run_study(
@@ -37,8 +51,9 @@ def run_study(
         for run in runs:  # a finished run of another config must not pass for this one's
             if not overwrite:
                 check_workdir(run.config, run.workdir)
-    dataset = data.load(config.data)
-    preflight.check_study(planned, dataset)  # every run checked before anything is written
+    datasets = Datasets()
+    dataset = datasets(config.data)
+    preflight.check_study(planned, datasets)  # every run checked before anything is written
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(sort_keys=True, indent=1))
@@ -52,7 +67,7 @@ def run_study(
                 if result is None:
                     logging.info("run %s (arm %s)", run.workdir, arm)
                     result = train_and_evaluate(
-                        run.config, run.workdir, dataset, overwrite=overwrite
+                        run.config, run.workdir, datasets(run.config.data), overwrite=overwrite
                     )
                 done[run.workdir] = result
             results.append(done[run.workdir])
@@ -154,10 +169,19 @@ def first_split_figures(
     first = read_result(next(iter(runs.values())))
     index = np.asarray(first["test_index"][:num_images], dtype=int)
     images, masks = dataset.arrays["image"][index], dataset.arrays["mask"][index]
-    predictions = {
-        arm: np.asarray(model.apply(variables, images)) >= 0.0  # sigmoid >= 0.5
-        for arm, (model, variables, _) in loaded.items()
-    }
+    predictions = {}
+    for arm, (model, variables, cfg) in loaded.items():
+        task = tasks.for_config(cfg, dataset.arrays, dataset.class_names)
+        predictions[arm] = np.asarray(task.predict(model.apply(variables, images)))
+    if images.ndim == 5:  # volumes: the axial slice through each mask's centroid
+        z = np.where(
+            dataset.arrays["has_object"][index],
+            np.round(dataset.arrays["center"][index, 2]),
+            images.shape[1] // 2,
+        ).astype(int)
+        rows = np.arange(len(index))
+        images, masks = images[rows, z], masks[rows, z]
+        predictions = {arm: p[rows, z] for arm, p in predictions.items()}
     label = results_lib.format_budget(budget)
     overlay = os.path.join("figures", f"predictions_budget_{label}.png")
     figures_lib.overlay_grid(images, masks, predictions, os.path.join(workdir, overlay))
@@ -173,6 +197,36 @@ def first_split_figures(
     return lines
 
 
+# The metric a study's main table reports, by the task of the compared arms' last stage.
+PRIMARY = {
+    "segmentation": "dice",
+    "box_segmentation": "dice",
+    "localization": "center_error",
+    "classification": "accuracy",
+}
+# What the report says about labels a task derives instead of reading them.
+DERIVED = {
+    "localization": "centres are the mask centroids (derived, not annotated) and images with "
+    "empty masks are left out of localization",
+    "box_segmentation": "box masks are the masks' bounding boxes, filled (derived, not annotated)",
+    "siamese": "siamese pairs are drawn within each split",
+    "multilabel": "image-level labels are the mask channels present",
+}
+
+
+def data_notes(config: ml_collections.ConfigDict) -> str:
+    """Sentences on derived labels and on stages that train on other data."""
+    used = {s.task for s in config.stages.values()}
+    notes = [DERIVED[t] for t in sorted(used) if t in DERIVED]
+    text = f" In this study {'; '.join(notes)}." if notes else ""
+    for name, stage in config.stages.items():
+        if "data" in stage:
+            d = stage.data
+            where = d.path or f"the built-in '{d.source}' generator (seed {d.seed})"
+            text += f" Stage {name} trains on {where}."
+    return text
+
+
 def write_report(
     config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
 ) -> str:
@@ -180,34 +234,46 @@ def write_report(
     machine description in ``machine.json``); returns the report text."""
     compare = tuple(config.compare)
     final_stage = config.stages[plan_lib.arm_stages(config, compare[0])[-1]]
-    metric = {"segmentation": "dice", "localization": "center_error"}.get(final_stage.task, "loss")
-    summary = results_lib.summarize(rows, metric, compare)
+    metric = PRIMARY.get(final_stage.task, "loss")
+    metrics = [metric, *(m for m in config.get("report_metrics", ()) if m != metric)]
+    summaries = {m: results_lib.summarize(rows, m, compare) for m in metrics}
+    summary = summaries[metric]
     pretext = results_lib.pretext_summary(rows)
-    write_json_atomic(os.path.join(workdir, "summary.json"), {"final": summary, "pretext": pretext})
+    write_json_atomic(
+        os.path.join(workdir, "summary.json"),
+        {"final": summary, "metrics": summaries, "pretext": pretext},
+    )
     figures = report_figures(config, workdir, summary, metric, compare)
     figures += first_split_figures(config, workdir, dataset)
+    extra = analyses.unfreeze_section(config, workdir, summary, metric)
+    extra += analyses.weight_distance_section(config, workdir)
     info = machine.describe()
     write_json_atomic(os.path.join(workdir, "machine.json"), info)
     lines = [
         "# Study report",
         "",
         f"Data: {dataset.name} ({len(dataset)} images, "
-        f"{int((~dataset.arrays['has_object']).sum())} with empty masks). Centres for the "
-        "localization pretext are the mask centroids (derived, not annotated); images with "
-        "empty masks are left out of localization.",
+        f"{int((~dataset.arrays['has_object']).sum())} with empty masks).{data_notes(config)}",
         f"Protocol: {config.protocol.folds}-fold group-aware CV (folds run: "
         f"{config.protocol.run_folds or config.protocol.folds}), label budgets "
         f"{tuple(config.protocol.budgets)} (nested), seeds {tuple(config.protocol.seeds)}.",
         "Arms: " + "; ".join(f"{a} = {config.arms[a]}" for a in config.arms) + ".",
         "",
-        f"## {metric} on the held-out fold (mean ± sd over folds × seeds)",
-        "",
-        results_lib.markdown_table(summary, compare),
-        "",
+        *(
+            line
+            for m in metrics
+            for line in (
+                f"## {m} on the held-out fold (mean ± sd over folds × seeds)",
+                "",
+                results_lib.markdown_table(summaries[m], compare),
+                "",
+            )
+        ),
         "p: two-sided paired t-test and Wilcoxon signed-rank test over (fold, seed) pairs "
         "(Wilcoxon drops pairs with equal values; with n pairs its smallest p is 2/2^n, "
         "e.g. 0.0625 for 5).",
         "",
+        *extra,
         "## Earlier stages",
         "",
         "| stage | metric | n | mean ± sd |",

@@ -4,7 +4,9 @@ Static presets (what is frozen): 'none' (everything trains), 'all' (everything b
 'encoder' (the contracting path, ``encoder`` + ``bottleneck``: method 2's "tune expanding"),
 'decoder' (the expanding path, ``decoder`` + ``head``: "tune contracting"), and
 'depth_lr[:g]' (nothing frozen; learning-rate multiplier g^i for encoder/decoder stage i,
-g^L for the bottleneck, 1 for the head: deeper, latent features change slower, method 5).
+g^L for the bottleneck, 1 for the head: deeper, latent features change slower, method 5), and
+'shallow:k' / 'deep:k' (only the k blocks nearest the input / output train: one point of
+method 2's curves).
 
 Progressive presets 'shallow_to_deep' and 'deep_to_shallow' give one plan per step of the
 schedule: a block is the two convolutions between consecutive pooling/up-sampling layers, so a
@@ -21,7 +23,7 @@ from typing import Any
 from jaxseg.surgery.freeze import FROZEN, TRAIN, Plan
 from jaxseg.surgery.paths import flatten
 
-STATIC = ("none", "all", "encoder", "decoder", "depth_lr")
+STATIC = ("none", "all", "encoder", "decoder", "depth_lr", "shallow", "deep")
 PROGRESSIVE = ("shallow_to_deep", "deep_to_shallow")
 
 
@@ -71,7 +73,21 @@ def static(name: str, params: Any) -> Plan:
         return [("(?:decoder|head)/", FROZEN), (".*", TRAIN)]
     if base == "depth_lr":
         return depth_lr(params, float(arg) if arg else 0.5)
+    if base in ("shallow", "deep"):
+        return first_blocks(base, arg, params)
     raise ValueError(f"freeze preset {name!r} is unknown; use one of {STATIC + PROGRESSIVE}")
+
+
+def first_blocks(end: str, k: str, params: Any) -> Plan:
+    """'shallow:k' / 'deep:k': only the k blocks nearest the input / the output train (a point of
+    method 2's unfreezing curves, trained with that plan throughout)."""
+    plans = progressive("shallow_to_deep" if end == "shallow" else "deep_to_shallow", params)
+    if not k.isdigit() or not 1 <= int(k) <= len(plans):
+        raise ValueError(
+            f"freeze preset '{end}:{k}' needs a block count k in 1..{len(plans)} (the net has "
+            f"{len(plans)} blocks)"
+        )
+    return plans[int(k) - 1]
 
 
 def progressive(name: str, params: Any) -> list[Plan]:

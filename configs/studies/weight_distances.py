@@ -1,0 +1,77 @@
+"""Method 5, weight distances: a scratch U-Net per structure, each fine-tuned onto every other
+structure; the RMS distance between the conv kernels of a scratch net and its fine-tuned copy,
+over the whole net and per depth, in both directions (d(X(s), Y|X(s)) vs d(Y(s), X|Y(s))), and
+whether fine-tuning beats scratch on the target structure.
+
+    python -m jaxseg.main --config=configs/studies/weight_distances.py:scale=cpu,busi \\
+        --workdir=runs/weight_distances
+
+Arguments: scale=ci|cpu|paper; busi | data=PATH (default: the fundus generator);
+structures=A+B+... class names to treat as structures (default: BUSI's benign+malignant
+lesions, or every class of the dataset); lr=depth fine-tunes with depth-dependent learning
+rates (``depth_lr:0.5``: stage i at 0.5^i, method 5) instead of one rate.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxseg import models
+from jaxseg.studies import configs
+from jaxseg.studies.configs import stage
+
+SCALES = {
+    "ci": dict(size=32, steps=(6, 6), folds=2, depth=2, width=4),
+    "cpu": dict(size=64, steps=(400, 200), folds=3, depth=3, width=16),
+    "paper": dict(size=256, steps=(4000, 2000), folds=5, depth=4, width=32),
+}  # fmt: skip
+DEFAULT_STRUCTURES = {"fundus": ("small_cup", "large_cup"), "npz": ("benign", "malignant")}
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    args = configs.parse_args(arg)
+    s = configs.scale(args, SCALES)
+    model = models.config(depth=s["depth"], width=s["width"], norm="batch")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.data = configs.data(args, image_size=s["size"])
+    if config.data.source != "fundus":
+        config.data.preprocess = "grayscale,normalize"
+    default = DEFAULT_STRUCTURES.get(config.data.source, ())
+    structures = tuple(args["structures"].split("+")) if "structures" in args else default
+    if len(structures) < 2:
+        raise ValueError("weight_distances: give structures=A+B[+...] (at least two class names)")
+    config.protocol = configs.protocol(folds=s["folds"], run_folds=s["folds"], budgets=(1.0,))
+    scratch_steps, tune_steps = s["steps"]
+    freeze = "depth_lr:0.5" if args.get("lr") == "depth" else "none"
+
+    def on(structure: str) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict({**config.data.to_dict(), "classes": (structure,)})
+
+    config.stages = ml_collections.ConfigDict()
+    arms = {}
+    for x in structures:
+        config.stages[f"scratch_{x}"] = stage(
+            "segmentation", "adam", 1e-3, scratch_steps, "all", model=model, data=on(x)
+        )
+        arms[x] = f"scratch_{x}"
+    for x in structures:
+        for y in structures:
+            if x != y:
+                init = dict(stage=f"scratch_{x}", subtrees="encoder+bottleneck+decoder+head")
+                config.stages[f"{x}_to_{y}"] = stage(
+                    "segmentation", "adam", 1e-3, tune_steps, "all", model=model, data=on(y),
+                    init_from=init, freeze=freeze,
+                )  # fmt: skip
+                arms[f"{x}_to_{y}"] = f"scratch_{x},{x}_to_{y}"
+    config.arms = ml_collections.ConfigDict(arms)
+    a, b = structures[:2]
+    config.compare = (f"{a}_to_{b}", b)  # fine-tuned onto b vs b from scratch
+    config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
+    config.explain = configs.explain()
+    if s is SCALES["ci"]:
+        configs.shrink(config, image_size=s["size"], steps=scratch_steps)
+        config.protocol.budgets = (1.0,)
+        for st in config.stages.values():
+            st.data.update(num_images=40, image_size=s["size"])
+    return config

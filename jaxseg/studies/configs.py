@@ -1,0 +1,101 @@
+"""Builders shared by the study configs in ``configs/``: a stage, the data and protocol blocks,
+the explain block and the ``NAME.py:arg`` argument parser, so every study has the same fields
+(and command-line overrides reach all of them)."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+BUSI = os.environ.get("JAXSEG_BUSI") or os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "busi", "busi.npz")
+)
+
+
+def parse_args(arg: str) -> dict[str, str]:
+    """'tiny,data=PATH' -> {'tiny': '1', 'data': 'PATH'}."""
+    return dict(a.split("=", 1) if "=" in a else (a, "1") for a in arg.split(",") if a)
+
+
+def scale(args: dict[str, str], scales: dict[str, dict]) -> dict:
+    """The settings of ``scale=NAME`` (default 'cpu'; 'tiny' means 'ci')."""
+    name = "ci" if "tiny" in args else args.get("scale", "cpu")
+    if name not in scales:
+        raise ValueError(f"scale={name!r} is unknown; use one of {sorted(scales)}")
+    return scales[name]
+
+
+def stage(task: str, optimizer_name: str, lr: float, steps: int, labels: str, **kw):
+    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``); ``labels`` 'all' trains
+    on every training image of the fold (the cheap labels), 'budget' on the label-budget subset
+    (the expensive masks). ``freeze`` is a preset of ``jaxseg.surgery.presets`` or a plan
+    'regex=rule,...'; progressive presets unfreeze one more block every ``unfreeze_every`` epochs
+    or at the ``unfreeze_at`` steps. ``val_fraction`` > 0 carves a group-aware validation split
+    from the stage's training images, validated every ``eval_every`` steps (0: at checkpoints)
+    on ``monitor`` ('' = the task's primary metric); ``patience`` evaluations without a
+    ``min_delta`` gain stop the stage (0: never), and the test metrics come from the best
+    validation checkpoint. ``augment`` (``jaxseg.data.augment``): shift (fraction),
+    rotate/shear (degrees), flips, zoom (fraction), blur (max sigma), p. Keyword fields
+    given as dicts merge into the defaults (``optimizer=dict(weight_decay=0.01)``)."""
+    cfg = ml_collections.ConfigDict(
+        dict(
+            task=task, loss="", task_options={}, steps=steps, batch_size=8, labels=labels,
+            optimizer=dict(name=optimizer_name, learning_rate=lr, schedule="constant",
+                           warmup_steps=0, weight_decay=0.0, momentum=0.0),
+            init_from=dict(stage="", subtrees="", rename="", allow=""),
+            freeze="none", unfreeze_every=0, unfreeze_at=(),
+            val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
+            augment=dict(shift=0.0, rotate=0.0, flip=False, vflip=False, shear=0.0, zoom=0.0,
+                         blur=0.0, p=1.0),
+            log_every=150, checkpoint_every=300,
+        )
+    )  # fmt: skip
+    cfg.update(kw)
+    return cfg
+
+
+def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
+    """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
+    tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),
+    e.g. one structure per stage in the weight-distance study."""
+    cfg = ml_collections.ConfigDict(
+        dict(source=source, num_images=600, image_size=64, seed=0, path="", preprocess="",
+             pad_multiple=0, classes=())
+    )  # fmt: skip
+    cfg.update(fields)
+    if "busi" in args or "data" in args:
+        path = os.path.abspath(args.get("data", BUSI))
+        cfg.source = "npz" if path.endswith(".npz") else "tfds"
+        cfg.path = path
+    return cfg
+
+
+def protocol(**fields) -> ml_collections.ConfigDict:
+    """Folds × budgets × seeds (see docs/design.md §5)."""
+    cfg = ml_collections.ConfigDict(
+        dict(folds=5, run_folds=5, budgets=(4, 16), seeds=(0,), split_seed=0)
+    )
+    cfg.update(fields)
+    return cfg
+
+
+def explain(**fields) -> ml_collections.ConfigDict:
+    """What transferred: activation maps, maximisation and per-stage similarity of the first
+    split (off unless ``enabled``)."""
+    cfg = ml_collections.ConfigDict(
+        dict(enabled=False, layers=r"^(encoder/stage_\d+|bottleneck)$", num_images=4, channels=8,
+             steps=64)
+    )  # fmt: skip
+    cfg.update(fields)
+    return cfg
+
+
+def shrink(config: ml_collections.ConfigDict, image_size: int = 32, steps: int = 6) -> None:
+    """The seconds-long ``tiny`` / ``scale=ci`` version of a study (tests): few images, 2 folds,
+    one budget, a few steps per stage."""
+    config.data.update(num_images=40, image_size=image_size)
+    config.protocol.update(folds=2, run_folds=2, budgets=(4,))
+    for s in config.stages.values():
+        s.update(steps=steps, batch_size=4, log_every=3, checkpoint_every=3)
+    config.explain.update(num_images=2, channels=2, steps=4)

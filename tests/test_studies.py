@@ -1,0 +1,110 @@
+"""Every study config (configs/studies/*.py) runs end to end at scale=ci on the built-in data,
+and each writes the section its method is about."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from jaxseg.studies import results as results_lib
+from jaxseg.studies.run import run_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
+
+
+def study_config(name: str, arg: str = "scale=ci"):
+    spec = importlib.util.spec_from_file_location(name, STUDIES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def read_json(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def run(name: str, tmp_path, arg: str = "scale=ci"):
+    config = study_config(name, arg)
+    workdir = str(tmp_path / name)
+    rows = run_study(config, workdir)
+    with open(os.path.join(workdir, "report.md")) as f:
+        report = f.read()
+    return config, workdir, rows, report
+
+
+def test_every_study_has_three_scales():
+    for path in sorted(STUDIES.glob("*.py")):
+        for scale in ("ci", "cpu", "paper"):
+            config = study_config(path.stem, f"scale={scale}")
+            assert set(config.compare) <= set(config.arms), (path.stem, scale)
+        with pytest.raises(ValueError, match="scale='huge'"):
+            study_config(path.stem, "scale=huge")
+
+
+def test_localization_transfer(tmp_path):
+    _, _, rows, report = run("localization_transfer", tmp_path)
+    arms = {r["arm"] for r in rows}
+    assert arms == {"pretrained", "scratch"}
+    assert "centres are the mask centroids" in report
+    assert len(study_config("localization_transfer", "scale=cpu").protocol.budgets) >= 5
+
+
+def test_which_layers_draws_the_unfreezing_curves(tmp_path):
+    config, workdir, rows, report = run("which_layers", tmp_path)
+    blocks = 2 * config.stages.full.model.depth + 1
+    expected = {"scratch", "full", "contracting", "expanding"}
+    expected |= {f"{e}_{k}" for e in ("shallow", "deep") for k in range(1, blocks)}
+    assert {r["arm"] for r in rows} == expected
+    metrics = {r["metric"] for r in rows}
+    assert {"dice", "pixel_error", "ari"} <= metrics
+    assert "## Which blocks to fine-tune" in report
+    assert os.path.exists(os.path.join(workdir, "figures", "unfreeze_dice_budget_8.png"))
+    assert "Stage pretrain trains on the built-in 'fundus' generator (seed 0)" in report
+    # the pretrain stage read another dataset (seed 0) than the target (seed 1)
+    pre = read_json(os.path.join(workdir, "fold_0", "seed_0", "pretrain", "config.json"))
+    assert pre["data"]["seed"] == 0 and config.data.seed == 1
+
+
+def test_two_step_chains_three_stages(tmp_path):
+    _, workdir, rows, report = run("two_step", tmp_path)
+    assert {r["arm"] for r in rows} == {"none", "pretext", "boxes", "two_step"}
+    two_step = [r for r in rows if r["arm"] == "two_step"]
+    assert [s for s in dict.fromkeys(r["stage"] for r in two_step)] == [
+        "pretext", "boxes", "seg_boxes",
+    ]  # fmt: skip
+    seg = os.path.join(workdir, "fold_0", "seed_0", "budget_4", "seg_boxes", "transfer.json")
+    loaded = read_json(seg)["loaded"]
+    assert any(p.startswith("params/decoder/") for p in loaded)  # encoder + decoder transferred
+    assert not any(p.startswith("params/head/") for p in loaded)
+    boxes = read_json(os.path.join(workdir, "fold_0", "seed_0", "boxes", "transfer.json"))
+    assert any(p.startswith("params/encoder/") for p in boxes["loaded"])
+    assert "box masks are the masks' bounding boxes" in report
+
+
+def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):
+    _, workdir, rows, report = run("siamese", tmp_path)
+    summary = read_json(os.path.join(workdir, "summary.json"))
+    assert set(summary["metrics"]) == {"dice", "hd95", "boundary_length_diff"}
+    for metric in ("dice", "hd95", "boundary_length_diff"):
+        assert f"## {metric} on the held-out fold" in report
+    pretext = {(r["stage"], r["metric"]) for r in rows if not int(r["final"])}
+    assert ("siamese", "pair_accuracy") in pretext
+    seg = os.path.join(workdir, "fold_0", "seed_0", "budget_4", "segment", "transfer.json")
+    loaded = read_json(seg)["loaded"]
+    assert loaded and all(p.split("/")[1] == "encoder" for p in loaded)
+    assert "val/dice" in Path(os.path.dirname(seg), "metrics.jsonl").read_text()
+
+
+def test_weight_distances_matrix(tmp_path):
+    config, workdir, rows, report = run("weight_distances", tmp_path)
+    a, b = config.analysis.weight_distances
+    assert {r["arm"] for r in rows} == {a, b, f"{a}_to_{b}", f"{b}_to_{a}"}
+    assert "## Weight distances (method 5)" in report
+    assert os.path.exists(os.path.join(workdir, "figures", "weight_distances.png"))
+    # each structure's runs saw only its class
+    cfg = read_json(os.path.join(workdir, "fold_0", "seed_0", f"scratch_{a}", "config.json"))
+    assert cfg["data"]["classes"] == [a]
+    rows_b = results_lib.summarize(rows, "dice", tuple(config.compare))
+    assert {r["arm"] for r in rows_b} >= set(config.compare)
