@@ -23,7 +23,7 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(4,), depth=2, width=4),
-    "cpu": dict(size=64, steps=(500, 200), folds=5, budgets=(8, 16, 32, 64, 128), depth=4,
+    "cpu": dict(size=64, steps=(400, 150), folds=5, budgets=(8, 16, 32, 64, 128), depth=4,
                 width=16),
     "paper": dict(size=256, steps=(5000, 2000), folds=5, budgets=(8, 16, 32, 64, 128, 256),
                   depth=4, width=32),

@@ -6,7 +6,7 @@ the small segmentation set, against one step of either and none.
     python -m jaxseg.main --config=configs/studies/two_step.py:scale=ci --workdir=/tmp/t   # seconds
 
 Arguments (after ':', comma-separated):
-  scale=ci|cpu|paper  ci: seconds (tests; plain U-Net); cpu: ~1 h on 2 cores (64², ResNet50);
+  scale=ci|cpu|paper  ci: seconds (tests; plain U-Net); cpu: ~30 min on 2 cores (64², ResNet50);
                       paper: the published 9-fold protocol at 256² for a GPU/TPU.
   busi | data=PATH    BUSI (../shared/data/busi/busi.npz) or another .npz / tfds dataset;
                       default: the built-in fundus generator.
@@ -31,7 +31,7 @@ from jaxseg.studies.configs import stage
 SCALES = {
     # image size, steps (pretext, boxes, segment), folds, budgets, model
     "ci": dict(size=32, steps=(6, 6, 6), folds=2, budgets=(4,), backbone="", depth=2, width=4),
-    "cpu": dict(size=64, steps=(300, 300, 200), folds=5, budgets=(8, 32, 128),
+    "cpu": dict(size=64, steps=(300, 300, 200), folds=3, budgets=(16, 64),
                 backbone="resnet50", depth=4, width=16),
     "paper": dict(size=256, steps=(3000, 3000, 2000), folds=9, budgets=(10, 40, 80),
                   backbone="resnet50", depth=4, width=32),

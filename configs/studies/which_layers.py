@@ -24,7 +24,7 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(8,), depth=2, width=4),
-    "cpu": dict(size=64, steps=(600, 200), folds=5, budgets=(64,), depth=3, width=16),
+    "cpu": dict(size=64, steps=(400, 150), folds=3, budgets=(64,), depth=3, width=16),
     "paper": dict(size=256, steps=(6000, 2000), folds=5, budgets=(1.0,), depth=4, width=64),
 }  # fmt: skip
 
