@@ -223,3 +223,15 @@ def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(demo, tmp_pa
     assert "resumed from step" in again.stdout
     # The killed-and-resumed study ends with the uninterrupted study's results table.
     assert (workdir / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
+
+
+def test_jaxseg_data_subcommand_dispatches_to_the_data_cli(tmp_path, monkeypatch, capsys):
+    from jaxseg import main as main_lib
+
+    missing = str(tmp_path / "missing.npz")
+    monkeypatch.setattr(sys, "argv", ["jaxseg", "data", "inspect", missing])
+    with pytest.raises(SystemExit) as exit_info:
+        main_lib.run()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "missing.npz" in err[-1]

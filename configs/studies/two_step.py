@@ -11,8 +11,9 @@ Arguments (after ':', comma-separated):
   busi | data=PATH    BUSI (../shared/data/busi/busi.npz) or another .npz / tfds dataset;
                       default: the built-in fundus generator.
   model=unet|deeplabv3, backbone=vgg16|resnet50|resnext50 (''= plain U-Net blocks),
-  pretext=autoencoder|classification, transfer=encoder|encoder_decoder (what the 2-step
-  segmenter takes from the box stage; the paper compares both).
+  pretext=autoencoder|classification (DeepLabv3: classification only),
+  transfer=encoder|encoder_decoder (what the 2-step segmenter takes from the box stage; the
+  paper compares both).
 
 Arms: ``none`` (scratch), ``pretext`` (pretext → segment), ``boxes`` (box masks → segment),
 ``two_step`` (pretext → box masks → segment); ``compare`` = two_step vs none. The box masks are
@@ -47,7 +48,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if name == "deeplabv3" and not backbone:
         backbone = "resnet50"
     model = models.config(name=name, backbone=backbone, depth=s["depth"], width=s["width"])
-    pretext = args.get("pretext", "autoencoder")
+    # DeepLabv3 has no mirrored decoder to reconstruct with: its pretext is the classifier
+    pretext = args.get("pretext", "classification" if name == "deeplabv3" else "autoencoder")
     transfer = args.get("transfer", "encoder_decoder")
     if pretext not in ("autoencoder", "classification"):
         raise ValueError(f"two_step: pretext={pretext!r}; use autoencoder or classification")
