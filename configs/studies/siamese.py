@@ -23,7 +23,7 @@ from jaxseg.studies import configs
 from jaxseg.studies.configs import stage
 
 SCALES = {
-    "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(4,), layers=(1, 1), growth=4, width=4),
+    "ci": dict(size=16, steps=(6, 6), folds=2, budgets=(4,), layers=(1, 1), growth=4, width=4),
     "cpu": dict(size=32, steps=(300, 300), folds=5, budgets=(4, 16), layers=(2, 2, 4),
                 growth=8, width=8),
     "paper": dict(size=96, steps=(4000, 4000), folds=5, budgets=(8, 32), layers=(2, 2, 4, 8),
