@@ -83,6 +83,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.seg_boxes = segment("boxes", from_boxes)
     config.stages.seg_boxes_only = segment("boxes_only", from_boxes)
     config.stages.scratch = segment("", "")
+    if s is SCALES["paper"]:  # method 3 trains every step to early stopping
+        for st in config.stages.values():
+            st.update(val_fraction=0.1, eval_every=100, patience=5)
     config.arms = ml_collections.ConfigDict(
         dict(none="scratch", pretext="pretext,seg_pretext", boxes="boxes_only,seg_boxes_only",
              two_step="pretext,boxes,seg_boxes")
