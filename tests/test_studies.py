@@ -6,8 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from jaxseg import data
+from jaxseg.studies import plan as plan_lib
+from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
 from jaxseg.studies.run import run_study
 
@@ -108,3 +112,15 @@ def test_weight_distances_matrix(tmp_path):
     assert cfg["data"]["classes"] == [a]
     rows_b = results_lib.summarize(rows, "dice", tuple(config.compare))
     assert {r["arm"] for r in rows_b} >= set(config.compare)
+
+
+def test_siamese_on_class_labels_sorted_by_class(tmp_path):
+    # a dataset whose first images all share one class (as BUSI's normal/benign/malignant
+    # order does) still plans: pairs are drawn from the whole training split
+    config = study_config("siamese", "scale=ci")
+    config.data.update(source="fundus", preprocess="", image_size=32)
+    ds = data.load(config.data)
+    order = np.argsort(ds.arrays["label"], kind="stable")
+    ds = data.Dataset({k: v[order] for k, v in ds.arrays.items()}, ds.class_names, ds.name)
+    config.stages.siamese.task_options.pair_by = "label"
+    preflight.check_study(plan_lib.plan(config, str(tmp_path)), lambda _: ds)

@@ -62,7 +62,8 @@ def check_run(run: Run, dataset: data.Dataset, shapes: dict[str, Shapes], cache)
     optimizers.build(config.optimizer, config.steps)
     AugmentConfig.from_config(config.augment)
     mesh_lib.check_batch_size(config.batch_size, mesh_lib.data_mesh())
-    inputs = tasks.task_arrays(task, arrays, train_idx[:8], config.seed)[task.keys[0]]
+    # derived on the whole training split, as the run will (pairs need several labels)
+    inputs = tasks.task_arrays(task, arrays, train_idx, config.seed)[task.keys[0]]
     key = json.dumps([config.model.to_dict(), task.head, task.outputs, inputs.shape[1:]])
     if key not in cache:
         model = models.build(config.model, task.head, task.outputs)
