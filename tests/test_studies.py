@@ -64,6 +64,8 @@ def test_which_layers_draws_the_unfreezing_curves(tmp_path):
     metrics = {r["metric"] for r in rows}
     assert {"dice", "pixel_error", "ari"} <= metrics
     assert "## Which blocks to fine-tune" in report
+    for metric in ("dice", "pixel_error", "ari"):
+        assert f"## {metric} on the held-out fold" in report
     assert os.path.exists(os.path.join(workdir, "figures", "unfreeze_dice_budget_8.png"))
     assert "Stage pretrain trains on the built-in 'fundus' generator (seed 0)" in report
     # the pretrain stage read another dataset (seed 0) than the target (seed 1)
@@ -85,6 +87,7 @@ def test_two_step_chains_three_stages(tmp_path):
     boxes = read_json(os.path.join(workdir, "fold_0", "seed_0", "boxes", "transfer.json"))
     assert any(p.startswith("params/encoder/") for p in boxes["loaded"])
     assert "box masks are the masks' bounding boxes" in report
+    assert "## miou on the held-out fold" in report
 
 
 def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):

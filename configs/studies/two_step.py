@@ -91,6 +91,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
              two_step="pretext,boxes,seg_boxes")
     )  # fmt: skip
     config.compare = ("two_step", "none")
+    config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()
     if ci:
         configs.shrink(config, image_size=s["size"], steps=p_steps)
