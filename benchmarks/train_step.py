@@ -86,7 +86,9 @@ def main(argv: list[str]) -> None:
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    # XLA counts one device's share of a sharded program: the step's FLOPs are that × devices
+    per_device = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    flops = per_device * mesh.devices.size
     state, acc = compiled(state, acc, batch)  # warm-up
     jax.block_until_ready(state)
     times = []

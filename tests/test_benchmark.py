@@ -27,3 +27,24 @@ def test_train_step_benchmark_prints_one_consistent_row():
         gflop > 0
         and abs(float(cells["GFLOP/s"]) - gflop / (ms / 1e3)) / float(cells["GFLOP/s"]) < 0.1
     )
+
+
+def _gflop(env_flags: str) -> float:
+    import os
+
+    cmd = [sys.executable, "benchmarks/train_step.py", "--size=32", "--depth=2", "--width=4",
+           "--batch=4", "--steps=1", "--header"]  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": env_flags}
+    out = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True, env=env
+    )
+    header, _, row = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    return float(cells["GFLOP/step"])
+
+
+def test_flops_are_the_whole_step_when_sharded_over_two_devices():
+    one = _gflop("")
+    two = _gflop("--xla_force_host_platform_device_count=2")
+    assert abs(two - one) / one < 0.05, (one, two)
