@@ -46,3 +46,14 @@ def test_doc_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 f"docs/{path.name} python block {i} failed:\n{source}\n{traceback.format_exc()}",
                 pytrace=False,
             )
+
+
+def test_every_local_link_in_the_docs_and_readme_exists():
+    import re
+
+    missing = []
+    for page in [*DOCS.glob("*.md"), DOCS.parent / "README.md"]:
+        for target in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
+            if not (page.parent / target).exists():
+                missing.append(f"{page.name}: {target}")
+    assert not missing, missing
