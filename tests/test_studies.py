@@ -127,3 +127,14 @@ def test_siamese_on_class_labels_sorted_by_class(tmp_path):
     ds = data.Dataset({k: v[order] for k, v in ds.arrays.items()}, ds.class_names, ds.name)
     config.stages.siamese.task_options.pair_by = "label"
     preflight.check_study(plan_lib.plan(config, str(tmp_path)), lambda _: ds)
+
+
+@pytest.mark.parametrize("arg", ["pretext=multilabel", "pretext=classification,transfer=encoder"])
+def test_two_step_variants_pass_preflight(tmp_path, arg):
+    config = study_config("two_step", f"scale=ci,{arg}")
+    ds = data.load(config.data)
+    preflight.check_study(plan_lib.plan(config, str(tmp_path)), lambda _: ds)
+    seg = config.stages.seg_boxes.init_from.subtrees
+    assert seg == (
+        "encoder+bottleneck" if "transfer=encoder" in arg else "encoder+bottleneck+decoder"
+    )

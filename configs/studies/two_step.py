@@ -11,7 +11,8 @@ Arguments (after ':', comma-separated):
   busi | data=PATH    BUSI (../shared/data/busi/busi.npz) or another .npz / tfds dataset;
                       default: the built-in fundus generator.
   model=unet|deeplabv3, backbone=vgg16|resnet50|resnext50 (''= plain U-Net blocks),
-  pretext=autoencoder|classification (DeepLabv3: classification only),
+  pretext=autoencoder|classification|multilabel (image-level labels; multilabel = which mask
+  channels hold foreground; DeepLabv3: not autoencoder),
   transfer=encoder|encoder_decoder (what the 2-step segmenter takes from the box stage; the
   paper compares both).
 
@@ -53,8 +54,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # DeepLabv3 has no mirrored decoder to reconstruct with: its pretext is the classifier
     pretext = args.get("pretext", "classification" if name == "deeplabv3" else "autoencoder")
     transfer = args.get("transfer", "encoder_decoder")
-    if pretext not in ("autoencoder", "classification"):
-        raise ValueError(f"two_step: pretext={pretext!r}; use autoencoder or classification")
+    if pretext not in ("autoencoder", "classification", "multilabel"):
+        raise ValueError(
+            f"two_step: pretext={pretext!r}; use autoencoder, classification or multilabel"
+        )
     if transfer not in ("encoder", "encoder_decoder"):
         raise ValueError(f"two_step: transfer={transfer!r}; use encoder or encoder_decoder")
     # the encoder's subtrees: DeepLab has no bottleneck, its decoder is the ASPP head
