@@ -74,6 +74,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.explain = configs.explain()
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=pre_steps)
+        config.protocol.run_folds = 1  # one fold is enough to exercise every stage
         config.protocol.budgets = s["budgets"]
         config.stages.pretrain.data.update(num_images=40, image_size=s["size"])
     return config
