@@ -103,42 +103,6 @@ def _scale_geometry(
     return center, box
 
 
-def _geometry_3d(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid (x, y, z), inclusive box (x0, y0, z0, x1, y1, z1) and has_object of volume masks
-    [N,D,H,W,K] (foreground = any channel >= 0.5); zeros where a mask is empty."""
-    fg = (masks >= 0.5).any(axis=-1)
-    n = len(fg)
-    center, box = np.zeros((n, 3), np.float32), np.zeros((n, 6), np.float32)
-    has_object = fg.reshape(n, -1).any(axis=1)
-    for i in np.flatnonzero(has_object):
-        zyx = np.argwhere(fg[i])  # [M,3] (d, h, w)
-        center[i] = zyx.mean(axis=0)[::-1]
-        box[i] = np.concatenate([zyx.min(axis=0)[::-1], zyx.max(axis=0)[::-1]])
-    return center, box, has_object
-
-
-def _volume_arrays(
-    images: np.ndarray, masks: np.ndarray, labels: np.ndarray, groups: np.ndarray | None
-) -> dict[str, np.ndarray]:
-    """The contract arrays of volumes [N,D,H,W,C] / masks [N,D,H,W,K] (images standardised per
-    volume over all voxels and channels; a constant volume only centred)."""
-    x = images.astype(np.float32)
-    axes = tuple(range(1, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = x.std(axis=axes, keepdims=True, dtype=np.float64)
-    center, box, has_object = _geometry_3d(masks)
-    n = len(x)
-    return {
-        "image": ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32),
-        "mask": masks.astype(np.float32),
-        "center": center,
-        "box": box,
-        "has_object": has_object,
-        "label": labels,
-        "group": np.arange(n, dtype=np.int32) if groups is None else groups,
-    }
-
-
 def read_arrays(
     path: str | os.PathLike, image_size: int = 0
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
@@ -231,10 +195,7 @@ def from_raw(
         if spacing is not None:
             spacing = spacing * factor
 
-    if rank == 2:
-        arrays = derive.contract_arrays(images, masks, labels, groups)
-    else:
-        arrays = _volume_arrays(images, masks, labels, groups)
+    arrays = derive.contract_arrays(images, masks, labels, groups)
     empty = ~arrays["has_object"]
     for key, stored in (("center", centers), ("box", boxes)):
         if stored is not None:
