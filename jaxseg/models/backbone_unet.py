@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.models import backbones
-from jaxseg.models.layers import ConvBlock, max_pool
+from jaxseg.models.layers import ConvBlock
+from jaxseg.models.resample import max_pool
 from jaxseg.models.unet import Decoder
 
 HEADS = ("pixels", "pooled", "reconstruction")

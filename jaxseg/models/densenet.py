@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.models.layers import Norm
+from jaxseg.models.resample import UpConv
 
 HEADS = ("pixels", "pooled", "reconstruction")
 
@@ -65,8 +66,7 @@ class Unit(nn.Module):
         if self.relu:
             x = nn.relu(x)
         if self.transpose:
-            up = (2,) * rank
-            return nn.ConvTranspose(self.features, up, strides=up, dtype=self.dtype, name="conv")(x)
+            return UpConv(self.features, dtype=self.dtype, name="conv")(x)
         return nn.Conv(
             self.features,
             (self.kernel,) * rank,

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.models.resample import UpConv
+
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("transpose", "resize")
 
@@ -47,7 +49,7 @@ def upsample(x: jax.Array, features: int, mode: str, dtype: jnp.dtype) -> jax.Ar
     'transpose': a 2×2 stride-2 transposed conv; 'resize': bilinear resize then a 3×3 conv.
     """
     if mode == "transpose":
-        return nn.ConvTranspose(features, (2, 2), strides=(2, 2), dtype=dtype, name="up")(x)
+        return UpConv(features, dtype=dtype, name="up")(x)
     if mode == "resize":
         B, H, W, C = x.shape
         x = jax.image.resize(x, (B, 2 * H, 2 * W, C), method="bilinear")
@@ -88,8 +90,3 @@ class ConvBlock(nn.Module):
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return x
-
-
-def max_pool(x: jax.Array) -> jax.Array:
-    """2×2 max-pooling, stride 2: [B,H,W,C] -> [B,H/2,W/2,C]."""
-    return nn.max_pool(x, (2, 2), strides=(2, 2))

@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import ConvBlock, max_pool
+from jaxseg.models.layers import ConvBlock
+from jaxseg.models.resample import max_pool
 
 
 class Stages(nn.Module):

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import Norm, max_pool
+from jaxseg.models.layers import Norm
+from jaxseg.models.resample import max_pool
 
 STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, convs) per stage
 
