@@ -23,6 +23,7 @@ import statistics
 import time
 
 import numpy as np
+import segmentation_step
 from absl import app, flags, logging
 
 from jaxseg.xla_flags import set_fast_cpu_flags
@@ -72,11 +73,8 @@ def bench_runs(R: int, model, task, tx, single) -> dict:
     B, size = FLAGS.batch, FLAGS.size
     states, batches = [], []
     for r in range(R):
-        rng = np.random.default_rng(r)
-        image = rng.standard_normal((B, size, size, 1), np.float32)
-        mask = (rng.random((B, size, size, 1)) > 0.5).astype(np.float32)
-        batches.append({"image": image, "mask": mask, "weight": np.ones(B, np.float32)})
-        variables = dict(model.init(jax.random.PRNGKey(r), image[:1]))
+        batches.append(segmentation_step.random_batch(B, size, 2, seed=r))
+        variables = dict(model.init(jax.random.PRNGKey(r), batches[-1]["image"][:1]))
         variables.setdefault("batch_stats", {})
         states.append(new_state(variables, tx, seed=r))
     accs = [TrainMetrics.empty() for _ in range(R)]

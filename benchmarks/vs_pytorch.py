@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import segmentation_step
 from absl import app, flags, logging
 
 from jaxseg.xla_flags import set_fast_cpu_flags
@@ -154,17 +155,6 @@ def matmul_peak(n: int, reps: int) -> float:
     return 2 * n**3 / seconds([lambda: jax.block_until_ready(matmul(a, b))], reps)[0] / 1e9
 
 
-def step_flops(step_fn: Callable, *args) -> float:
-    """XLA's FLOP count of ``step_fn(*args)`` compiled for one device: the whole step's work
-    (the cost analysis of a program sharded over N devices counts one device's share)."""
-    import jax
-
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
-    cost = jax.jit(step_fn).lower(*abstract).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
-
-
 def seconds(calls: list[Callable[[], object]], reps: int) -> list[float]:
     """Median wall time of each call, the calls alternated (call 0, call 1, ..., call 0, ...)."""
     times: list[list[float]] = [[] for _ in calls]
@@ -180,54 +170,31 @@ def bench_size(size: int, peak: float) -> tuple[dict, dict, float, float]:
     """(torch row, jax row, jax loss, torch loss) at ``size``² (see the module docstring)."""
     import jax
     import jax.numpy as jnp
-    import optax
     import torch
 
-    from jaxseg import losses, models, tasks
-    from jaxseg.train import mesh as mesh_lib
-    from jaxseg.train.loop import make_train_step, new_state
-    from jaxseg.train.state import TrainMetrics
+    from jaxseg import losses, models
 
     B, depth = FLAGS.batch, FLAGS.depth
-    task = tasks.build("segmentation", "dice")
-    model = models.build(models.config(depth=depth, width=FLAGS.width, norm="none"), "pixels", 1)
-    rng = np.random.default_rng(size)
-    host = {
-        "image": rng.standard_normal((B, size, size, 1), np.float32),
-        "mask": (rng.random((B, size, size, 1)) > 0.5).astype(np.float32),
-        "weight": np.ones(B, np.float32),
-    }
-    variables = dict(model.init(jax.random.PRNGKey(0), host["image"][:1]))
-    variables.setdefault("batch_stats", {})
-    tx = optax.adam(LEARNING_RATE)
-
-    # jax: the trainer's step, and the loss alone / with its gradient for the split
-    mesh = mesh_lib.data_mesh()
-    mesh_lib.check_batch_size(B, mesh, "--batch")
-    replicated = mesh_lib.replicated(mesh)
-    step = jax.jit(
-        make_train_step(model, task, tx),
-        in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0, 1),
+    cfg = models.config(depth=depth, width=FLAGS.width, norm="none")
+    jax_step = segmentation_step.build(
+        cfg, size=size, batch=B, learning_rate=LEARNING_RATE, seed=size
     )
-    state = jax.device_put(new_state(variables, tx, seed=0), replicated)
-    acc = jax.device_put(TrainMetrics.empty(), replicated)
-    batch = mesh_lib.put_batch(host, mesh)
+    model, task, host, batch = jax_step.model, jax_step.task, jax_step.host, jax_step.batch
+    flops = jax_step.flops
 
+    # jax: the loss alone / with its gradient for the split
     def loss_of(params: dict, batch: dict) -> jax.Array:
         logits = model.apply({"params": params}, batch["image"], train=True)
         return jnp.mean(task.loss(logits, batch))
 
-    forward = jax.jit(loss_of).lower(state["params"], batch).compile()
-    grad = jax.jit(jax.value_and_grad(loss_of)).lower(state["params"], batch).compile()
-    compiled = step.lower(state, acc, batch).compile()
-    flops = step_flops(make_train_step(model, task, tx), state, acc, batch)
-    jax_loss = float(forward(state["params"], batch))
+    params = jax_step.state["params"]
+    forward = jax.jit(loss_of).lower(params, batch).compile()
+    grad = jax.jit(jax.value_and_grad(loss_of)).lower(params, batch).compile()
+    jax_loss = float(forward(params, batch))
 
     # torch: same weights, same batch (NCHW)
     net = torch_unet(depth, FLAGS.width)
-    load_jax_params(net, jax.device_get(state["params"]), depth)
+    load_jax_params(net, jax.device_get(params), depth)
     x = torch.from_numpy(host["image"].transpose(0, 3, 1, 2).copy())
     y = torch.from_numpy(host["mask"].transpose(0, 3, 1, 2).copy())
     if FLAGS.channels_last:
@@ -255,16 +222,11 @@ def bench_size(size: int, peak: float) -> tuple[dict, dict, float, float]:
         net.zero_grad(set_to_none=True)
         torch_dice_loss(net(x), y, losses.SMOOTH).backward()
 
-    def jax_step() -> None:
-        nonlocal state, acc
-        state, acc = compiled(state, acc, batch)
-        jax.block_until_ready(state)
-
     def jax_forward() -> None:
-        jax.block_until_ready(forward(state["params"], batch))
+        jax.block_until_ready(forward(jax_step.state["params"], batch))
 
     def jax_grad() -> None:
-        jax.block_until_ready(grad(state["params"], batch))
+        jax.block_until_ready(grad(jax_step.state["params"], batch))
 
     calls = [torch_step, jax_step, torch_forward, jax_forward, torch_grad, jax_grad]
     seconds(calls, WARMUP)

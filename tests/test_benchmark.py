@@ -29,22 +29,38 @@ def test_train_step_benchmark_prints_one_consistent_row():
     )
 
 
-def _gflop(env_flags: str) -> float:
+def _row(*flags: str, env_flags: str = "") -> dict[str, str]:
     import os
 
-    cmd = [sys.executable, "benchmarks/train_step.py", "--size=32", "--depth=2", "--width=4",
-           "--batch=4", "--steps=1", "--header"]  # fmt: skip
+    cmd = [sys.executable, "benchmarks/train_step.py", "--steps=1", "--header", *flags]
     env = {**os.environ, "XLA_FLAGS": env_flags}
     out = subprocess.run(
         cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True, env=env
     )
     header, _, row = [line for line in out.stdout.splitlines() if line.startswith("|")]
     names = [c.strip() for c in header.strip("|").split("|")]
-    cells = dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True))
-    return float(cells["GFLOP/step"])
+    return dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True))
+
+
+def _gflop(env_flags: str) -> float:
+    tiny = ("--size=32", "--depth=2", "--width=4", "--batch=4")
+    return float(_row(*tiny, env_flags=env_flags)["GFLOP/step"])
 
 
 def test_flops_are_the_whole_step_when_sharded_over_two_devices():
     one = _gflop("")
     two = _gflop("--xla_force_host_platform_device_count=2")
     assert abs(two - one) / one < 0.05, (one, two)
+
+
+def test_3d_densenet_rows_report_memory_and_the_recomputation_of_remat():
+    tiny = ("--model=densenet", "--rank=3", "--size=16", "--batch=1", "--width=4", "--norm=group")
+    plain, remat = _row(*tiny), _row(*tiny, "--remat")
+    assert plain["rank"] == "3" and plain["remat"] == "False" and remat["remat"] == "True"
+    assert plain["params"] == remat["params"]
+    # the recomputed forward passes are extra FLOPs; both plans hold at least the parameters
+    assert float(remat["GFLOP/step"]) > 1.15 * float(plain["GFLOP/step"])
+    params_mib = int(plain["params"].replace(",", "")) * 4 / 2**20
+    assert float(plain["XLA peak MiB"]) >= params_mib
+    measured = plain["measured peak MiB"]  # blank where the allocator reports none (CPU)
+    assert measured == "" or float(measured) > 0

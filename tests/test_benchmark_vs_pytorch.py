@@ -89,7 +89,7 @@ def test_parameter_counts_at_the_real_size_agree_without_compute():
 
 def test_missing_torch_exits_with_an_install_hint():
     code = (
-        "import runpy, sys; sys.modules['torch'] = None; "
+        "import runpy, sys; sys.path.insert(0, 'benchmarks'); sys.modules['torch'] = None; "
         f"sys.argv = ['{SCRIPT}', '--sizes=32']; runpy.run_path('{SCRIPT}', run_name='__main__')"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

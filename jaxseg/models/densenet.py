@@ -95,6 +95,11 @@ class Settings(nn.Module):
     def unit(self, features: int, name: str, **kwargs: Any) -> Unit:
         return Unit(features, groups=self.groups, dtype=self.dtype, name=name, **kwargs)
 
+    def stage(self, cls: type[nn.Module]) -> type[nn.Module]:
+        """``cls`` (a module called as ``(x, train, ...)``), rematerialised when ``remat``: its
+        activations are recomputed in the backward pass instead of kept, one stage at a time."""
+        return nn.remat(cls, static_argnums=(2,)) if self.remat else cls
+
     def drop(self, x: jax.Array, train: bool) -> jax.Array:
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -114,9 +119,8 @@ class EncoderStage(Settings):
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
         if self.level == 0:
             x = self.unit(self.width, "stem", relu=False)(x)
-        layer = nn.remat(Unit) if self.remat else Unit
         for j in range(self.dense_layers[self.level]):
-            new = layer(self.growth, groups=self.groups, dtype=self.dtype, name=f"layer_{j}")(x)
+            new = Unit(self.growth, groups=self.groups, dtype=self.dtype, name=f"layer_{j}")(x)
             x = jnp.concatenate([x, self.drop(new, train)], axis=-1)
         skip = x
         x = self.unit(x.shape[-1], "down", stride=2)(x)
@@ -150,7 +154,9 @@ class Encoder(Settings):
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, list[jax.Array]]:
         skips = []
         for i in range(len(self.dense_layers)):
-            x, skip = EncoderStage(**self.shared(), level=i, name=f"stage_{i}")(x, train)
+            x, skip = self.stage(EncoderStage)(**self.shared(), level=i, name=f"stage_{i}")(
+                x, train
+            )
             skips.append(skip)
         return x, skips
 
@@ -162,8 +168,8 @@ class Decoder(Settings):
     @nn.compact
     def __call__(self, x: jax.Array, skips: list[jax.Array], train: bool) -> jax.Array:
         for i in reversed(range(len(self.dense_layers))):
-            block = Block(**self.shared(), features=self.width * 2**i, upsample=True,
-                          name=f"stage_{i}")  # fmt: skip
+            block = self.stage(Block)(**self.shared(), features=self.width * 2**i,
+                                      upsample=True, name=f"stage_{i}")  # fmt: skip
             x = block(x, train, skips[i])
         return x
 
@@ -177,8 +183,8 @@ class Reconstruction(Settings):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for i in reversed(range(len(self.dense_layers))):
-            block = Block(**self.shared(), features=self.width * 2**i, upsample=True,
-                          name=f"stage_{i}")  # fmt: skip
+            block = self.stage(Block)(**self.shared(), features=self.width * 2**i,
+                                      upsample=True, name=f"stage_{i}")  # fmt: skip
             x = block(x, train)
         return self.unit(self.outputs, "head", kernel=1)(x).astype(jnp.float32)
 
@@ -218,7 +224,9 @@ class DenseUNet(Settings):
         channels = x.shape[-1]
         x = x.astype(self.dtype)
         features, skips = Encoder(**self.shared(), name="encoder")(x, train)
-        bottleneck = Block(**self.shared(), features=self.width * factor, name="bottleneck")
+        bottleneck = self.stage(Block)(
+            **self.shared(), features=self.width * factor, name="bottleneck"
+        )
         features = bottleneck(features, train)
         if self.head == "pooled":
             pooled = features.mean(axis=tuple(range(1, rank + 1)))
@@ -249,7 +257,8 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
 
     ``cfg`` fields: ``width``, ``dropout``, ``dtype`` ('float32' | 'bfloat16' | 'float16') and,
     with defaults, ``growth`` (16), ``dense_layers`` ((2, 2, 4, 8)), ``groups`` (8),
-    ``reconstruct`` (False), ``remat`` (False: ``nn.remat`` the dense layers to save memory).
+    ``reconstruct`` (False), ``remat`` (False: ``nn.remat`` every encoder stage and decoder block
+    to save memory: the backward pass recomputes a stage's activations from its input).
     ``frozen`` is accepted for the registry's signature; GroupNorm has no statistics to freeze.
     """
     from jaxseg.models import DTYPES  # late: jaxseg.models will import this module
