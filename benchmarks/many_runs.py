@@ -1,19 +1,23 @@
-"""R independent runs trained together (``jax.vmap`` of the train step) vs one by one.
+"""R independent runs trained in one compiled program vs one by one.
 
     .venv/bin/python benchmarks/many_runs.py --runs=1,2,4,8 --size=64 --depth=3 --width=8 \
         --batch=8 --steps=10
 
 A study's runs (folds, seeds, label budgets) with the same shapes could share one compiled
 program: params, optimizer states and metrics stacked on a leading run axis [R,...], each run
-with its own batch [R,B,H,W,1], one ``jax.vmap``-ed call of the trainer's step
-(``jaxseg.train.loop.make_train_step``: soft-Dice loss, Adam) per step. The alternative is R
-calls of the single-run step. Runs differ by init seed and data.
+with its own batch [R,B,H,W,1]. Two ways of stepping them together, against R calls of the
+trainer's single-run step (``jaxseg.train.loop.make_train_step``: soft-Dice loss, Adam):
 
-For each R, checked once before timing: the vmapped step's new params of every run r equal those
-of run r's own sequential step within 1e-5. Then, after compiling and one warm-up call of each,
-one vmapped call and R sequential calls are timed alternately; the Markdown table gives the
-medians over ``--steps``, images/s of both (R·B images per step) and the throughput ratio
-together/one-by-one (> 1: vmap pays).
+- ``vmap``: one ``jax.vmap``-ed step (per-run weights make every convolution a grouped one);
+- ``program``: R copies of the step unrolled in one program whose run axis is split over a
+  ``runs`` mesh axis (``jax.shard_map``) of gcd(R, devices) devices: with several devices (GPUs,
+  or ``--xla_force_host_platform_device_count``) each runs its share of the runs side by side.
+
+For each R, checked once before timing: both together-steps give every run r the new params of
+run r's own sequential step within 1e-5. Then, after compiling and one warm-up call of each, the
+three are timed alternately; the Markdown table gives the medians over ``--steps`` (ms for all R
+runs), images/s (R·B images per step) and each together-strategy's throughput over one-by-one
+(> 1: training together pays).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import segmentation_step
 from absl import app, flags, logging
 
-from jaxseg.xla_flags import set_fast_cpu_flags
+import jaxseg  # noqa: F401 (sets the fast XLA CPU flags before jax starts)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["1", "2", "4", "8"], "Numbers of runs trained together.")
@@ -35,7 +39,6 @@ flags.DEFINE_integer("batch", 8, "Batch size of each run.")
 flags.DEFINE_integer("depth", 3, "U-Net depth (number of poolings).")
 flags.DEFINE_integer("width", 8, "Channels of the first stage.")
 flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
-flags.DEFINE_bool("fast_cpu", True, "Set the XLA CPU convolution flag (jaxseg.xla_flags).")
 
 TOLERANCE = 1e-5
 
@@ -80,65 +83,93 @@ def bench_runs(R: int, model, task, tx, single) -> dict:
     accs = [TrainMetrics.empty() for _ in range(R)]
     batches = jax.device_put(batches)
     stacked_batch = stack(batches)
-    together = jax.jit(jax.vmap(make_train_step(model, task, tx)), donate_argnums=(0, 1))
+    step = make_train_step(model, task, tx)
+    vmapped = jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+    program = jax.jit(program_of_runs(step, R), donate_argnums=(0, 1))
 
     def copy(tree):
         return jax.tree.map(lambda x: x.copy(), tree)
 
-    # the same new params, run by run (copies: both steps donate their inputs)
+    # the same new params, run by run (copies: every step donates its inputs)
     sequential = [
         single(copy(s), copy(a), b)[0]["params"]
         for s, a, b in zip(states, accs, batches, strict=True)
     ]
-    t0 = time.perf_counter()
-    compiled = together.lower(stack(states), stack(accs), stacked_batch).compile()
-    compile_s = time.perf_counter() - t0
-    vmapped = unstack(compiled(stack(states), stack(accs), stacked_batch)[0]["params"], R)
-    diff = max(max_abs_diff(v, s) for v, s in zip(vmapped, sequential, strict=True))
-    if not diff <= TOLERANCE:
-        raise AssertionError(
-            f"R={R}: vmapped params differ from the sequential runs' by {diff:.2e} "
-            f"(tolerance {TOLERANCE:g})"
+    compiled, compile_s, diffs, stacked = {}, {}, {}, {}
+    for name, fn in (("vmap", vmapped), ("program", program)):
+        t0 = time.perf_counter()
+        compiled[name] = fn.lower(stack(states), stack(accs), stacked_batch).compile()
+        compile_s[name] = time.perf_counter() - t0
+        together = unstack(
+            compiled[name](stack(states), stack(accs), stacked_batch)[0]["params"], R
         )
+        diffs[name] = max(max_abs_diff(t, s) for t, s in zip(together, sequential, strict=True))
+        if not diffs[name] <= TOLERANCE:
+            raise AssertionError(
+                f"R={R}: {name} params differ from the sequential runs' by {diffs[name]:.2e} "
+                f"(tolerance {TOLERANCE:g})"
+            )
+        stacked[name] = (stack(states), stack(accs))
 
-    stacked_state, stacked_acc = stack(states), stack(accs)
+    def run_together(name: str):
+        def call() -> None:
+            stacked[name] = compiled[name](*stacked[name], stacked_batch)
+            jax.block_until_ready(stacked[name])
 
-    def run_together() -> None:
-        nonlocal stacked_state, stacked_acc
-        stacked_state, stacked_acc = compiled(stacked_state, stacked_acc, stacked_batch)
-        jax.block_until_ready(stacked_state)
+        return call
 
     def one_by_one() -> None:
         for r in range(R):
             states[r], accs[r] = single(states[r], accs[r], batches[r])
         jax.block_until_ready(states)
 
-    run_together()  # warm-up
-    one_by_one()
-    times: tuple[list[float], list[float]] = ([], [])
+    calls = (run_together("vmap"), run_together("program"), one_by_one)
+    for call in calls:  # warm-up
+        call()
+    times: tuple[list[float], ...] = ([], [], [])
     for _ in range(FLAGS.steps):
-        for call, t in zip((run_together, one_by_one), times, strict=True):
+        for call, t in zip(calls, times, strict=True):
             t0 = time.perf_counter()
             call()
             t.append(time.perf_counter() - t0)
-    t_vmap, t_seq = (statistics.median(t) for t in times)
+    t_vmap, t_program, t_seq = (statistics.median(t) for t in times)
     return {
         "runs": R,
         "vmap ms": t_vmap * 1e3,
+        "program ms": t_program * 1e3,
         "sequential ms": t_seq * 1e3,
-        "vmap images/s": R * B / t_vmap,
         "sequential images/s": R * B / t_seq,
-        "ratio": t_seq / t_vmap,
-        "max |Δparams|": diff,
-        "vmap compile s": compile_s,
+        "vmap ratio": t_seq / t_vmap,
+        "program ratio": t_seq / t_program,
+        "max |Δparams|": max(diffs.values()),
+        "compile s": compile_s,
     }
+
+
+def program_of_runs(step, R: int):
+    """``step`` for R runs stacked on a leading axis: R unrolled copies in one program, the run
+    axis split over a ``runs`` mesh of gcd(R, devices) devices."""
+    import math
+
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec
+
+    devices = jax.devices()[: math.gcd(R, jax.device_count())]
+    mesh = Mesh(np.array(devices), ("runs",))
+
+    def local(state, acc, batch):
+        n = jax.tree.leaves(state)[0].shape[0]  # this device's runs
+        outs = [step(*jax.tree.map(lambda x, i=i: x[i], (state, acc, batch))) for i in range(n)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+    runs = PartitionSpec("runs")
+    return jax.shard_map(local, mesh=mesh, in_specs=runs, out_specs=runs)
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    if FLAGS.fast_cpu:
-        set_fast_cpu_flags()
     import jax
     import optax
 
@@ -163,16 +194,18 @@ def main(argv: list[str]) -> None:
     )
     rows = [bench_runs(R, model, task, tx, single) for R in runs]
     print(
-        "| runs | size | batch/run | vmap ms | sequential ms | vmap images/s "
-        "| sequential images/s | vmap/sequential | max abs Δparams | vmap compile s |"
+        "| runs | size | batch/run | devices | sequential ms | vmap ms | program ms "
+        "| sequential images/s | vmap/sequential | program/sequential | max abs Δparams "
+        "| compile s (vmap, program) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['runs']} | {FLAGS.size} | {FLAGS.batch} | {r['vmap ms']:.2f} | "
-            f"{r['sequential ms']:.2f} | {r['vmap images/s']:.4g} | "
-            f"{r['sequential images/s']:.4g} | {r['ratio']:.3f} | {r['max |Δparams|']:.1e} | "
-            f"{r['vmap compile s']:.1f} |"
+            f"| {r['runs']} | {FLAGS.size} | {FLAGS.batch} | {jax.device_count()} | "
+            f"{r['sequential ms']:.2f} | {r['vmap ms']:.2f} | {r['program ms']:.2f} | "
+            f"{r['sequential images/s']:.4g} | {r['vmap ratio']:.3f} | "
+            f"{r['program ratio']:.3f} | {r['max |Δparams|']:.1e} | "
+            f"{r['compile s']['vmap']:.1f}, {r['compile s']['program']:.1f} |"
         )
 
 

@@ -20,7 +20,7 @@ import time
 import segmentation_step
 from absl import app, flags, logging
 
-from jaxseg.xla_flags import set_fast_cpu_flags
+import jaxseg  # noqa: F401 (sets the fast XLA CPU flags before jax starts)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "unet", "Model name (jaxseg.models.MODELS).")
@@ -34,15 +34,12 @@ flags.DEFINE_bool("remat", False, "Recompute the dense layers in the backward pa
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 flags.DEFINE_integer("steps", 12, "Timed steps.")
 flags.DEFINE_string("loss", "dice", "Loss name (jaxseg.losses).")
-flags.DEFINE_bool("fast_cpu", True, "Set the XLA CPU convolution flag (jaxseg.xla_flags).")
 flags.DEFINE_bool("header", False, "Print the table header first.")
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    if FLAGS.fast_cpu:
-        set_fast_cpu_flags()
     import jax
 
     from jaxseg import models

@@ -33,7 +33,7 @@ import numpy as np
 import segmentation_step
 from absl import app, flags, logging
 
-from jaxseg.xla_flags import set_fast_cpu_flags
+import jaxseg  # noqa: F401 (sets the fast XLA CPU flags before jax starts)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["128", "256"], "Image heights (= widths), comma-separated.")
@@ -43,7 +43,6 @@ flags.DEFINE_integer("width", 32, "Channels of the first stage.")
 flags.DEFINE_integer("steps", 12, "Timed calls of each kind per framework (median reported).")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: torch's default).")
 flags.DEFINE_bool("channels_last", False, "Run torch in channels_last memory format.")
-flags.DEFINE_bool("fast_cpu", True, "Set the XLA CPU convolution flag (jaxseg.xla_flags).")
 flags.DEFINE_integer("peak_n", 2048, "Matrix size of the f32 matmul peak measurement.")
 flags.DEFINE_integer("peak_reps", 10, "Timed matmuls of the peak measurement (median).")
 
@@ -288,8 +287,6 @@ def main(argv: list[str]) -> None:
             f"benchmarks/vs_pytorch.py needs torch ({type(e).__name__}: {e}); install the CPU "
             "wheel: pip install torch --index-url https://download.pytorch.org/whl/cpu"
         )
-    if FLAGS.fast_cpu:
-        set_fast_cpu_flags()
     import jax
 
     if FLAGS.threads:

@@ -12,8 +12,6 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxseg.xla_flags import set_fast_cpu_flags
-
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 _OVERWRITE = flags.DEFINE_bool(
@@ -25,7 +23,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    set_fast_cpu_flags()  # before jax is imported below
     from jaxseg.train.distributed import initialize_from_env
 
     initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR etc.; else no-op

@@ -1,5 +1,5 @@
-"""benchmarks/many_runs.py runs at a tiny size, checks vmap against one-by-one, and prints a
-self-consistent table."""
+"""benchmarks/many_runs.py runs at a tiny size, checks both together-strategies against
+one-by-one, and prints a self-consistent table."""
 
 import subprocess
 import sys
@@ -14,23 +14,40 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=check)
 
 
+def _table(stdout: str) -> list[dict[str, str]]:
+    table = [line for line in stdout.splitlines() if line.startswith("|")]
+    names = [c.strip() for c in table[0].strip("|").split("|")]
+    return [dict(zip(names, (c.strip() for c in r.strip("|").split("|")), strict=True))
+            for r in table[2:]]  # fmt: skip
+
+
 def test_tiny_run_prints_a_consistent_table():
     out = run("--runs=1,2", "--size=32", "--depth=2", "--width=4", "--batch=2", "--steps=2")
-    table = [line for line in out.stdout.splitlines() if line.startswith("|")]
-    names = [c.strip() for c in table[0].strip("|").split("|")]
-    rows = [dict(zip(names, (c.strip() for c in r.strip("|").split("|")), strict=True))
-            for r in table[2:]]  # fmt: skip
+    rows = _table(out.stdout)
     assert [r["runs"] for r in rows] == ["1", "2"]
     for r in rows:
         R = int(r["runs"])
-        assert r["size"] == "32" and r["batch/run"] == "2"
-        # the equality check ran: vmapped and sequential params differ by rounding at most
+        assert r["size"] == "32" and r["batch/run"] == "2" and r["devices"] == "1"
+        # the equality checks ran: both together-steps match the sequential params to rounding
         assert 0 <= float(r["max abs Δparams"]) <= 1e-5
-        vmap_ips, seq_ips = float(r["vmap images/s"]), float(r["sequential images/s"])
-        assert abs(vmap_ips - R * 2 / (float(r["vmap ms"]) / 1e3)) / vmap_ips < 0.01
-        assert abs(seq_ips - R * 2 / (float(r["sequential ms"]) / 1e3)) / seq_ips < 0.01
-        ratio = vmap_ips / seq_ips
-        assert abs(float(r["vmap/sequential"]) - ratio) / ratio < 0.005
+        seq_ms = float(r["sequential ms"])
+        seq_ips = float(r["sequential images/s"])
+        assert abs(seq_ips - R * 2 / (seq_ms / 1e3)) / seq_ips < 0.01
+        for name in ("vmap", "program"):
+            ratio = seq_ms / float(r[f"{name} ms"])
+            assert abs(float(r[f"{name}/sequential"]) - ratio) / ratio < 0.005
+
+
+def test_program_strategy_splits_runs_over_host_devices():
+    import os
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    cmd = [sys.executable, SCRIPT, "--runs=2", "--size=32", "--depth=2", "--width=4",
+           "--batch=2", "--steps=1"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = _table(out.stdout)
+    assert row["devices"] == "2" and float(row["max abs Δparams"]) <= 1e-5
 
 
 def test_non_positive_runs_are_refused():

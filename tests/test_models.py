@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg import models
-from jaxseg.models.layers import Norm
+from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.unet import Localizer, UNet
 from jaxseg.surgery.paths import select, selector
 
@@ -386,3 +386,21 @@ def test_frozen_selector_naming_the_batchnorm_subtree_keeps_its_statistics():
     after = updates["batch_stats"]["encoder"]["stage_0"]["norm_0"]["bn"]
     np.testing.assert_array_equal(after["mean"], before["mean"])
     np.testing.assert_array_equal(after["var"], before["var"])
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 4, 4, 2, 3)])
+def test_pooled_head_is_a_float32_spatial_mean_then_dense(shape):
+    class Head(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return pooled_head(x, 5, jnp.bfloat16)
+
+    x = jax.random.normal(jax.random.key(0), shape).astype(jnp.bfloat16)
+    variables = Head().init(jax.random.key(1), x)
+    kernel, bias = variables["params"]["head"]["kernel"], variables["params"]["head"]["bias"]
+    assert kernel.shape == (3, 5) and kernel.dtype == jnp.float32
+    y = Head().apply(variables, x)
+    mean = x.astype(jnp.float32).reshape(shape[0], -1, shape[-1]).mean(axis=1)
+    expected = (mean.astype(jnp.bfloat16) @ kernel.astype(jnp.bfloat16)).astype(jnp.float32) + bias
+    assert y.shape == (shape[0], 5) and y.dtype == jnp.float32
+    np.testing.assert_allclose(y, expected, rtol=2e-2, atol=2e-2)

@@ -8,7 +8,6 @@ import sys
 from absl import app, flags, logging
 
 from jaxseg.eval.weights import parse_runs
-from jaxseg.xla_flags import set_fast_cpu_flags
 
 _RUNS = flags.DEFINE_list("runs", None, "label=stage_workdir pairs; the first is the reference.")
 _OUT = flags.DEFINE_string("out", None, "Output directory for PNGs and tables.")
@@ -21,7 +20,6 @@ flags.mark_flags_as_required(["runs", "out"])
 
 def main(argv: list[str]) -> None:
     del argv
-    set_fast_cpu_flags()
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     from jaxseg.explain.report import explain_runs

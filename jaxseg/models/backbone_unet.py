@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.models import backbones
-from jaxseg.models.layers import ConvBlock
+from jaxseg.models.layers import ConvBlock, pooled_head
 from jaxseg.models.resample import max_pool
 from jaxseg.models.unet import Decoder
 
@@ -63,8 +63,7 @@ class BackboneUNet(nn.Module):
         common = dict(norm=self.norm, dropout=self.dropout, frozen=self.frozen, dtype=self.dtype)
         y = ConvBlock(self.width * 2 ** len(features), **common, name="bottleneck")(y, train)
         if self.head_kind == "pooled":
-            pooled = y.astype(jnp.float32).mean(axis=(1, 2))
-            return nn.Dense(self.outputs, dtype=self.dtype, name="head")(pooled).astype(jnp.float32)
+            return pooled_head(y, self.outputs, self.dtype)
         if self.head_kind == "reconstruction":
             skips = [jnp.zeros_like(s) for s in skips]
         decoder = Decoder(

@@ -19,7 +19,7 @@ import ml_collections
 
 from jaxseg.models import backbones
 from jaxseg.models.aspp import ASPP
-from jaxseg.models.layers import Norm
+from jaxseg.models.layers import Norm, pooled_head
 
 HEADS = ("pixels", "pooled")
 OUTPUT_STRIDES = (8, 16)
@@ -62,8 +62,7 @@ class DeepLabV3(nn.Module):
         B, H, W, _ = x.shape
         y = self.encoder(x, train)[-1]
         if self.head_kind == "pooled":
-            pooled = y.astype(jnp.float32).mean(axis=(1, 2))
-            return nn.Dense(self.outputs, dtype=self.dtype, name="head")(pooled).astype(jnp.float32)
+            return pooled_head(y, self.outputs, self.dtype)
         decoder = Decoder(
             self.rates, self.aspp_width, self.norm, self.frozen, self.dtype, name="decoder"
         )

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.models.layers import Norm
+from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.resample import UpConv
 
 HEADS = ("pixels", "pooled", "reconstruction")
@@ -229,8 +229,7 @@ class DenseUNet(Settings):
         )
         features = bottleneck(features, train)
         if self.head == "pooled":
-            pooled = features.mean(axis=tuple(range(1, rank + 1)))
-            return nn.Dense(self.outputs, dtype=self.dtype, name="head")(pooled).astype(jnp.float32)
+            return pooled_head(features, self.outputs, self.dtype)
         if self.head == "reconstruction":
             return self.reconstruction(features, self.outputs, train)
         y = Decoder(**self.shared(), name="decoder")(features, skips, train)

@@ -57,6 +57,13 @@ def upsample(x: jax.Array, features: int, mode: str, dtype: jnp.dtype) -> jax.Ar
     raise ValueError(f"model.upsample={mode!r} is unknown; use one of {UPSAMPLES}")
 
 
+def pooled_head(features: jax.Array, outputs: int, dtype: jnp.dtype) -> jax.Array:
+    """The 'pooled' head inside the calling module, as param ``head``: global average over every
+    spatial axis (in float32), then Dense: [B,*S,C] -> float32 [B,outputs]."""
+    pooled = features.astype(jnp.float32).mean(axis=tuple(range(1, features.ndim - 1)))
+    return nn.Dense(outputs, dtype=dtype, name="head")(pooled).astype(jnp.float32)
+
+
 class ConvBlock(nn.Module):
     """One U-Net block: [optional ×2 up-sample + skip concat] then 2 × (3×3 conv, norm, ReLU).
 

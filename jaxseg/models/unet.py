@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import ConvBlock
+from jaxseg.models.layers import ConvBlock, pooled_head
 from jaxseg.models.resample import max_pool
 
 
@@ -121,5 +121,4 @@ class Classifier(Stages):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x, _ = Encoder(**self.shared(), name="encoder")(x, train)
         x = self.block(self.depth, "bottleneck")(x, train)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        return pooled_head(x, self.num_outputs, self.dtype)
