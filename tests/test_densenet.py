@@ -12,6 +12,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from jaxseg.models import densenet
+from jaxseg.models.conv import Conv
 from jaxseg.models.resample import UpConv
 
 LAYERS = (2, 2, 4, 8)  # method 4's dense blocks (the default)
@@ -120,9 +121,7 @@ def test_group_norm_precedes_every_conv(head):
 
     def record(next_fun, args, kwargs, context):
         module = context.module
-        if context.method_name == "__call__" and isinstance(
-            module, nn.Conv | UpConv | nn.GroupNorm
-        ):
+        if context.method_name == "__call__" and isinstance(module, Conv | UpConv | nn.GroupNorm):
             calls.append((type(module).__name__, module.path))
         return next_fun(*args, **kwargs)
 

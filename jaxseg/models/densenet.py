@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg.models.conv import Conv
 from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.resample import UpConv
 
@@ -60,20 +61,13 @@ class Unit(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        rank = x.ndim - 2
         groups = divisor_groups(self.groups, x.shape[-1])
         x = Norm("group", groups=groups, dtype=self.dtype, name="norm")(x, train=False)
         if self.relu:
             x = nn.relu(x)
         if self.transpose:
             return UpConv(self.features, dtype=self.dtype, name="conv")(x)
-        return nn.Conv(
-            self.features,
-            (self.kernel,) * rank,
-            strides=(self.stride,) * rank,
-            dtype=self.dtype,
-            name="conv",
-        )(x)
+        return Conv(self.features, self.kernel, self.stride, dtype=self.dtype, name="conv")(x)
 
 
 class Settings(nn.Module):

@@ -3,7 +3,7 @@
 Same numbers as ``nn.max_pool`` / ``nn.ConvTranspose`` (tested), much cheaper gradients on XLA
 CPU: there the gradient of a 2×2 stride-2 transposed conv lowers to a generic convolution that
 took ~190 ms per layer for a 128² batch of 8 (vs ~25 ms forward), and max-pool's
-select-and-scatter gradient 45 ms vs 3 ms for a reshape + max (benchmarks/README.md).
+select-and-scatter gradient 45 ms vs 3 ms for a reshape + max (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import jax.numpy as jnp
 def max_pool(x: jax.Array) -> jax.Array:
     """2×…×2 max-pooling, stride 2: [B,*S,C] -> [B,*(S//2),C] (an odd last row is dropped).
 
-    The gradient goes to the window's maximum; exact ties share it (``nn.max_pool`` gives it to
-    the first) — after a ReLU a tie is a window of zeros, whose gradient the ReLU stops anyway.
+    Pairwise ``maximum`` along each window axis of a reshape: its gradient goes to the window's
+    maximum, exact ties share it (``nn.max_pool`` gives it to the first) — after a ReLU a tie is a
+    window of zeros, whose gradient the ReLU stops anyway. (``x.max(axis)`` would do the same but
+    divides by the tie count, which came out 0 — NaN gradients — when XLA CPU compiled it at
+    optimisation level 0.)
     """
     rank = x.ndim - 2
     spatial = x.shape[1:-1]
@@ -26,7 +29,9 @@ def max_pool(x: jax.Array) -> jax.Array:
     for s in spatial:
         split += [s // 2, 2]
     x = x.reshape(*split, x.shape[-1])
-    return x.max(axis=tuple(2 + 2 * i for i in range(rank)))
+    for axis in reversed(range(2, 2 + 2 * rank, 2)):  # the window axes, last first
+        x = jnp.maximum(jnp.take(x, 0, axis=axis), jnp.take(x, 1, axis=axis))
+    return x
 
 
 class UpConv(nn.Module):

@@ -1,0 +1,54 @@
+"""``Conv`` computes what ``nn.Conv`` (padding 'SAME') computes, in 2-D and 3-D, gradients too."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg.models.conv import Conv, conv_same
+
+
+@pytest.mark.parametrize(
+    "shape,kernel,stride",
+    [
+        ((2, 6, 5, 7, 3), 3, 1),
+        ((2, 6, 5, 7, 3), 3, 2),  # odd sizes: the extra padding goes at the end, as in lax
+        ((1, 5, 4, 4, 2), 1, 1),
+        ((2, 8, 6, 3), 3, 1),
+        ((2, 7, 6, 3), 3, 2),
+    ],
+)
+def test_conv_matches_nn_conv_values_and_gradients(shape, kernel, stride):
+    rank = len(shape) - 2
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+    ours = Conv(4, kernel, stride)
+    theirs = nn.Conv(4, (kernel,) * rank, strides=(stride,) * rank)
+    params = ours.init(jax.random.key(1), x)
+    reference = theirs.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference)
+    np.testing.assert_array_equal(params["params"]["kernel"], reference["params"]["kernel"])
+    params = jax.tree.map(lambda p: p + 0.1, params)
+
+    def loss(module):
+        return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
+
+    y, y_ref = ours.apply(params, x), theirs.apply(params, x)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+    grads_ref = jax.grad(loss(theirs), argnums=(0, 1))(params, x)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_computes_in_its_dtype_with_float32_parameters():
+    x = jnp.ones((1, 4, 4, 4, 2), jnp.float32)
+    params = Conv(3, dtype=jnp.bfloat16).init(jax.random.key(0), x)
+    assert params["params"]["kernel"].dtype == jnp.float32
+    assert Conv(3, dtype=jnp.bfloat16).apply(params, x).dtype == jnp.bfloat16
+
+
+def test_conv_same_refuses_other_ranks():
+    with pytest.raises(ValueError, match=r"\[B,D,H,W,C\], got shape \(2, 3, 4\)"):
+        conv_same(jnp.ones((2, 3, 4)), jnp.ones((3, 4, 4)), 1)
