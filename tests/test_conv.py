@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _same_layer import assert_same_layer
 
 from jaxseg.models.conv import Conv, conv_same
 
@@ -22,24 +23,9 @@ from jaxseg.models.conv import Conv, conv_same
 def test_conv_matches_nn_conv_values_and_gradients(shape, kernel, stride):
     rank = len(shape) - 2
     x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
-    ours = Conv(4, kernel, stride)
-    theirs = nn.Conv(4, (kernel,) * rank, strides=(stride,) * rank)
-    params = ours.init(jax.random.key(1), x)
-    reference = theirs.init(jax.random.key(1), x)
-    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference)
-    np.testing.assert_array_equal(params["params"]["kernel"], reference["params"]["kernel"])
-    params = jax.tree.map(lambda p: p + 0.1, params)
-
-    def loss(module):
-        return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
-
-    y, y_ref = ours.apply(params, x), theirs.apply(params, x)
-    assert y.shape == y_ref.shape
-    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-    grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-    grads_ref = jax.grad(loss(theirs), argnums=(0, 1))(params, x)
-    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
-        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4)
+    assert_same_layer(
+        Conv(4, kernel, stride), nn.Conv(4, (kernel,) * rank, strides=(stride,) * rank), x, 1e-4
+    )
 
 
 def test_conv_computes_in_its_dtype_with_float32_parameters():

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _same_layer import assert_same_layer
 
 from jaxseg.models.resample import UpConv, max_pool
 
@@ -13,25 +14,9 @@ from jaxseg.models.resample import UpConv, max_pool
 def test_up_conv_matches_conv_transpose_values_and_gradients(shape):
     rank = len(shape) - 2
     x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
-    ours = UpConv(5)
     theirs = nn.ConvTranspose(5, (2,) * rank, strides=(2,) * rank)
-    params = ours.init(jax.random.key(1), x)
-    # same names, shapes and initial values from the same key: checkpoints are interchangeable
-    reference = theirs.init(jax.random.key(1), x)
-    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference)
-    np.testing.assert_array_equal(params["params"]["kernel"], reference["params"]["kernel"])
-    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
-
-    def loss(module):
-        return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
-
-    y, y_ref = ours.apply(params, x), theirs.apply(params, x)
+    y = assert_same_layer(UpConv(5), theirs, x, 1e-5)
     assert y.shape == (shape[0], *(2 * s for s in shape[1:-1]), 5)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-    grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-    grads_ref = jax.grad(loss(theirs), argnums=(0, 1))(params, x)
-    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
-        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
 
 
 def test_up_conv_computes_in_its_dtype():
