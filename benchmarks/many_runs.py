@@ -152,7 +152,6 @@ def program_of_runs(step, R: int):
     import math
 
     import jax
-    import jax.numpy as jnp
     from jax.sharding import Mesh, PartitionSpec
 
     devices = jax.devices()[: math.gcd(R, jax.device_count())]
@@ -160,8 +159,7 @@ def program_of_runs(step, R: int):
 
     def local(state, acc, batch):
         n = jax.tree.leaves(state)[0].shape[0]  # this device's runs
-        outs = [step(*jax.tree.map(lambda x, i=i: x[i], (state, acc, batch))) for i in range(n)]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        return stack([step(*run) for run in unstack((state, acc, batch), n)])
 
     runs = PartitionSpec("runs")
     return jax.shard_map(local, mesh=mesh, in_specs=runs, out_specs=runs)
