@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxseg import atomic, checkpoint, data, models, tasks
+from jaxseg import checkpoint, data, models, tasks
 from jaxseg.data import splits
 from jaxseg.data.augment import AugmentConfig
 from jaxseg.data.augment import augment as augment_batch
