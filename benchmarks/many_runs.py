@@ -6,7 +6,7 @@
 A study's runs (folds, seeds, label budgets) with the same shapes could share one compiled
 program: params, optimizer states and metrics stacked on a leading run axis [R,...], each run
 with its own batch [R,B,H,W,1]. Two ways of stepping them together, against R calls of the
-trainer's single-run step (``jaxseg.train.loop.make_train_step``: soft-Dice loss, Adam):
+trainer's single-run step (``jaxseg.train.steps.make_train_step``: soft-Dice loss, Adam):
 
 - ``vmap``: one ``jax.vmap``-ed step (per-run weights make every convolution a grouped one);
 - ``program``: R copies of the step unrolled in one program whose run axis is split over a
@@ -70,7 +70,7 @@ def bench_runs(R: int, model, task, tx, single) -> dict:
     """One table row for R runs (see the module docstring)."""
     import jax
 
-    from jaxseg.train.loop import make_train_step, new_state
+    from jaxseg.train.steps import make_train_step, new_state
     from jaxseg.train.state import TrainMetrics
 
     B, size = FLAGS.batch, FLAGS.size
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> None:
     import optax
 
     from jaxseg import models, tasks
-    from jaxseg.train.loop import make_train_step
+    from jaxseg.train.steps import make_train_step
 
     runs = [int(r) for r in FLAGS.runs]
     if min(runs) < 1 or FLAGS.steps < 1 or FLAGS.batch < 1:

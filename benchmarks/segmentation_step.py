@@ -1,6 +1,6 @@
 """The trainer's segmentation step on random data, compiled once: what the benchmarks time.
 
-``build`` gives jaxseg's own train step (``jaxseg.train.loop.make_train_step``: the task's loss,
+``build`` gives jaxseg's own train step (``jaxseg.train.steps.make_train_step``: the task's loss,
 Adam, data-parallel over all local devices, state donated) for a model config, with XLA's FLOP
 count and buffer plan, so ``train_step.py`` and ``vs_pytorch.py`` time the same thing.
 """
@@ -85,7 +85,7 @@ def build(
 
     from jaxseg import models, tasks
     from jaxseg.train import mesh as mesh_lib
-    from jaxseg.train.loop import make_train_step, new_state
+    from jaxseg.train.steps import make_train_step, new_state
     from jaxseg.train.state import TrainMetrics
 
     task = tasks.build("segmentation", loss)

@@ -6,7 +6,7 @@
 The network: depth-L U-Net, base width w, two 3×3 conv + ReLU per block, no norm, 2×2 max-pool,
 2×2 stride-2 transposed-conv up-sampling, skip concatenated before the up-sampled features, 1×1
 head; sigmoid soft-Dice loss (mean over the batch), Adam(1e-4). JAX side: the trainer's own step
-(``jaxseg.train.loop.make_train_step`` on ``models.build(config(norm='none'), 'pixels', 1)``,
+(``jaxseg.train.steps.make_train_step`` on ``models.build(config(norm='none'), 'pixels', 1)``,
 data-parallel over the local devices as in ``benchmarks/train_step.py``); PyTorch side: eager
 ``torch.nn`` (torch is an optional extra, imported in ``main``).
 

@@ -29,13 +29,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.protocol = configs.protocol()
     model = unet()
     config.stages = ml_collections.ConfigDict()
-    config.stages.localize = stage("localization", "rmsprop", 1e-3, 600, "all", model=model)
+    config.stages.localize = stage(
+        "localization", examples="all", steps=600, optimizer=dict(name="rmsprop"), model=model
+    )
     segment = dict(model=model, freeze="encoder")  # preset: encoder + bottleneck frozen
     config.stages.segment = stage(
-        "segmentation", "adam", 1e-3, 150, "budget",
+        "segmentation", examples="budget", steps=150,
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"), **segment,
     )  # fmt: skip
-    config.stages.scratch = stage("segmentation", "adam", 1e-3, 150, "budget", model=model)
+    config.stages.scratch = stage("segmentation", examples="budget", steps=150, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
     config.explain = configs.explain()

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     import jax
 
     from jaxseg.studies.run import run_study
-    from jaxseg.train.loop import Preempted
+    from jaxseg.train.sigterm import Preempted
 
     # Every fold and seed compiles the same programs: a persistent cache compiles them once.
     cache = os.environ.get("JAXSEG_XLA_CACHE", os.path.expanduser("~/.cache/jaxseg/xla"))

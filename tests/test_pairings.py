@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxseg import data, models, tasks
-from jaxseg.train import loop
+from jaxseg.train import steps
 from jaxseg.train.state import TrainMetrics
 
 # compile quickly: these programs run a handful of steps
@@ -67,12 +67,12 @@ def test_pairing_trains(fields, name, options, loss, source):
     variables = dict(model.init(jax.random.key(0), batch[task.keys[0]][:1], train=False))
     variables.setdefault("batch_stats", {})
     tx = optax.adam(3e-3)
-    state = loop.new_state(variables, tx, seed=0)
+    state = steps.new_state(variables, tx, seed=0)
     # forward: per-example loss and metrics, one value per example
-    out = jax.jit(loop.make_eval_step(model, task)).lower(state, batch).compile(FAST)(state, batch)
-    assert all(np.shape(v)[0] == 4 for k, v in out.items() if k != loop.PREDICTION)
+    out = jax.jit(steps.make_eval_step(model, task)).lower(state, batch).compile(FAST)(state, batch)
+    assert all(np.shape(v)[0] == 4 for k, v in out.items() if k != steps.PREDICTION)
     assert task.primary in out
-    step = jax.jit(loop.make_train_step(model, task, tx, None, steps=8))
+    step = jax.jit(steps.make_train_step(model, task, tx, None, steps=8))
     step = step.lower(state, TrainMetrics.empty(), batch).compile(FAST)
     losses = []
     for _ in range(8):

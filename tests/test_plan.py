@@ -1,5 +1,5 @@
 """Tests for jaxseg.studies.plan on configs/demo.py's 'tiny' config: run counts, directory
-layout, resolved init_from checkpoints and validation errors."""
+layout, the parent run of each init_from and validation errors."""
 
 import importlib.util
 import os
@@ -67,7 +67,7 @@ def test_pretrained_segment_inits_from_localize_checkpoints():
     for arm, runs in plan_lib.plan(config, WORK):
         if arm != "pretrained":
             (scratch,) = runs
-            assert scratch.config.init_from.checkpoint == ""
+            assert scratch.parent is None
             continue
         loc, seg = runs
         assert (loc.fold, loc.seed) == (seg.fold, seg.seed)
@@ -75,10 +75,10 @@ def test_pretrained_segment_inits_from_localize_checkpoints():
         assert seg.workdir == os.path.join(
             WORK, f"fold_{seg.fold}", f"seed_{seg.seed}", "budget_4", "segment"
         )
-        assert seg.config.init_from.checkpoint == os.path.join(loc.workdir, "checkpoints")
+        assert seg.parent == loc  # the run it starts from, not a path to parse back
         assert seg.config.init_from.subtrees == "encoder+bottleneck"
         assert seg.config.freeze == "encoder"
-        assert loc.config.init_from.checkpoint == ""
+        assert loc.parent is None
 
 
 def test_run_configs():
@@ -95,12 +95,13 @@ def test_run_configs():
         assert c.seed == 12
         assert c.data.to_dict() == config.data.to_dict()
         assert c.split.to_dict() == dict(folds=2, fold=0, budget=run.budget, seed=7)
-        assert "labels" not in c
+        assert "examples" not in c
+        assert "checkpoint" not in c.init_from  # no absolute path in a run config
     assert loc.config.task == "localization" and seg.config.task == "segmentation"
     assert loc.config.steps == 6 and loc.config.model.depth == 2 and loc.config.model.width == 4
     # The study config is not modified by planning.
     assert "checkpoint" not in config.stages.segment.init_from
-    assert config.stages.segment.labels == "budget"
+    assert config.stages.segment.examples == "budget"
 
 
 def test_run_dir():
@@ -130,8 +131,8 @@ def test_init_from_must_be_an_earlier_stage(chain):
         plan_lib.plan(config, WORK)
 
 
-def test_unknown_labels_kind():
+def test_unknown_examples_kind():
     config = get_config()
-    config.stages.scratch.labels = "some"
-    with pytest.raises(ValueError, match="labels"):
+    config.stages.scratch.examples = "some"
+    with pytest.raises(ValueError, match="examples='some'"):
         plan_lib.plan(config, WORK)

@@ -269,6 +269,6 @@ def test_transfer_selector_matching_nothing_in_new_model(ckpts):
 def test_transfer_keeps_empty_batch_stats_collection(ckpts):
     directory, _ = ckpts["plain"]
     fresh = numpy_init(UNet(depth=2, width=4, norm="none"), seed=2)
-    fresh.setdefault("batch_stats", {})  # what train.loop.init_state does before transfer
+    fresh.setdefault("batch_stats", {})  # what train.setup.init_variables does before transfer
     new, _ = transfer(fresh, directory, "encoder+bottleneck")
     assert set(new) == {"params", "batch_stats"}

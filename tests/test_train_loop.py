@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from conftest import REPO, checkpoint_steps, read_variables, subprocess_env
 
-from jaxseg import data, models, tasks
+from jaxseg import data, tasks
 from jaxseg.surgery import paths
 from jaxseg.train import batches
-from jaxseg.train.loop import init_variables, split_indices, train_and_evaluate
+from jaxseg.train.loop import load_parent, train_and_evaluate
+from jaxseg.train.setup import prepare_stage, split_indices
 from jaxseg.train.writers import read_jsonl
 
 TRANSFERRED = ("encoder", "bottleneck")
@@ -47,9 +48,11 @@ def pretrained(tmp_path_factory, tiny_run, tiny_fundus):
     localize, segment = tiny_run(root, "pretrained", 0), tiny_run(root, "pretrained", 1)
     assert segment.config.freeze == "encoder"
     assert segment.config.model.norm == "batch"
-    assert segment.config.init_from.checkpoint == ckpt(localize)
+    assert segment.parent == localize
     loc_result = train_and_evaluate(localize.config, localize.workdir, tiny_fundus)
-    seg_result = train_and_evaluate(segment.config, segment.workdir, tiny_fundus)
+    seg_result = train_and_evaluate(
+        segment.config, segment.workdir, tiny_fundus, parent=localize.workdir
+    )
     return dict(localize=localize, segment=segment, loc_result=loc_result, seg_result=seg_result)
 
 
@@ -68,10 +71,9 @@ def scratch(tmp_path_factory, tiny_run, tiny_fundus):
 
 def initial_variables(run, dataset, tmp_path) -> dict[str, np.ndarray]:
     """The stage's step-0 params/batch_stats (fresh init + transfer), as the loop builds them."""
-    config = run.config
-    task = tasks.build(config.task, config.loss, dataset.arrays["mask"].shape[-1])
-    model = models.build(config.model, task.head, task.outputs)
-    variables = init_variables(config, model, dataset.arrays["image"][:1], str(tmp_path))
+    stage = prepare_stage(run.config, dataset)
+    parent = run.parent.workdir if run.parent is not None else None
+    variables = load_parent(stage, stage.variables, str(tmp_path), parent)
     return {p: np.asarray(v) for p, v in paths.flatten(variables).items()}
 
 
@@ -105,7 +107,10 @@ def test_frozen_encoder_and_bottleneck_are_bit_identical(pretrained, tiny_fundus
 def test_transfer_report_lists_encoder_and_bottleneck(pretrained):
     with open(os.path.join(pretrained["segment"].workdir, "transfer.json")) as f:
         report = json.load(f)
-    assert report["source"] == ckpt(pretrained["localize"])
+    # relative to the run, so a moved or copied workdir still names its parent
+    assert not os.path.isabs(report["source"])
+    source = os.path.join(pretrained["segment"].workdir, report["source"])
+    assert os.path.normpath(source) == os.path.normpath(ckpt(pretrained["localize"]))
     assert report["loaded"] and all(subtree(p) in TRANSFERRED for p in report["loaded"])
     assert report["kept"] and not any(subtree(p) in TRANSFERRED for p in report["kept"])
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import read_variables
 
-from jaxseg import models
 from jaxseg.surgery.paths import flatten
-from jaxseg.train.loop import init_variables, train_and_evaluate
+from jaxseg.train.loop import train_and_evaluate
+from jaxseg.train.setup import prepare_stage
 
 BLOCKS = ["encoder/stage_0", "encoder/stage_1", "bottleneck", "decoder/stage_1", "decoder/stage_0"]
 
@@ -25,8 +25,7 @@ def block_of(path: str) -> str:
 
 def moved_blocks(run, tiny_fundus, tmp_path) -> set[str]:
     """The blocks whose params or batch_stats differ from the stage's step-0 values."""
-    model = models.build(run.config.model, "pixels", 1)
-    initial = init_variables(run.config, model, tiny_fundus.arrays["image"][:1], str(tmp_path))
+    initial = prepare_stage(run.config, tiny_fundus).variables
     start = {f"{c}/{p}": np.asarray(v) for c in initial for p, v in flatten(initial[c]).items()}
     final = read_variables(os.path.join(run.workdir, "checkpoints"))
     return {block_of(p) for p in final if not np.array_equal(final[p], start[p])}

@@ -42,12 +42,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.protocol = configs.protocol(folds=s["folds"], run_folds=s["folds"], budgets=s["budgets"])
     loc_steps, seg_steps = s["steps"]
     config.stages = ml_collections.ConfigDict()
-    config.stages.localize = stage("localization", "rmsprop", 1e-3, loc_steps, "all", model=model)
+    config.stages.localize = stage(
+        "localization",
+        examples="all",
+        steps=loc_steps,
+        optimizer=dict(name="rmsprop"),
+        model=model,
+    )
     config.stages.segment = stage(
-        "segmentation", "adam", 1e-3, seg_steps, "budget", model=model, freeze="encoder",
+        "segmentation", examples="budget", steps=seg_steps, model=model, freeze="encoder",
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"),
     )  # fmt: skip
-    config.stages.scratch = stage("segmentation", "adam", 1e-3, seg_steps, "budget", model=model)
+    config.stages.scratch = stage("segmentation", examples="budget", steps=seg_steps, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
     config.explain = configs.explain()

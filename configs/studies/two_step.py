@@ -75,13 +75,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     p_steps, b_steps, s_steps = s["steps"]
 
     def segment(source: str, subtrees: str, task: str = "segmentation", steps: int = s_steps,
-                labels: str = "budget"):  # fmt: skip
+                examples: str = "budget"):  # fmt: skip
         init = dict(stage=source, subtrees=subtrees) if source else {}
-        return stage(task, "adam", 1e-3 if ci else 3e-4, steps, labels, model=model,
-                     init_from=init)  # fmt: skip
+        lr = 1e-3 if ci else 3e-4
+        return stage(task, examples=examples, steps=steps, optimizer=dict(learning_rate=lr),
+                     model=model, init_from=init)  # fmt: skip
 
     config.stages = ml_collections.ConfigDict()
-    config.stages.pretext = stage(pretext, "adam", 1e-3, p_steps, "all", model=model)
+    config.stages.pretext = stage(pretext, examples="all", steps=p_steps, model=model)
     config.stages.boxes = segment("pretext", from_pretext, "box_segmentation", b_steps, "all")
     config.stages.boxes_only = segment("", "", "box_segmentation", b_steps, "all")
     config.stages.seg_pretext = segment("pretext", from_pretext)

@@ -52,7 +52,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     arms = {}
     for x in structures:
         config.stages[f"scratch_{x}"] = stage(
-            "segmentation", "adam", 1e-3, scratch_steps, "all", model=model, data=on(x)
+            "segmentation", examples="all", steps=scratch_steps, model=model, data=on(x)
         )
         arms[x] = f"scratch_{x}"
     for x in structures:
@@ -60,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             if x != y:
                 init = dict(stage=f"scratch_{x}", subtrees="encoder+bottleneck+decoder+head")
                 config.stages[f"{x}_to_{y}"] = stage(
-                    "segmentation", "adam", 1e-3, tune_steps, "all", model=model, data=on(y),
+                    "segmentation", examples="all", steps=tune_steps, model=model, data=on(y),
                     init_from=init, freeze=freeze,
                 )  # fmt: skip
                 arms[f"{x}_to_{y}"] = f"scratch_{x},{x}_to_{y}"

@@ -46,13 +46,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     source = configs.data({}, source="fundus", image_size=s["size"], seed=0)
     config.stages = ml_collections.ConfigDict()
     config.stages.pretrain = stage(
-        "segmentation", "adam", 1e-3, pre_steps, "all", model=model, data=source, augment=augment
+        "segmentation", examples="all", steps=pre_steps, model=model, data=source, augment=augment
     )
 
     def tune(freeze: str, pretrained: bool = True):
         init = dict(stage="pretrain", subtrees="encoder+bottleneck+decoder+head")
         init = init if pretrained else {}
-        return stage("segmentation", "adam", 1e-3, tune_steps, "budget", model=model,
+        return stage("segmentation", examples="budget", steps=tune_steps, model=model,
                      freeze=freeze, augment=augment, init_from=init)  # fmt: skip
 
     config.stages.scratch = tune("none", pretrained=False)

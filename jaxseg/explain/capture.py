@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -20,23 +20,32 @@ import ml_collections
 import numpy as np
 
 from jaxseg import checkpoint, models, tasks
+from jaxseg.train import rundir
 
 
-def load_run(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, Any]:
-    """(model, variables, run config) of a finished stage directory (``config.json`` +
+class LoadedRun(NamedTuple):
+    """A finished stage rebuilt for inference."""
+
+    model: nn.Module
+    variables: dict[str, Any]  # {'params', 'batch_stats'} of the latest checkpoint (or ``step``)
+    config: ml_collections.ConfigDict  # the run's config.json
+
+
+def load_run(workdir: str, step: int | None = None) -> LoadedRun:
+    """The model, variables and config of a finished stage directory (``config.json`` +
     ``checkpoints/``), for inference. The head size is read from the checkpoint."""
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, rundir.CONFIG)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir} is not a stage directory (no config.json)")
+        raise FileNotFoundError(f"{workdir} is not a stage directory (no {rundir.CONFIG})")
     with open(path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    variables = checkpoint.load_variables(os.path.join(workdir, "checkpoints"), step)
+    variables = checkpoint.load_variables(rundir.checkpoints(workdir), step)
     head = checkpoint.flatten(variables["params"]["head"])  # 'kernel' or e.g. 'conv/kernel'
     outputs = int(next(v for p, v in head.items() if p.endswith("kernel")).shape[-1])
     # only the head kind matters here; its size is the checkpoint's
     info = tasks.DataInfo(mask_channels=outputs, num_labels=max(outputs, 2))
     task = tasks.build(config.task, config.loss, options=tasks.stage_options(config), info=info)
-    return models.build(config.model, task.head, outputs), variables, config
+    return LoadedRun(models.build(config.model, task.head, outputs), variables, config)
 
 
 def capture(model: nn.Module, variables: dict, images: np.ndarray, regex: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ weight distance between the first run and each other one. Writes PNGs, ``similar
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -20,14 +19,17 @@ from jaxseg.eval import weights
 from jaxseg.explain import figures, maximize, similarity
 from jaxseg.explain.capture import capture, load_run
 from jaxseg.surgery.paths import select, unflatten
+from jaxseg.train import rundir
 
 STAGE_LAYERS = r"^(encoder/stage_\d+|bottleneck|decoder/stage_\d+)$"
 
 
 def held_out_images(workdir: str, config, num_images: int) -> np.ndarray:
     """The first ``num_images`` held-out images of a finished run: [n,H,W,C]."""
-    with open(os.path.join(workdir, "result.json")) as f:
-        index = np.asarray(json.load(f)["test_index"][:num_images], dtype=int)
+    result = rundir.read_result(workdir)
+    if result is None:
+        raise FileNotFoundError(f"{workdir} holds no finished run (no {rundir.RESULT})")
+    index = np.asarray(result["test_index"][:num_images], dtype=int)
     return data.load(config.data).arrays["image"][index]
 
 
@@ -45,8 +47,8 @@ def explain_runs(
     os.makedirs(out_dir, exist_ok=True)
     loaded = {label: load_run(workdir) for label, workdir in runs.items()}
     first_label = next(iter(runs))
-    images = held_out_images(runs[first_label], loaded[first_label][2], num_images)
-    acts = {label: capture(m, v, images, layers) for label, (m, v, _) in loaded.items()}
+    images = held_out_images(runs[first_label], loaded[first_label].config, num_images)
+    acts = {label: capture(r.model, r.variables, images, layers) for label, r in loaded.items()}
     shared = sorted(set.intersection(*(set(a) for a in acts.values())))
     if not shared:
         raise ValueError(f"layers {layers!r} select no module common to all runs {list(runs)}")
@@ -57,20 +59,24 @@ def explain_runs(
             images, acts, os.path.join(out_dir, "activations_topk.png"), mode="topk", k=3
         ),
     ]
-    for label, (model, variables, _) in loaded.items():
+    for label, run in loaded.items():
         for path in shared:
             n = min(channels, acts[label][path].shape[-1])
-            synth, _ = maximize.maximize(model, variables, path, range(n), images.shape[1:], steps)
+            synth, _ = maximize.maximize(
+                run.model, run.variables, path, range(n), images.shape[1:], steps
+            )
             name = f"maximize_{_slug(label)}_{_slug(path)}.png"
             files.append(
                 figures.image_grid(synth, [f"ch {c}" for c in range(n)],
                                    os.path.join(out_dir, name), title=f"{label}: {path}")
             )  # fmt: skip
     tables = []
-    stage_acts = {label: capture(m, v, images, STAGE_LAYERS) for label, (m, v, _) in loaded.items()}
-    base_params = loaded[first_label][1]["params"]
+    stage_acts = {
+        label: capture(r.model, r.variables, images, STAGE_LAYERS) for label, r in loaded.items()
+    }
+    base_params = loaded[first_label].variables["params"]
     for label in list(runs)[1:]:
-        params = loaded[label][1]["params"]
+        params = loaded[label].variables["params"]
         # Compare the stages whose conv kernels both nets have (a localizer has no decoder, and
         # its dense head is no conv kernel).
         groups = {

@@ -26,22 +26,24 @@ def scale(args: dict[str, str], scales: dict[str, dict]) -> dict:
     return scales[name]
 
 
-def stage(task: str, optimizer_name: str, lr: float, steps: int, labels: str, **kw):
-    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``); ``labels`` 'all' trains
-    on every training image of the fold (the cheap labels), 'budget' on the label-budget subset
-    (the expensive masks). ``freeze`` is a preset of ``jaxseg.surgery.presets`` or a plan
-    'regex=rule,...'; progressive presets unfreeze one more block every ``unfreeze_every`` epochs
-    or at the ``unfreeze_at`` steps. ``val_fraction`` > 0 carves a group-aware validation split
-    from the stage's training images, validated every ``eval_every`` steps (0: at checkpoints)
-    on ``monitor`` ('' = the task's primary metric); ``patience`` evaluations without a
-    ``min_delta`` gain stop the stage (0: never), and the test metrics come from the best
-    validation checkpoint. ``augment`` (``jaxseg.data.augment``): shift (fraction),
-    rotate/shear (degrees), flips, zoom (fraction), blur (max sigma), p. Keyword fields
-    given as dicts merge into the defaults (``optimizer=dict(weight_decay=0.01)``)."""
+def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.ConfigDict:
+    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``) trained for ``steps``;
+    ``examples`` 'all' trains on every training image of the fold (the cheap labels), 'budget'
+    on the label-budget subset (the expensive masks). The optimizer is Adam at 1e-3 unless
+    ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a preset of
+    ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
+    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. ``val_fraction`` > 0
+    carves a group-aware validation split from the stage's training images, validated every
+    ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's primary metric);
+    ``patience`` evaluations without a ``min_delta`` gain stop the stage (0: never), and the
+    test metrics come from the best validation checkpoint. ``augment``
+    (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
+    (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
+    (``optimizer=dict(weight_decay=0.01)``)."""
     cfg = ml_collections.ConfigDict(
         dict(
-            task=task, loss="", task_options={}, steps=steps, batch_size=8, labels=labels,
-            optimizer=dict(name=optimizer_name, learning_rate=lr, schedule="constant",
+            task=task, loss="", task_options={}, steps=steps, batch_size=8, examples=examples,
+            optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", subtrees="", rename="", allow=""),
             freeze="none", unfreeze_every=0, unfreeze_at=(),

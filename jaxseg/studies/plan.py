@@ -1,7 +1,7 @@
 """From a study config to the runs it needs: each stage of each arm becomes a run config for
-``train_and_evaluate`` with its fold, seed, budget and resolved ``init_from`` checkpoint.
+``train_and_evaluate`` with its fold, seed and budget, and knows the run it starts from.
 
-A stage trained on ``labels='all'`` (the cheap pretext labels) does not depend on the label
+A stage trained on ``examples='all'`` (the cheap pretext labels) does not depend on the label
 budget, so one run serves every budget of its fold and seed; runs are keyed by their directory.
 """
 
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import ml_collections
 
-LABELS = ("all", "budget")
+EXAMPLES = ("all", "budget")
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One stage to train: where, with which config, and where it sits in the study."""
+    """One stage to train: where, with which config, where it sits in the study, and the run
+    whose checkpoint its ``init_from`` loads (None: fresh initialisation only)."""
 
     workdir: str
     config: ml_collections.ConfigDict
@@ -25,6 +27,14 @@ class Run:
     fold: int
     seed: int
     budget: float | int  # 0 for stages trained on every training image
+    parent: Run | None = None
+
+
+class Chain(NamedTuple):
+    """One arm at one (fold, seed, budget): its stage runs in training order."""
+
+    arm: str
+    runs: list[Run]
 
 
 def arm_stages(config: ml_collections.ConfigDict, arm: str) -> list[str]:
@@ -54,9 +64,9 @@ def stage_run(
     chain = arm_stages(config, arm)
     name = chain[index]
     stage = config.stages[name]
-    if stage.labels not in LABELS:
-        raise ValueError(f"stages.{name}.labels={stage.labels!r}; use one of {LABELS}")
-    b = budget if stage.labels == "budget" else 0
+    if stage.examples not in EXAMPLES:
+        raise ValueError(f"stages.{name}.examples={stage.examples!r}; use one of {EXAMPLES}")
+    b = budget if stage.examples == "budget" else 0
     run_config = ml_collections.ConfigDict(stage.to_dict())
     run_config.name = name
     run_config.seed = config.seed + seed
@@ -66,7 +76,7 @@ def stage_run(
         dict(folds=config.protocol.folds, fold=fold, budget=b, seed=config.protocol.split_seed)
     )
     source = stage.init_from.stage
-    checkpoint = ""
+    parent = None
     if source:
         if source not in chain[:index]:
             raise ValueError(
@@ -74,14 +84,13 @@ def stage_run(
                 f"{arm!r} ({chain[:index] or 'none'})"
             )
         parent = stage_run(config, workdir, arm, chain.index(source), fold, seed, budget)
-        checkpoint = os.path.join(parent.workdir, "checkpoints")
-    run_config.init_from.checkpoint = checkpoint
-    del run_config.labels
-    return Run(run_dir(workdir, name, fold, seed, b), run_config, name, fold, seed, b)
+    del run_config.examples
+    directory = run_dir(workdir, name, fold, seed, b)
+    return Run(directory, run_config, name, fold, seed, b, parent)
 
 
-def plan(config: ml_collections.ConfigDict, workdir: str) -> list[tuple[str, list[Run]]]:
-    """[(arm, [runs of its chain])] for every fold × seed × budget, in execution order."""
+def plan(config: ml_collections.ConfigDict, workdir: str) -> list[Chain]:
+    """Every arm's chain of runs for every fold × seed × budget, in execution order."""
     folds = config.protocol.run_folds or config.protocol.folds
     if not 1 <= folds <= config.protocol.folds:
         raise ValueError(
@@ -96,5 +105,5 @@ def plan(config: ml_collections.ConfigDict, workdir: str) -> list[tuple[str, lis
                     runs = [
                         stage_run(config, workdir, arm, i, fold, seed, budget) for i in range(n)
                     ]
-                    out.append((arm, runs))
+                    out.append(Chain(arm, runs))
     return out

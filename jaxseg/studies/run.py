@@ -10,14 +10,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxseg import data, tasks
+from jaxseg import atomic, data, tasks
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
 from jaxseg.studies import analyses, machine, preflight
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
-from jaxseg.train.loop import check_workdir, read_result, train_and_evaluate, write_json_atomic
+from jaxseg.train import rundir
+from jaxseg.train.loop import train_and_evaluate
 
 
 class Datasets:
@@ -47,38 +48,41 @@ def run_study(
         if arm not in config.arms:
             raise ValueError(f"compare names arm {arm!r}; arms are {list(config.arms)}")
     planned = plan_lib.plan(config, workdir)  # validates the whole study before any training
-    for _, runs in planned:
-        for run in runs:  # a finished run of another config must not pass for this one's
+    for chain in planned:
+        for run in chain.runs:  # a finished run of another config must not pass for this one's
             if not overwrite:
-                check_workdir(run.config, run.workdir)
+                rundir.check(run.config, run.workdir)
     datasets = Datasets()
     dataset = datasets(config.data)
     preflight.check_study(planned, datasets)  # every run checked before anything is written
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "study_config.json"), "w") as f:
-        f.write(config.to_json_best_effort(sort_keys=True, indent=1))
+    atomic.write_text(os.path.join(workdir, "study_config.json"), rundir.config_text(config))
     done: dict[str, dict] = {}
     rows = []
-    for arm, runs in planned:
-        results = []
-        for run in runs:
+    for chain in planned:
+        for run in chain.runs:
             if run.workdir not in done:
-                result = None if overwrite else read_result(run.workdir)
-                if result is None:
-                    logging.info("run %s (arm %s)", run.workdir, arm)
-                    result = train_and_evaluate(
-                        run.config, run.workdir, datasets(run.config.data), overwrite=overwrite
-                    )
-                done[run.workdir] = result
-            results.append(done[run.workdir])
-        rows += results_lib.rows_for(arm, runs, results)
+                done[run.workdir] = train_run(run, datasets, overwrite)
+        results = [done[run.workdir] for run in chain.runs]
+        rows += results_lib.rows_for(chain.arm, chain.runs, results)
     results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
     report = write_report(config, workdir, rows, dataset)
     if "explain" in config and config.explain.enabled:
         index = explain_first_split(config, workdir, planned)
-        with open(os.path.join(workdir, "report.md"), "w") as f:
-            f.write(report + f"\n## What transferred\n\nSee [{index}]({index}).\n")
+        what = f"\n## What transferred\n\nSee [{index}]({index}).\n"
+        atomic.write_text(os.path.join(workdir, "report.md"), report + what)
     return rows
+
+
+def train_run(run: plan_lib.Run, datasets: Datasets, overwrite: bool) -> dict:
+    """The result of ``run``: read back when finished (unless ``overwrite``), else trained."""
+    result = None if overwrite else rundir.read_result(run.workdir)
+    if result is not None:
+        return result
+    logging.info("run %s", run.workdir)
+    parent = run.parent.workdir if run.parent is not None else None
+    dataset = datasets(run.config.data)
+    return train_and_evaluate(run.config, run.workdir, dataset, parent=parent, overwrite=overwrite)
 
 
 def explain_first_split(config: ml_collections.ConfigDict, workdir: str, planned) -> str:
@@ -86,10 +90,10 @@ def explain_first_split(config: ml_collections.ConfigDict, workdir: str, planned
     returns the index path relative to ``workdir``."""
     from jaxseg.explain.report import explain_runs  # matplotlib only when asked for
 
-    first = planned[0][1][-1]
+    first = planned[0].runs[-1]
     runs = {}
-    for _, chain in planned:
-        for run in chain:
+    for chain in planned:
+        for run in chain.runs:
             if (
                 run.fold == first.fold
                 and run.seed == first.seed
@@ -105,7 +109,7 @@ def explain_first_split(config: ml_collections.ConfigDict, workdir: str, planned
 
 def final_run_dirs(config: ml_collections.ConfigDict, workdir: str) -> dict[float, dict]:
     """{budget: {arm: [directories of the arm's last-stage runs over the folds run × seeds]}} in
-    the plan's order (a ``labels='all'`` last stage lists the same run under every budget)."""
+    the plan's order (an ``examples='all'`` last stage lists the same run under every budget)."""
     folds = config.protocol.run_folds or config.protocol.folds
     out: dict[float, dict[str, list[str]]] = {}
     for budget in config.protocol.budgets:
@@ -161,18 +165,18 @@ def first_split_figures(
     segmentation study; returns the Markdown lines that embed them."""
     budget = next(iter(config.protocol.budgets))
     runs = {arm: dirs[0] for arm, dirs in final_run_dirs(config, workdir)[budget].items()}
-    if any(read_result(d) is None for d in runs.values()):
+    if any(rundir.read_result(d) is None for d in runs.values()):
         return []  # no finished runs to draw (e.g. a report rebuilt from a results table)
     loaded = {arm: load_run(d) for arm, d in runs.items()}
-    if any(cfg.task != "segmentation" for _, _, cfg in loaded.values()):
+    if any(run.config.task != "segmentation" for run in loaded.values()):
         return []
-    first = read_result(next(iter(runs.values())))
+    first = rundir.read_result(next(iter(runs.values())))
     index = np.asarray(first["test_index"][:num_images], dtype=int)
     images, masks = dataset.arrays["image"][index], dataset.arrays["mask"][index]
     predictions = {}
-    for arm, (model, variables, cfg) in loaded.items():
-        task = tasks.for_config(cfg, dataset.arrays, dataset.class_names)
-        predictions[arm] = np.asarray(task.predict(model.apply(variables, images)))
+    for arm, run in loaded.items():
+        task = tasks.for_config(run.config, dataset.arrays, dataset.class_names)
+        predictions[arm] = np.asarray(task.predict(run.model.apply(run.variables, images)))
     if images.ndim == 5:  # volumes: the axial slice through each mask's centroid
         z = np.where(
             dataset.arrays["has_object"][index],
@@ -188,7 +192,7 @@ def first_split_figures(
     lines = [f"Predictions on held-out images (fold 0, budget {label}):", "", f"![]({overlay})", ""]
     if len(loaded) > 1:
         labels, matrix = weights.distance_matrix(
-            {a: v["params"] for a, (_, v, _) in loaded.items()}
+            {arm: run.variables["params"] for arm, run in loaded.items()}
         )
         path = os.path.join("figures", f"weight_distance_budget_{label}.png")
         title = "RMS conv-kernel distance between the arms' final networks"
@@ -239,7 +243,7 @@ def write_report(
     summaries = {m: results_lib.summarize(rows, m, compare) for m in metrics}
     summary = summaries[metric]
     pretext = results_lib.pretext_summary(rows)
-    write_json_atomic(
+    atomic.write_json(
         os.path.join(workdir, "summary.json"),
         {"final": summary, "metrics": summaries, "pretext": pretext},
     )
@@ -248,7 +252,7 @@ def write_report(
     extra = analyses.unfreeze_section(config, workdir, summary, metric)
     extra += analyses.weight_distance_section(config, workdir)
     info = machine.describe()
-    write_json_atomic(os.path.join(workdir, "machine.json"), info)
+    atomic.write_json(os.path.join(workdir, "machine.json"), info)
     lines = [
         "# Study report",
         "",
@@ -307,7 +311,6 @@ def write_report(
         machine.markdown(info),
     ]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(text)
+    atomic.write_text(os.path.join(workdir, "report.md"), text)
     print(text)
     return text

@@ -9,7 +9,6 @@ leaves ignored). Everything else that does not line up raises one ValueError.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -99,14 +98,6 @@ def _suggest_allow(offending: set[str], ok: set[str]) -> str:
     return "+".join(re.escape(p) for p in keep)
 
 
-def _resolve_source(source_dir: str) -> str:
-    """``source_dir`` itself, or its ``checkpoints`` folder when it is a stage's workdir."""
-    nested = os.path.join(source_dir, "checkpoints")
-    if not checkpoint.steps(source_dir) and checkpoint.steps(nested):
-        return nested
-    return source_dir
-
-
 def transfer(
     variables: dict[str, Any],
     source_dir: str,
@@ -122,7 +113,8 @@ def transfer(
     prefixes ({'bottleneck': 'encoder/stage_2'} or 'bottleneck:encoder/stage_2,a:b'), applied
     before matching; a rule that renames no checkpoint path, or renames none into
     ``subtrees``, and renamed paths that collide are errors. ``step`` picks a saved step
-    (default: the latest). ``source_dir`` is a ``checkpoints`` folder or a stage's workdir.
+    (default: the latest). ``source_dir`` is an orbax checkpoint folder (a run's
+    ``checkpoints``).
 
     Returns (new variables, report) with JSON-serialisable report keys:
       'loaded'  model paths ('params/...', 'batch_stats/...') restored from the checkpoint;
@@ -131,10 +123,10 @@ def transfer(
                 'missing in checkpoint', 'only in checkpoint' or 'shape mismatch');
       'kept'    model paths left at their fresh initialisation;
       'step'    the checkpoint step restored;
-      'source'  the checkpoint folder read (``source_dir`` or its ``checkpoints`` folder).
+      'source'  the checkpoint folder read (``source_dir``).
     Any problem outside ``allow`` raises one ValueError listing every offending path by reason.
     """
-    directory = _resolve_source(source_dir)
+    directory = source_dir
     available = checkpoint.steps(directory)
     if not available:
         raise FileNotFoundError(f"no checkpoint under {source_dir}")
@@ -274,15 +266,12 @@ def _field(config: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def from_config(variables: dict[str, Any], init_from: Any) -> tuple[dict[str, Any], dict]:
-    """``transfer`` driven by a stage's ``init_from`` config.
-
-    Reads ``checkpoint`` (required, non-empty), ``subtrees`` and the optional ``rename``
-    (str, default ''), ``allow`` (str, default '') and ``step`` (int, default: latest).
-    """
-    source = _field(init_from, "checkpoint", "")
-    if not source:
-        raise ValueError("init_from.checkpoint is empty: there is nothing to transfer from")
+def from_config(
+    variables: dict[str, Any], init_from: Any, source: str
+) -> tuple[dict[str, Any], dict]:
+    """``transfer`` from the checkpoint folder ``source`` driven by a stage's ``init_from``
+    config: ``subtrees`` and the optional ``rename`` (str, default ''), ``allow`` (str,
+    default '') and ``step`` (int, default: latest)."""
     return transfer(
         variables,
         source,

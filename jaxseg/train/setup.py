@@ -1,0 +1,163 @@
+"""One stage's set-up, in the order a run needs it: settings → task → splits → optimizer →
+augmentation → mesh → task arrays → model and variables → freeze schedule.
+
+The trainer and the study preflight both call ``prepare_stage``, so a stage option is added in
+one place; the preflight asks for ``abstract`` variables (shapes from ``jax.eval_shape``, no
+compute). Loading the parent run's subtrees is the caller's: the trainer reads a checkpoint, the
+preflight matches the planned shapes of the parent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from jaxseg import data, models, tasks
+from jaxseg.data import splits
+from jaxseg.data.augment import AugmentConfig
+from jaxseg.surgery import freeze
+from jaxseg.surgery import schedule as schedule_lib
+from jaxseg.tasks import Task
+from jaxseg.train import mesh as mesh_lib
+from jaxseg.train import optimizers
+from jaxseg.train.settings import check_settings
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """Everything a run of one stage is built from (nothing trained yet)."""
+
+    config: ml_collections.ConfigDict
+    task: Task
+    index: dict[str, np.ndarray]  # split -> dataset rows ('train', 'val' (maybe empty), 'test')
+    arrays: dict[str, dict[str, np.ndarray]]  # split -> the task's arrays of those rows
+    variables: dict[str, Any]  # fresh {'params', 'batch_stats'} (ShapeDtypeStructs if abstract)
+    schedule: schedule_lib.FreezeSchedule
+    augment: AugmentConfig | None  # None: no augmentation
+    optimizer: optax.GradientTransformation  # for the trainable leaves, before freezing
+    mesh: Mesh
+
+    def model(self, plan: int) -> nn.Module:
+        """The network under freeze plan ``plan`` (its frozen BatchNorms use stored statistics)."""
+        frozen_norms = freeze.frozen_norm_regex(self.schedule.resolved[plan])
+        return models.build(self.config.model, self.task.head, self.task.outputs, frozen_norms)
+
+
+def split_indices(
+    config: ml_collections.ConfigDict, dataset: data.Dataset, task: Task
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) example indices of the configured fold, label budget and task labels."""
+    arrays = dataset.arrays
+    folds = splits.kfold(arrays["group"], config.split.folds, config.split.seed)
+    if not 0 <= config.split.fold < len(folds):
+        raise ValueError(f"split.fold={config.split.fold} is outside 0..{len(folds) - 1}")
+    train, test = folds[config.split.fold]
+    if config.split.budget:
+        train = splits.label_budget(train, config.split.budget, config.split.seed)
+    usable = task.usable(arrays)
+    train, test = train[usable[train]], test[usable[test]]
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(
+            f"stage {config.name!r}: fold {config.split.fold} leaves {len(train)} training and "
+            f"{len(test)} test examples usable for task {task.name!r}"
+        )
+    return train, test
+
+
+def split_rows(
+    config: ml_collections.ConfigDict, dataset: data.Dataset, task: Task
+) -> dict[str, np.ndarray]:
+    """{'train', 'val', 'test'}: rows of the fold, label budget and group-aware validation split
+    (``val_fraction`` of the training groups; empty when 0)."""
+    train, test = split_indices(config, dataset, task)
+    val = np.zeros(0, dtype=int)
+    if config.val_fraction:
+        train, val = splits.validation_split(
+            train, dataset.arrays["group"], config.val_fraction, config.split.seed
+        )
+    return {"train": train, "val": val, "test": test}
+
+
+def augmentation(config: ml_collections.ConfigDict) -> AugmentConfig | None:
+    """The stage's augmentation, or None when it would change nothing."""
+    augment = AugmentConfig.from_config(config.augment)
+    return augment if augment.affine or augment.blur else None
+
+
+def freeze_schedule(config, params: Any, n_train: int) -> schedule_lib.FreezeSchedule:
+    """The stage's freeze schedule from ``freeze``, ``unfreeze_every`` and ``unfreeze_at``."""
+    return schedule_lib.build(
+        config.freeze,
+        params,
+        schedule_lib.steps_per_epoch(n_train, config.batch_size),
+        config.unfreeze_every,
+        tuple(config.unfreeze_at),
+    )
+
+
+def init_variables(
+    config: ml_collections.ConfigDict, task: Task, sample: np.ndarray
+) -> dict[str, Any]:
+    """Fresh {'params', 'batch_stats'} of the stage's model from ``config.seed``; ``sample`` is
+    one input [1, ...]."""
+    model = models.build(config.model, task.head, task.outputs)
+    init_rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
+    variables = dict(model.init(init_rng, sample, train=False))
+    variables.setdefault("batch_stats", {})
+    return variables
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract_variables(signature: str) -> dict[str, Any]:
+    """Shapes of ``init_variables`` for a JSON [model config, head, outputs, input shape]."""
+    model_cfg, head, outputs, shape = json.loads(signature)
+    model = models.build(ml_collections.ConfigDict(model_cfg), head, outputs)
+    sample = np.zeros((1, *shape), np.float32)
+    variables = dict(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False)))
+    variables.setdefault("batch_stats", {})
+    return variables
+
+
+def abstract_variables(config, task: Task, sample: np.ndarray) -> dict[str, Any]:
+    """``init_variables``' shapes and dtypes (``jax.ShapeDtypeStruct`` leaves), computed once per
+    model, task head and input shape."""
+    signature = [config.model.to_dict(), task.head, task.outputs, sample.shape[1:]]
+    return _abstract_variables(json.dumps(signature))
+
+
+def prepare_stage(
+    config: ml_collections.ConfigDict, dataset: data.Dataset, *, abstract: bool = False
+) -> Stage:
+    """Check and build the stage ``config`` on ``dataset``; raises one ValueError naming the
+    setting or data problem. ``abstract`` gives shapes instead of initialised variables."""
+    check_settings(config)
+    arrays = dataset.arrays
+    task = tasks.for_config(config, arrays, dataset.class_names)
+    task.check(arrays, dataset.name)
+    rows = split_rows(config, dataset, task)
+    optimizer = optimizers.build(config.optimizer, config.steps)
+    augment = augmentation(config)
+    mesh = mesh_lib.data_mesh()
+    mesh_lib.check_batch_size(config.batch_size, mesh)
+    # derived per split (pairs, box masks never mix splits), each from its own seed
+    seeds = {"train": config.seed, "val": config.seed + 1, "test": config.split.seed}
+    task_arrays = {
+        split: tasks.task_arrays(task, arrays, rows[split], seeds[split])
+        for split in SPLITS
+        if len(rows[split])
+    }
+    sample = task_arrays["train"][task.keys[0]][:1]
+    variables = (abstract_variables if abstract else init_variables)(config, task, sample)
+    schedule = freeze_schedule(config, variables["params"], len(rows["train"]))
+    return Stage(config, task, rows, task_arrays, variables, schedule, augment, optimizer, mesh)
