@@ -70,8 +70,8 @@ def bench_runs(R: int, model, task, tx, single) -> dict:
     """One table row for R runs (see the module docstring)."""
     import jax
 
-    from jaxseg.train.steps import make_train_step, new_state
     from jaxseg.train.state import TrainMetrics
+    from jaxseg.train.steps import make_train_step, new_state
 
     B, size = FLAGS.batch, FLAGS.size
     states, batches = [], []

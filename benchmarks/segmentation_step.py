@@ -85,8 +85,8 @@ def build(
 
     from jaxseg import models, tasks
     from jaxseg.train import mesh as mesh_lib
-    from jaxseg.train.steps import make_train_step, new_state
     from jaxseg.train.state import TrainMetrics
+    from jaxseg.train.steps import make_train_step, new_state
 
     task = tasks.build("segmentation", loss)
     model = models.build(model_cfg, task.head, task.outputs)
