@@ -17,14 +17,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from jaxseg.data import npz
-
-if TYPE_CHECKING:
-    from jaxseg.data import Dataset
+from jaxseg.data.dataset import Dataset
 
 VERSION = "1.0.0"
 SPLIT = "train"
@@ -164,8 +162,6 @@ def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def load(path: str, image_size: int = 0) -> Dataset:
     """Read a tfds dataset folder written by `write` into a Dataset (as `npz.load` does for
     .npz files: same validation, derived centres/boxes, downsampling by `image_size`)."""
-    from jaxseg.data import Dataset  # late: jaxseg.data imports the sources
-
     path = os.fspath(path)
     arrays, class_names = npz.from_raw(read_raw(path), path, image_size)
     return Dataset(arrays, class_names, path)
