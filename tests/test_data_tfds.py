@@ -56,11 +56,12 @@ def test_volumes_round_trip_without_tensorflow(tmp_path):
     code = f"""
 import sys, numpy as np
 from jaxseg.data import tfds_store
+from jaxseg.data.layout import Layout
 rows = [dict(image=np.full((2, 4, 4, 1), i, np.float32), mask=np.ones((2, 4, 4, 1), np.uint8),
              id=f"v{{i}}", group="g", label=0, n_mask_files=1, spacing=np.array([2.0, 1, 1]))
         for i in range(2)]
-meta = dict(class_names=("c",), mask_names=("fg",), keys={{"spacing"}}, rank=3,
-            image=((2, 4, 4, 1), np.float32), mask=((2, 4, 4, 1), np.uint8), check=lambda: None)
+meta = Layout(class_names=("c",), mask_names=("fg",), keys=frozenset({{"spacing"}}),
+              image_shape=(2, 4, 4, 1), image_dtype=np.float32)
 assert tfds_store.write({str(tmp_path / "v")!r}, iter(rows), meta) == 2
 raw = tfds_store.read_raw({str(tmp_path / "v")!r})
 assert raw["images"].shape == (2, 2, 4, 4, 1) and raw["spacing"].tolist() == [[2, 1, 1]] * 2

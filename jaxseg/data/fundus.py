@@ -10,15 +10,12 @@ hard disc ellipse; the class is the cup-to-disc ratio (CDR) tertile. Image i dep
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from jaxseg.data import derive
-
-if TYPE_CHECKING:
-    from jaxseg.data import Dataset
+from jaxseg.data.dataset import Dataset
 
 CLASS_NAMES = ("small_cup", "medium_cup", "large_cup")
 CDR_RANGE = (0.3, 0.75)
@@ -143,8 +140,6 @@ def generate(num_images: int, image_size: int = 64, seed: int = 0) -> Dataset:
       Dataset named 'fundus' with image [N,S,S,1], mask [N,S,S,1] (the disc ellipse), center,
       box, has_object (always True), label [N] (CDR tertile, see CLASS_NAMES), group = arange(N).
     """
-    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
-
     n = _check_int("num_images", num_images, 1)
     size = _check_int("image_size", image_size, 16)
     if size % 16:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from jaxseg import plotting
+from jaxseg.data import npz, tfds_store
 
 SHEET_TILES = 16
 
@@ -24,11 +25,7 @@ SHEET_TILES = 16
 def read(path: str) -> dict[str, np.ndarray]:
     """The stored arrays of an .npz file or tfds dataset folder (.npz layout, channels last:
     images [N,*S,C], masks [N,*S,K]) plus 'rank'."""
-    from jaxseg.data import npz
-
     if os.path.isdir(path):
-        from jaxseg.data import tfds_store
-
         raw = tfds_store.read_raw(path)
     else:
         raw = npz._read(path)

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jaxseg.data import derive
-
-if TYPE_CHECKING:
-    from jaxseg.data import Dataset
+from jaxseg.data.dataset import Dataset
 
 CLASS_NAMES = ("no_lesion", "lesion")
 SPACING = (3.22, 1.62, 1.62)  # mm per voxel along D, H, W
@@ -179,8 +176,6 @@ def generate(
       [N,D,H,W,1] (both kidneys), center [N,3] (x, y, z), box [N,6], has_object (always True),
       label [N] (1 = a lesion, see CLASS_NAMES), group = arange(N), spacing [N,3] = SPACING.
     """
-    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
-
     n = _check_int("num_images", num_images, 1)
     shape = _size(image_size)
     seed = _check_int("seed", seed, 0)

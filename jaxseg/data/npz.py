@@ -17,14 +17,11 @@ from __future__ import annotations
 import numbers
 import os
 import zipfile
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jaxseg.data import derive, resize
-
-if TYPE_CHECKING:
-    from jaxseg.data import Dataset
+from jaxseg.data.dataset import Dataset
 
 _KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes", "spacing")
 
@@ -219,8 +216,6 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
       has_object always comes from the (resized) masks, so a lesion that vanishes on
       downsampling counts as no object.
     """
-    from jaxseg.data import Dataset  # late: jaxseg.data imports this module
-
     path = os.fspath(path)
     arrays, class_names = read_arrays(path, image_size)
     return Dataset(arrays, class_names, path)

@@ -17,28 +17,27 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from jaxseg import atomic
 from jaxseg.data import npz
-
-if TYPE_CHECKING:
-    from jaxseg.data import Dataset
+from jaxseg.data.dataset import Dataset
+from jaxseg.data.layout import Layout
 
 VERSION = "1.0.0"
 SPLIT = "train"
-_TEXT = ("id", "group")
 
 
-def _features(meta: dict) -> Any:
-    import tensorflow_datasets as tfds
+def _features(layout: Layout) -> Any:
+    import tensorflow_datasets as tfds  # late: heavy, and only tfds outputs need it
 
     f = tfds.features
-    rank = meta["rank"]
+    rank = layout.rank
     spec = {
-        "image": f.Tensor(shape=meta["image"][0], dtype=np.dtype(meta["image"][1])),
-        "mask": f.Tensor(shape=meta["mask"][0], dtype=np.uint8),
+        "image": f.Tensor(shape=layout.image_shape, dtype=np.dtype(layout.image_dtype)),
+        "mask": f.Tensor(shape=layout.mask_shape, dtype=np.uint8),
         "id": f.Text(),
         "group": f.Text(),
         "n_mask_files": f.Scalar(dtype=np.int32),
@@ -46,14 +45,14 @@ def _features(meta: dict) -> Any:
     }
     widths = {"center": rank, "box": 2 * rank, "spacing": rank}
     spec.update(
-        {k: f.Tensor(shape=(w,), dtype=np.float32) for k, w in widths.items() if k in meta["keys"]}
+        {k: f.Tensor(shape=(w,), dtype=np.float32) for k, w in widths.items() if k in layout.keys}
     )
     return f.FeaturesDict(spec)
 
 
 def _builder_class() -> type:
     """A GeneratorBasedBuilder named 'jaxseg_import' writing the given examples as 'train'."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # late: heavy, and only tfds outputs need it
 
     class JaxsegImport(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         VERSION = tfds.core.Version(VERSION)
@@ -81,27 +80,24 @@ def _builder_class() -> type:
     return JaxsegImport
 
 
-def write(output: str, examples: Iterator[dict], meta: dict) -> int:
+def write(output: str, examples: Iterator[dict], layout: Layout) -> int:
     """Stream `examples` (importer rows) into a tfds dataset folder `output`.
 
-    Built under a temporary sibling folder; `meta['check']()` runs after the last example and
-    may raise, leaving nothing behind; only then is the folder renamed to `output` (an old one
-    replaced). Returns the number of examples.
+    Built under a temporary sibling folder, removed on failure; only a finished dataset is
+    moved to `output` (an old one replaced, `atomic.replace`). Returns the number of examples.
     """
-    import tensorflow_datasets as tfds
-
-    from jaxseg.data.importer import replace_output
+    import tensorflow_datasets as tfds  # late: heavy, and only tfds outputs need it
 
     parent = os.path.dirname(os.path.abspath(output))
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
     metadata = {
-        "class_names": list(meta["class_names"]),
-        "mask_names": list(meta["mask_names"]),
-        "rank": meta["rank"],
+        "class_names": list(layout.class_names),
+        "mask_names": list(layout.mask_names),
+        "rank": layout.rank,
     }
     try:
         builder = _builder_class()(
-            features=_features(meta),
+            features=_features(layout),
             examples=({k: _value(k, v) for k, v in row.items()} for row in examples),
             metadata=metadata,
             data_dir=tmp,
@@ -113,9 +109,8 @@ def write(output: str, examples: Iterator[dict], meta: dict) -> int:
                 builder.download_and_prepare()
         finally:
             tfds.display_progress_bar(True)
-        meta["check"]()
         count = builder.info.splits[SPLIT].num_examples
-        replace_output(os.fspath(builder.data_dir), output)
+        atomic.replace(os.fspath(builder.data_dir), output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return count
@@ -127,7 +122,7 @@ def _value(key: str, value: Any) -> Any:
 
 def open_source(path: str | os.PathLike) -> tuple[Any, dict]:
     """(random-access source of the examples as dicts of numpy arrays and bytes, metadata)."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # late: heavy, and only tfds outputs need it
 
     path = os.fspath(path)
     if not os.path.isfile(os.path.join(path, "dataset_info.json")):
@@ -164,8 +159,6 @@ def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def load(path: str, image_size: int = 0) -> Dataset:
     """Read a tfds dataset folder written by `write` into a Dataset (as `npz.load` does for
     .npz files: same validation, derived centres/boxes, downsampling by `image_size`)."""
-    from jaxseg.data import Dataset  # late: jaxseg.data imports the sources
-
     path = os.fspath(path)
     arrays, class_names = npz.from_raw(read_raw(path), path, image_size)
     return Dataset(arrays, class_names, path)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flax.linen as nn
-import jax.numpy as jnp
 import ml_collections
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+from jaxseg.models import backbone_unet, deeplab, densenet, dtypes
+from jaxseg.models.dtypes import DTYPES as DTYPES  # re-exported: jaxseg.models.DTYPES
+from jaxseg.models.unet import Classifier, Localizer, UNet
 
 DEFAULTS = dict(
     name="unet",
@@ -54,8 +55,7 @@ def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """``cfg`` with the fields it lacks taken from ``DEFAULTS`` (older configs), checked."""
     fields = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
     full = config(**fields)
-    if full.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={full.dtype!r} is unknown; use one of {sorted(DTYPES)}")
+    dtypes.dtype(full.dtype)  # raises for an unknown name
     return full
 
 
@@ -68,7 +68,7 @@ def _unet(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) 
         norm=cfg.norm,
         dropout=cfg.dropout,
         frozen=frozen,
-        dtype=DTYPES[cfg.dtype],
+        dtype=dtypes.dtype(cfg.dtype),
     )
     if head in ("pixels", "reconstruction"):
         skips = head == "pixels"
@@ -81,9 +81,6 @@ def _unet(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) 
 
 
 HEADS = ("pixels", "vector", "pooled", "reconstruction")
-
-from jaxseg.models import backbone_unet, deeplab, densenet  # noqa: E402 (they import DTYPES)
-from jaxseg.models.unet import Classifier, Localizer, UNet  # noqa: E402
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": _unet,

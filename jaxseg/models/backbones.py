@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg.models import dtypes
 from jaxseg.models.resnet import ResNet
 from jaxseg.models.vgg import VGG16
 
@@ -25,12 +26,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 
 
 def dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
-    """The compute dtype named by ``cfg.dtype`` (a key of ``jaxseg.models.DTYPES``)."""
-    from jaxseg.models import DTYPES  # lazy: jaxseg.models imports the model builders
-
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={cfg.dtype!r} is unknown; use one of {sorted(DTYPES)}")
-    return DTYPES[cfg.dtype]
+    """The compute dtype named by ``cfg.dtype`` (``dtypes.dtype``)."""
+    return dtypes.dtype(cfg.dtype)
 
 
 def backbone(cfg: ml_collections.ConfigDict, frozen: str, output_stride: int = 0) -> nn.Module:

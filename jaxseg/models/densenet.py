@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg.models import dtypes
 from jaxseg.models.conv import Conv
 from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.resample import UpConv
@@ -254,13 +255,10 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
     to save memory: the backward pass recomputes a stage's activations from its input).
     ``frozen`` is accepted for the registry's signature; GroupNorm has no statistics to freeze.
     """
-    from jaxseg.models import DTYPES  # late: jaxseg.models will import this module
-
     del frozen
     if head not in HEADS:
         raise ValueError(f"model 'densenet' has no head kind {head!r}; use one of {HEADS}")
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={cfg.dtype!r} is unknown; use one of {sorted(DTYPES)}")
+    compute_dtype = dtypes.dtype(cfg.dtype)
     dense_layers = tuple(cfg.get("dense_layers", (2, 2, 4, 8)))
     if not dense_layers:
         raise ValueError("model.dense_layers must list at least one dense block")
@@ -273,7 +271,7 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
         groups=_positive_int("groups", cfg.get("groups", 8)),
         dropout=float(cfg.dropout),
         remat=bool(cfg.get("remat", False)),
-        dtype=DTYPES[cfg.dtype],
+        dtype=compute_dtype,
         head=head,
         outputs=_positive_int("outputs", outputs),
         reconstruct=bool(cfg.get("reconstruct", False)),

@@ -1,0 +1,164 @@
+"""The steps every import shares: CSV annotations, placement, the report and the checked write.
+
+A source (`folders`, `volumes`) lists its files and describes them as a `Source`; `run` does the
+rest, reading one example at a time through `Source.read`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+from jaxseg.data.importer import annotations, output
+from jaxseg.data.importer.placement import RESIZE_POLICIES, Placement, place, plan
+from jaxseg.data.importer.report import Report
+from jaxseg.data.layout import Layout
+
+# read(id, placement, CSV entry) -> {'image' [*S,C] in Source.dtype, 'mask' uint8 [*S,K],
+# 'n_mask_files', and 'center', 'box' (placed, or None), 'spacing' when stored}; a bad example
+# raises ValueError.
+Reader = Callable[[str, Placement, dict], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """What a source found before reading pixels, and how to read one of its examples."""
+
+    ids: tuple[str, ...]  # examples to import, in order
+    grids: dict[str, tuple[int, ...]]  # spatial shape of each example before placement
+    read: Reader
+    mask_names: tuple[str, ...]
+    channels: int
+    dtype: type  # of the stored images
+    problems: tuple[str, ...] = ()  # found while listing
+    skipped: tuple[str, ...] = ()  # files left out while listing
+    summary: tuple[str, ...] = ()  # report lines before the CSV ones
+    remarks: tuple[str, ...] = ()  # report lines after them
+    volumes: bool = False  # 3-D sources: CSV rank 3, one group per volume, spacing stored
+    slices: bool = False  # write the axial slices of each volume as 2-D examples
+    empty_slices: bool = True  # keep slices with an empty mask
+
+
+def check_options(
+    resize: str,
+    size: int,
+    color: str,
+    multi_mask: str,
+    multiple: int,
+    mask_classes: Sequence[int] | None,
+) -> None:
+    """ValueError for an option outside its documented values (see `import_folders`)."""
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"unknown resize policy {resize!r}; choose one of {RESIZE_POLICIES}")
+    if not isinstance(size, int) or size < 0:
+        raise ValueError(f"size must be an int >= 0 (0 = keep), got {size!r}")
+    if resize == "pad16" and size:
+        raise ValueError("resize='pad16' keeps the pixel grid; size must be 0")
+    if color not in ("gray", "rgb"):
+        raise ValueError(f"color must be 'gray' or 'rgb', got {color!r}")
+    if multi_mask not in ("merge", "channels"):
+        raise ValueError(f"multi_mask must be 'merge' or 'channels', got {multi_mask!r}")
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple must be a positive int, got {multiple!r}")
+    if mask_classes is not None and (
+        len(mask_classes) < 2 or len(set(mask_classes)) != len(mask_classes)
+    ):
+        raise ValueError(
+            f"mask_classes needs >= 2 distinct values (background first), got {mask_classes}"
+        )
+
+
+def run(
+    path: str,
+    source: Source,
+    *,
+    csv_files: Sequence[str],
+    resize: str,
+    size: int,
+    multiple: int,
+    skip_bad: bool,
+) -> Report:
+    """Import `source` to `path` (`*.npz` or a tfds folder) and print the Report."""
+    table, csv_problems, notes = annotations.read_csv(csv_files, 3 if source.volumes else 2)
+    problems = [*source.problems, *csv_problems, *annotations.check_coverage(table, source.ids)]
+    if source.slices and any(k in e for e in table.values() for k in ("center", "box")):
+        problems.append("CSV centres/boxes are per volume; slices derive theirs from the masks")
+    class_names, label_ids = annotations.class_names(table, source.ids)
+    noun = "slices" if source.slices else "examples"
+    places, shape = plan(source.grids, resize, size, multiple, noun)
+    report = Report(path, 0, (*shape, source.channels), source.mask_names, class_names)
+    report.skipped.extend([*source.skipped, *notes])
+    report.imported.extend(source.summary)
+    keys = _annotation_keys(report, table, source.ids, "volume" if source.volumes else "image")
+    report.imported.extend(source.remarks)
+    layout = Layout(
+        class_names,
+        source.mask_names,
+        frozenset(keys | ({"spacing"} if source.volumes else set())),
+        report.image_shape,
+        source.dtype,
+    )
+    labels = {i: label_ids.get(table.get(i, {}).get("label"), 0) for i in source.ids}
+    rows = _rows(source, table, labels, places, layout.keys, problems, report)
+    report.count = output.write(path, rows, layout, problems, skip_bad)
+    report.skipped.extend(problems)
+    print(report, flush=True)
+    return report
+
+
+def _annotation_keys(report: Report, table: dict, ids: Sequence[str], unit: str) -> set[str]:
+    """Fill the report's imported/derived lines for CSV fields; returns the stored keys."""
+    keys = set()
+    for key, plural in (("center", "centres"), ("box", "boxes")):
+        if ids and all(key in table.get(i, {}) for i in ids):
+            keys.add(key)
+            report.imported.append(f"{plural} from CSV")
+        else:
+            report.derived.append(f"{plural} from the masks when loaded (the CSV has none)")
+    have_group = ids and all("group" in table.get(i, {}) for i in ids)
+    report.imported.append("groups from CSV" if have_group else f"one group per {unit}")
+    return keys
+
+
+def _rows(
+    source: Source,
+    table: dict,
+    labels: dict[str, int],
+    places: dict[str, Placement],
+    keys: frozenset[str],
+    problems: list[str],
+    report: Report,
+) -> Iterator[dict]:
+    """The placed rows of every example (or of every slice); bad ones go to `problems`."""
+    dropped = 0
+    for stem in source.ids:
+        where = places[stem]
+        try:
+            found = source.read(stem, where, table.get(stem, {}))
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        group = table.get(stem, {}).get("group", stem)
+        common = dict(label=labels[stem], group=str(group), n_mask_files=found["n_mask_files"])
+        if not source.slices:
+            row = dict(
+                image=place(found["image"], where, False),
+                mask=place(found["mask"], where, True),
+                id=stem,
+                **common,
+            )
+            yield row | {k: found[k] for k in ("center", "box", "spacing") if k in keys}
+            continue
+        for d, (image, mask) in enumerate(zip(found["image"], found["mask"], strict=True)):
+            if not source.empty_slices and not mask.any():
+                dropped += 1
+                continue
+            yield dict(
+                image=place(image, where, False),
+                mask=place(mask, where, True),
+                id=f"{stem}:z{d}",
+                spacing=found["spacing"][1:] / where.scale,
+                **common,
+            )
+    if dropped:
+        report.skipped.append(f"{dropped} slices with empty masks (empty_slices=False)")
