@@ -22,7 +22,8 @@ def test_failed_write_keeps_old_file_and_removes_temporary(tmp_path):
     atomic.write_text(path, "old")
     with pytest.raises(TypeError):
         atomic.write_json(path, {"not json": object()})
-    assert open(path).read() == "old"
+    with open(path) as f:
+        assert f.read() == "old"
     assert os.listdir(tmp_path) == ["r.json"]
 
 
