@@ -61,11 +61,16 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """Console-script entry point: ``jaxseg --config=... --workdir=...`` trains a study;
-    ``jaxseg data import|inspect ...`` brings in a dataset (``python -m jaxseg.data``)."""
+    ``jaxseg data import|inspect ...`` brings in a dataset (``python -m jaxseg.data``);
+    ``jaxseg weights --runs=...`` compares runs' weights (``python -m jaxseg.eval.weights``)."""
     if sys.argv[1:2] == ["data"]:
         from jaxseg.data.__main__ import main as data_main
 
         sys.exit(data_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["weights"]:
+        from jaxseg.eval.weights import main as weights_main
+
+        sys.exit(weights_main(sys.argv[2:]))
     app.run(main, flags_parser=parse_flags)
 
 

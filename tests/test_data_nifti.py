@@ -157,12 +157,9 @@ def test_bad_volumes_are_reported(tmp_path):
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if "tmp" in f]
 
 
-def test_volume_npz_loads_as_dataset_when_supported(tmp_path):
+def test_volume_npz_loads_as_dataset(tmp_path):
     _case(tmp_path, "a")
     out = str(tmp_path / "v.npz")
     importer.import_nifti(str(tmp_path / "images"), str(tmp_path / "labels"), out, multiple=4)
-    try:
-        ds = npz.load(out)
-    except ValueError as e:  # until data.check_arrays accepts volumes [N,D,H,W,C]
-        pytest.skip(f"Dataset does not accept volumes yet: {e}")
+    ds = npz.load(out)
     assert ds.arrays["center"].shape == (1, 3) and ds.arrays["spacing"].shape == (1, 3)

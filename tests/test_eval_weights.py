@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import importlib.util
 import subprocess
 import sys
 
@@ -368,16 +367,37 @@ def test_cli_writes_tables_and_reports_bad_input(tmp_path):
     ]:
         assert line in md.splitlines(), line
     assert "| level_0 | 0.5 | 0 | 0.5 |" in out.stdout  # the report is printed too
-    figures = importlib.util.find_spec("jaxseg.studies.figures")
-    if figures and hasattr(importlib.import_module("jaxseg.studies.figures"), "heatmap"):
-        assert (out_dir / "weight_matrix.png").stat().st_size > 0
-        assert "![weight matrix](weight_matrix.png)" in md
-    else:
-        assert not (out_dir / "weight_matrix.png").exists()
-        assert "note: no heat map" in out.stdout
+    assert (out_dir / "weight_matrix.png").stat().st_size > 0
+    assert "![weight matrix](weight_matrix.png)" in md
 
     bad = cli(f"--runs=a={tmp_path / 'a'},x={tmp_path / 'missing'}")
     assert bad.returncode == 1
     errors = [ln for ln in (bad.stdout + bad.stderr).splitlines() if ln.startswith("error:")]
     assert errors == [f"error: no such directory: {tmp_path / 'missing'}"]
     assert bad.stderr.strip().splitlines()[-1] == errors[0]
+
+
+def test_jaxseg_weights_subcommand_dispatches_to_the_weights_cli(tmp_path, monkeypatch, capsys):
+    from jaxseg import main as main_lib
+
+    save_run(tmp_path / "a", small_params(0.0))
+    save_run(tmp_path / "b", small_params(0.5))
+    monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        main_lib.run()
+    assert exit_info.value.code == 0
+    assert "usage: jaxseg weights" in capsys.readouterr().out
+    runs = f"--runs=a={tmp_path / 'a'},b={tmp_path / 'b'}"
+    monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", runs, "--group=level_0"])
+    with pytest.raises(SystemExit) as exit_info:
+        main_lib.run()
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "## Matrix (level_0)" in out and "| a | 0 | 0.5 |" in out.splitlines()
+    monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", f"--runs=a={tmp_path / 'a'}"])
+    with pytest.raises(SystemExit) as exit_info:
+        main_lib.run()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --runs needs at least two runs to compare, got ['a']"
+    ]

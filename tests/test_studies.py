@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxseg import data
+from jaxseg.checkpoint import flatten
+from jaxseg.eval.weights import load_params
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
@@ -48,10 +50,23 @@ def test_every_study_has_three_scales():
 
 
 def test_localization_transfer(tmp_path):
-    _, _, rows, report = run("localization_transfer", tmp_path)
+    config, workdir, rows, report = run("localization_transfer", tmp_path)
     arms = {r["arm"] for r in rows}
     assert arms == {"pretrained", "scratch"}
     assert "centres are the mask centroids" in report
+    for fold in range(config.protocol.run_folds):  # the segment stage starts from localize's
+        runs = os.path.join(workdir, f"fold_{fold}", "seed_0")
+        segment = os.path.join(runs, "budget_4", "segment")
+        loaded = read_json(os.path.join(segment, "transfer.json"))["loaded"]
+        assert {p.split("/")[1] for p in loaded if p.startswith("params/")} == {
+            "encoder", "bottleneck",
+        }  # fmt: skip
+        localize = flatten(load_params(os.path.join(runs, "localize")))
+        trained = flatten(load_params(segment))
+        encoder = [p for p in localize if p.startswith("encoder/")]
+        assert encoder
+        for p in encoder:  # frozen: still exactly the localization encoder
+            np.testing.assert_array_equal(trained[p], localize[p], err_msg=p)
     assert len(study_config("localization_transfer", "scale=cpu").protocol.budgets) >= 5
 
 

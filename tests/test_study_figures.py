@@ -176,20 +176,6 @@ def test_overlay_grid(tmp_path):
         figures.overlay_grid(images[0], masks, preds, str(tmp_path / "b.png"))
 
 
-def test_heatmap(tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(4, 6))
-    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
-    d[0, 3] = np.nan
-    labels = ["localize", "segment", "scratch", "other"]
-    img = read_png(figures.heatmap(d, labels, str(tmp_path / "h.png"), "weight distance"))
-    assert img.shape[0] >= 350 and img.shape[1] >= 450
-    with pytest.raises(ValueError, match="3 labels"):
-        figures.heatmap(d, labels[:3], str(tmp_path / "b.png"), "t")
-    with pytest.raises(ValueError, match="square"):
-        figures.heatmap(d[:3], labels, str(tmp_path / "b.png"), "t")
-
-
 def test_machine_describe():
     info = machine.describe()
     modules = {"jax": jax, "jaxlib": jaxlib, "flax": flax, "optax": optax, "orbax": ocp,

@@ -51,12 +51,37 @@ def test_progressive_unfreezing_trains_the_right_blocks(
     ]
 
 
-def test_depth_lr_plan_runs_and_is_printed(tiny_run, tiny_fundus, tmp_path, capsys):
-    run = tiny_run(tmp_path, "scratch")
-    run.config.update(freeze="depth_lr:0.5")
-    result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
+def test_depth_lr_scales_each_blocks_first_update_by_its_multiplier(
+    tiny_run, tiny_fundus, tmp_path, capsys
+):
+    """From the same init and batch, step 1's Adam update under depth_lr:0.5 is the plain
+    update times 0.5^i in stage i and 0.5^L in the bottleneck (optax.scale after the optimizer),
+    and the plan is printed."""
+
+    def first_step(name: str, freeze: str) -> dict[str, np.ndarray]:
+        run = tiny_run(tmp_path / name, "scratch")
+        run.config.update(freeze=freeze, steps=1)
+        assert train_and_evaluate(run.config, run.workdir, tiny_fundus)["steps"] == 1
+        return read_variables(os.path.join(run.workdir, "checkpoints"), collections=("params",))
+
+    scaled, plain = first_step("depth_lr", "depth_lr:0.5"), first_step("plain", "none")
     out = capsys.readouterr().out
-    assert "bottleneck/*" in out and "lr*0.25" in out and result["steps"] == run.config.steps
+    assert "bottleneck/*" in out and "lr*0.25" in out
+    run = tiny_run(tmp_path / "init", "scratch")
+    model = models.build(run.config.model, "pixels", 1)
+    initial = init_variables(run.config, model, tiny_fundus.arrays["image"][:1], str(tmp_path))
+    start = {f"params/{p}": np.asarray(v) for p, v in flatten(initial["params"]).items()}
+    depth = 1 + max(int(p.split("/")[2][6:]) for p in start if p.startswith("params/encoder/"))
+    multipliers = set()
+    for p, init in start.items():
+        block = p.split("/")[1]
+        m = {"encoder": None, "decoder": None, "bottleneck": 0.5**depth, "head": 1.0}[block]
+        m = 0.5 ** int(p.split("/")[2][6:]) if m is None else m
+        multipliers.add(m)
+        assert np.abs(plain[p] - init).max() > 0, p  # every block moves in the plain run
+        np.testing.assert_allclose(scaled[p] - init, m * (plain[p] - init), rtol=1e-4,
+                                   atol=1e-7, err_msg=p)  # fmt: skip
+    assert multipliers == {0.5**i for i in range(depth + 1)}
 
 
 def test_unknown_freeze_preset_is_refused(tiny_run, tiny_fundus, tmp_path):

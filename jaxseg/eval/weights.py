@@ -12,14 +12,15 @@ Groups follow the parameter-tree contract (docs/design.md §2) and are named by 
 (``surgery.paths``): ``encoder/stage_i``, ``bottleneck``, ``decoder/stage_i``, ``head``, or per
 resolution level ``level_i`` = encoder + decoder stage i.
 
-CLI: ``python -m jaxseg.eval.weights --runs=a=DIR,b=DIR,... [--group=all] [--out=DIR]`` prints
-the per-stage and per-depth distances of every pair and the distance matrix of ``--group``, and
-with ``--out`` writes ``weights.md``, ``weight_matrix.csv`` and (when
-``jaxseg.studies.figures.heatmap`` exists) ``weight_matrix.png``.
+CLI: ``jaxseg weights --runs=a=DIR,b=DIR,... [--group=all] [--out=DIR]`` (or ``python -m
+jaxseg.eval.weights ...``) prints the per-stage and per-depth distances of every pair and the
+distance matrix of ``--group``, and with ``--out`` writes ``weights.md``, ``weight_matrix.csv``
+and ``weight_matrix.png``.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import os
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg import checkpoint
+from jaxseg import checkpoint, plotting
 from jaxseg.checkpoint import flatten
 from jaxseg.surgery import paths
 
@@ -249,8 +250,8 @@ def parse_runs(items: Sequence[str]) -> dict[str, str]:
 
 def report(runs: Mapping[str, str], group: str = "all", out_dir: str | None = None) -> str:
     """Load the ``runs`` ({label: stage or checkpoints dir}), compare every pair and return the
-    Markdown report; with ``out_dir``, also write weights.md, weight_matrix.csv and, if
-    ``jaxseg.studies.figures.heatmap`` exists, weight_matrix.png (else print a note)."""
+    Markdown report; with ``out_dir``, also write weights.md, weight_matrix.csv and the heat map
+    weight_matrix.png."""
     if len(runs) < 2:
         raise ValueError(f"--runs needs at least two runs to compare, got {list(runs)}")
     params = {label: load_params(path) for label, path in runs.items()}
@@ -283,55 +284,53 @@ def report(runs: Mapping[str, str], group: str = "all", out_dir: str | None = No
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "weight_matrix.csv"), "w") as f:
             f.write(csv_matrix(labels, matrix))
-        png = _heatmap(labels, matrix, os.path.join(out_dir, "weight_matrix.png"), group)
-        text += f"\n\n![weight matrix]({os.path.basename(png)})" if png else ""
+        plotting.heatmap(
+            matrix, labels, os.path.join(out_dir, "weight_matrix.png"), f"weight distance ({group})"
+        )
+        text += "\n\n![weight matrix](weight_matrix.png)"
         with open(os.path.join(out_dir, "weights.md"), "w") as f:
             f.write(text + "\n")
     return text
 
 
-def _heatmap(labels: list[str], matrix: np.ndarray, path: str, group: str) -> str | None:
-    """Draw the matrix with ``jaxseg.studies.figures.heatmap`` if it exists; the path or None."""
+def parser() -> argparse.ArgumentParser:
+    """The CLI's arguments (``jaxseg weights`` = ``python -m jaxseg.eval.weights``)."""
+    p = argparse.ArgumentParser(
+        prog="jaxseg weights", description="Method 5: distances between runs' conv kernels."
+    )
+    p.add_argument(
+        "--runs",
+        type=lambda text: text.split(","),
+        default=None,
+        help="label=DIR pairs, comma-separated (stage or checkpoints dirs)",
+    )
+    p.add_argument("--group", default="all", help="matrix group: all, a stage or level_i")
+    p.add_argument("--out", default=None, help="directory for weights.md and the matrix")
+    p.add_argument(
+        "--verbosity",
+        type=int,
+        default=None,
+        help="absl logging verbosity (default: warnings only; 0 shows info)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report of ``--runs``; returns the exit status (0 ok, 1 bad input with one
+    'error: ...' line on stderr, 2 usage)."""
+    from absl import logging
+
+    args = parser().parse_args(argv)
+    logging.set_verbosity(logging.WARNING if args.verbosity is None else args.verbosity)
     try:
-        from jaxseg.studies.figures import heatmap  # lazy: studies is a higher layer
-    except ImportError as err:
-        print(f"note: no heat map ({err}); skipped {os.path.basename(path)}")
-        return None
-    heatmap(matrix, labels, path, f"weight distance ({group})")
-    return path
-
-
-def _define_flags() -> dict[str, Any]:
-    """Define the CLI's absl flags (called only when run as a program, so importing this module
-    defines no global flags)."""
-    from absl import flags
-
-    return {
-        "runs": flags.DEFINE_list("runs", None, "label=DIR pairs (stage or checkpoints dirs)."),
-        "group": flags.DEFINE_string("group", "all", "Matrix group: all, a stage or level_i."),
-        "out": flags.DEFINE_string("out", None, "Directory for weights.md and the matrix."),
-    }
-
-
-def main(argv: list[str], flag_values: dict[str, Any]) -> None:
-    """Print the report of ``--runs``; bad input exits 1 with one 'error: ...' line."""
-    del argv
-    from absl import flags, logging
-
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
-        if not flag_values["runs"].value:
+        if not args.runs:
             raise ValueError("--runs is required, e.g. --runs=a=DIR,b=DIR")
-        runs = parse_runs(flag_values["runs"].value)
-        print(report(runs, flag_values["group"].value, flag_values["out"].value))
+        print(report(parse_runs(args.runs), args.group, args.out))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _FLAG_VALUES = _define_flags()
-    app.run(lambda argv: main(argv, _FLAG_VALUES))
+    sys.exit(main())

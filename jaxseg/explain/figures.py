@@ -13,7 +13,7 @@ import math
 import jax
 import numpy as np
 
-from jaxseg.plotting import TILE_IN, blank, new_figure, save_png
+from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
 
 CMAP = "magma"
 
@@ -42,20 +42,10 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(jax.image.resize(np.asarray(maps, np.float32), shape, "linear"))
 
 
-def minmax(x: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
-    """``x`` scaled to [0, 1] over ``axis`` (all when None); constant spans map to 0."""
-    return rescale(x, x.min(axis=axis, keepdims=True), x.max(axis=axis, keepdims=True))
-
-
 def rescale(x: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
     """``x`` mapped from [lo, hi] to [0, 1]; where hi == lo, to 0."""
     span = np.asarray(hi) - lo
     return (x - lo) / np.where(span > 0, span, 1)
-
-
-def grey(images: np.ndarray) -> np.ndarray:
-    """Display images [N,H,W] in [0, 1]: mean over channels of [N,H,W,C], min-max per image."""
-    return minmax(np.asarray(images, np.float32).mean(axis=-1), axis=(1, 2))
 
 
 def _layer_paths(runs: dict[str, dict[str, np.ndarray]], n: int) -> list[str]:

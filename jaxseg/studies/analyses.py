@@ -18,6 +18,7 @@ from collections import defaultdict
 import ml_collections
 import numpy as np
 
+from jaxseg import plotting
 from jaxseg.eval import weights
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
@@ -103,7 +104,7 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
         return []
     names, matrix, depth = weight_distance_matrices(config, workdir)
     path = os.path.join("figures", "weight_distances.png")
-    figures_lib.heatmap(
+    plotting.heatmap(
         matrix, names, os.path.join(workdir, path), "d(X(s), Y|X(s)), row X → column Y"
     )
     columns = {f"{x}→{y}": d for (x, y), d in depth.items()}

@@ -1,9 +1,10 @@
 """PNG figures of a study: metric vs label budget with significance marks (method 1), metric vs
 trainable blocks when unfreezing progressively (method 2), validation curves over steps
-(method 4), prediction overlays per arm and annotated heat maps (e.g. weight distances).
+(method 4) and prediction overlays per arm; annotated heat maps (e.g. weight distances) are
+``jaxseg.plotting.heatmap``, re-exported here.
 
-Like ``jaxseg.explain.figures``, figures are ``matplotlib.figure.Figure`` objects with an explicit
-Agg canvas (no pyplot), so nothing global in matplotlib changes. Line plots are ``PLOT_IN``
+Figures are built with ``jaxseg.plotting`` (``matplotlib.figure.Figure`` on an explicit Agg
+canvas, no pyplot), so nothing global in matplotlib changes. Line plots are ``PLOT_IN``
 inches at ``DPI``; image grids are ``TILE_IN``-inch tiles. Every function checks its input,
 raises ``ValueError`` naming what is wrong, writes ``out_path`` (creating its directory) and
 returns it.
@@ -23,7 +24,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from jaxseg.plotting import TILE_IN, blank, new_figure, save_png
+from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
+from jaxseg.plotting import heatmap as heatmap  # re-exported: studies.run draws it from here
 
 PLOT_IN = (5.0, 3.5)
 COLORS = colormaps["tab10"].colors
@@ -209,13 +211,6 @@ def read_curves(
     return out
 
 
-def _grey(images: np.ndarray) -> np.ndarray:
-    """Display images [N,H,W] in [0, 1]: mean over channels, min-max per image."""
-    g = np.asarray(images, np.float32).mean(axis=-1)
-    lo, hi = g.min(axis=(1, 2), keepdims=True), g.max(axis=(1, 2), keepdims=True)
-    return (g - lo) / np.where(hi > lo, hi - lo, 1)
-
-
 def _fill(mask: np.ndarray) -> np.ndarray:
     """RGBA [H,W,4] colouring class k of mask [H,W,K] (bool) in ``COLORS[k]``."""
     rgba = np.zeros((*mask.shape[:2], 4), np.float32)
@@ -256,7 +251,7 @@ def overlay_grid(
         preds[arm] = np.asarray(p) > 0.5
         if preds[arm].shape != truth.shape:
             raise ValueError(f"predictions of {arm!r} {preds[arm].shape} != masks {truth.shape}")
-    background = _grey(images)
+    background = grey(images)
     titles = ["image", "ground truth", *preds]
     fig = new_figure(len(titles) * TILE_IN, images.shape[0] * TILE_IN)
     axes = fig.subplots(images.shape[0], len(titles), squeeze=False)
@@ -272,30 +267,4 @@ def overlay_grid(
             ax.set_xlabel(f"dice {dice(p[i], truth[i]):.2f}", fontsize=7)
     for ax, title in zip(axes[0], titles, strict=True):
         ax.set_title(title, fontsize=8)
-    return save_png(fig, out_path)
-
-
-def heatmap(matrix: np.ndarray, labels: Sequence[str], out_path: str, title: str) -> str:
-    """A square matrix [R,R] (e.g. weight distances between runs) with ``labels`` on both axes,
-    each cell annotated with its value (non-finite cells blank, annotated '–')."""
-    m = np.asarray(matrix, float)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
-        raise ValueError(f"matrix must be square [R,R] with R ≥ 1, got shape {m.shape}")
-    if len(labels) != m.shape[0]:
-        raise ValueError(f"{len(labels)} labels for a {m.shape[0]}×{m.shape[0]} matrix")
-    r = m.shape[0]
-    side = max(3.5, 0.6 * r + 2.0)
-    fig = new_figure(side + 1.0, side)
-    ax = fig.subplots()
-    finite = np.isfinite(m)
-    lo, hi = (m[finite].min(), m[finite].max()) if finite.any() else (0.0, 1.0)
-    image = ax.imshow(np.ma.masked_invalid(m), cmap="viridis", vmin=lo, vmax=hi)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(r), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(r), labels, fontsize=8)
-    for (i, j), v in np.ndenumerate(m):
-        dark = np.isfinite(v) and (v - lo) / ((hi - lo) or 1) < 0.5  # viridis is dark low
-        ax.text(j, i, f"{v:.3g}" if np.isfinite(v) else "–", ha="center", va="center",
-                fontsize=7, color="white" if dark else "black")  # fmt: skip
-    ax.set_title(title, fontsize=9)
     return save_png(fig, out_path)
