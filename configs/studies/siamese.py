@@ -52,7 +52,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     def segment(init: dict):
         return stage(
-            "segmentation", "adamw", 1e-3, seg_steps, "budget", model=seg_model,
+            "segmentation", "adam", 1e-3, seg_steps, "budget", model=seg_model,
             loss="bce_dice", optimizer=dict(weight_decay=1e-2), init_from=init,
             task_options=dict(pos_weight=2.0, bce_dice_start=(0.6, 0.4), bce_dice_end=(0.2, 0.8),
                               recon_weight=0.1),
@@ -60,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )  # fmt: skip
 
     config.stages = ml_collections.ConfigDict()
-    config.stages.siamese = stage("siamese", "adamw", 1e-3, pre_steps, "all", model=model,
+    config.stages.siamese = stage("siamese", "adam", 1e-3, pre_steps, "all", model=model,
                                   task_options=options, optimizer=dict(weight_decay=1e-2),
                                   batch_size=4)  # fmt: skip
     config.stages.segment = segment(dict(stage="siamese", subtrees="encoder"))
