@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxseg import models
 from jaxseg.models.unet import UNet
 from jaxseg.surgery import freeze, presets, schedule
 from jaxseg.surgery.paths import flatten, unflatten
@@ -209,6 +211,83 @@ def test_progressive_plans_add_one_block_at_a_time(params, direction):
         assert trainable == {
             p for p in flatten(params) if p.startswith(tuple(_flat(order[: k + 1])))
         }
+
+
+ENCODER_5 = [f"encoder/stage_{i}/" for i in range(5)]
+DECODER_HEAD = "(?:decoder/stage_0/|head/)"
+DENSE = dict(name="densenet", width=4, growth=4, dense_layers=(1, 1), groups=2, reconstruct=True)
+REGISTRY = {  # model fields, input, blocks shallow -> deep, some depth_lr:0.5 rules
+    "unet": (
+        dict(depth=2, width=4), (16, 16, 1),
+        ["encoder/stage_0/", "encoder/stage_1/", "bottleneck/", "decoder/stage_1/", DECODER_HEAD],
+        {"encoder/stage_1/": 0.5, "bottleneck/": 0.25, "head/": "train"},
+    ),
+    "unet-vgg16": (
+        dict(backbone="vgg16", width=4), (32, 32, 3),
+        [*ENCODER_5, "bottleneck/", *(f"decoder/stage_{i}/" for i in (4, 3, 2, 1)), DECODER_HEAD],
+        {"encoder/stage_4/": 0.5**4, "bottleneck/": 0.5**5, "decoder/stage_4/": 0.5**4},
+    ),
+    "unet-resnet50": (
+        dict(backbone="resnet50", width=4), (32, 32, 3),
+        [*ENCODER_5, "bottleneck/", *(f"decoder/stage_{i}/" for i in (3, 2, 1)), DECODER_HEAD],
+        {"bottleneck/": 0.5**5, "decoder/stage_3/": 0.125, "decoder/stage_0/": "train"},
+    ),
+    "deeplabv3": (
+        dict(name="deeplabv3", backbone="resnet50", aspp_width=8), (32, 32, 3),
+        [*ENCODER_5, "(?:decoder/aspp/|decoder/conv/|decoder/norm/|head/)"],
+        {"encoder/stage_4/": 0.5**4, "decoder/": 0.5**5, "head/": "train"},
+    ),
+    "densenet": (
+        DENSE, (16, 16, 1),
+        ["encoder/stage_0/", "encoder/stage_1/", "bottleneck/",
+         "(?:decoder/stage_1/|reconstruction/stage_1/)",
+         "(?:decoder/stage_0/|head/|reconstruction/head/|reconstruction/stage_0/)"],
+        {"reconstruction/stage_1/": 0.5, "decoder/stage_1/": 0.5, "bottleneck/": 0.25,
+         "reconstruction/head/": "train"},
+    ),
+}  # fmt: skip
+
+
+@functools.cache
+def registry_params(name: str):
+    """Abstract params (shapes only) of a tiny ``REGISTRY`` model with a 'pixels' head."""
+    fields, shape, _, _ = REGISTRY[name]
+    model = models.build(models.config(**fields), "pixels", 1)
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape))))[
+        "params"
+    ]
+
+
+def test_registry_cases_cover_every_model():
+    assert {fields.get("name", "unet") for fields, *_ in REGISTRY.values()} == set(models.MODELS)
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_every_registry_model_has_blocks_from_shallow_to_deep(name):
+    assert presets.blocks(registry_params(name)) == REGISTRY[name][2]
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_block_presets_give_every_parameter_of_every_registry_model_a_rule(name):
+    params = registry_params(name)
+    blocks, paths = presets.blocks(params), list(flatten(params))
+    in_block = [{p for p in paths if re.match(rx, p + "/")} for rx in blocks]
+    assert sorted(p for block in in_block for p in block) == sorted(paths)  # a partition
+    for direction, order in [("shallow_to_deep", in_block), ("deep_to_shallow", in_block[::-1])]:
+        for k, plan in enumerate(presets.progressive(direction, params)):
+            trained = {p for p, r in freeze.resolve(params, plan).items() if r == "train"}
+            assert trained == set().union(*order[: k + 1])
+    resolved = freeze.resolve(params, presets.static("depth_lr:0.5", params))
+    for prefix, rule in REGISTRY[name][3].items():
+        assert rules(resolved, prefix) == {rule}, prefix
+
+
+def test_block_presets_refuse_paths_outside_the_blocks():
+    params = {"encoder": {"stage_0": {"k": 0}, "proj": {"k": 0}}, "head": {"k": 0}}
+    with pytest.raises(
+        ValueError, match=r"^freeze presets by block cannot place \['encoder/proj/'\]"
+    ):
+        presets.progressive("shallow_to_deep", params)
 
 
 def _flat(items):

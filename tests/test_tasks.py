@@ -6,6 +6,7 @@ import math
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from jaxseg import tasks
@@ -171,6 +172,62 @@ def test_sgd_momentum():
     heavy = _updates(optimizers.build(_opt_cfg(name="sgd", momentum=0.9), 10), steps=2)
     assert plain == pytest.approx([-0.1, -0.1])
     assert heavy == pytest.approx([-0.1, -0.19])
+
+
+def _torch_trajectory(name: str, grads, wd: float, momentum: float, lr: float = 0.1, p=1.0):
+    """Parameters after each step of PyTorch's documented update with coupled L2 (``g + wd·p``
+    enters the moments), in float64: Adam (β 0.9/0.999), RMSprop (α 0.9), SGD."""
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        g = g + wd * p
+        if name == "adam":
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+            step = m / (1 - 0.9**t) / (math.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        elif name == "rmsprop":
+            v = 0.9 * v + 0.1 * g * g
+            m = step = momentum * m + g / math.sqrt(v)
+        else:
+            m = step = momentum * m + g
+        p -= lr * step
+        out.append(p)
+    return out
+
+
+def _trajectory(tx, grads, p: float = 1.0):
+    params = {"w": jnp.array([p])}
+    state = tx.init(params)
+    out = []
+    for g in grads:
+        upd, state = tx.update({"w": jnp.array([g])}, state, params)
+        params = optax.apply_updates(params, upd)
+        out.append(float(params["w"][0]))
+    return out
+
+
+@pytest.mark.parametrize("name,momentum", [("adam", 0.0), ("rmsprop", 0.5), ("sgd", 0.9)])
+def test_weight_decay_is_coupled_l2_as_in_torch(name, momentum):
+    grads = [1.0, -1.0, 0.5]
+    cfg = _opt_cfg(name=name, weight_decay=0.5, momentum=momentum)
+    ours = _trajectory(optimizers.build(cfg, 10), grads)
+    assert ours == pytest.approx(_torch_trajectory(name, grads, 0.5, momentum), rel=1e-5)
+    assert ours != pytest.approx(_torch_trajectory(name, grads, 0.0, momentum), rel=1e-3)
+    if name == "adam":  # by hand: g₁ = 1.5 -> p = 0.9; g₂ = -1 + 0.45, m̂ = 0.08/0.19, v̂ = …
+        assert ours[1] - ours[0] == pytest.approx(-0.037278, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(name="adam", momentum=0.9), "optimizer.momentum=0.9 has no effect with adam"),
+        (dict(name="adamw", momentum=0.5), "optimizer.momentum=0.5 has no effect with adamw"),
+        (dict(name="sgd", momentum=1.0), r"optimizer.momentum=1.0 must be in \[0, 1\)"),
+        (dict(name="adamw", weight_decay=-0.1), "optimizer.weight_decay=-0.1 must be >= 0"),
+    ],
+)
+def test_settings_without_effect_or_out_of_range_are_refused(kw, match):
+    with pytest.raises(ValueError, match=f"^{match}"):
+        optimizers.build(_opt_cfg(**kw), 10)
 
 
 def test_constant_schedule():

@@ -3,51 +3,55 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
 from conftest import read_variables
 
+from jaxseg.surgery import presets
 from jaxseg.surgery.paths import flatten
 from jaxseg.train.loop import train_and_evaluate
 from jaxseg.train.setup import prepare_stage
 
-BLOCKS = ["encoder/stage_0", "encoder/stage_1", "bottleneck", "decoder/stage_1", "decoder/stage_0"]
+DEEPLAB = dict(name="deeplabv3", backbone="vgg16", norm="batch", aspp_width=8)
+DENSE = dict(name="densenet", width=4, growth=4, dense_layers=(1, 1), groups=2, reconstruct=True)
 
 
-def block_of(path: str) -> str:
-    """'params/decoder/stage_0/conv_0/kernel' -> its block (the head belongs to decoder/stage_0)."""
-    inner = path.split("/", 1)[1]
-    if inner.startswith("head/"):
-        return "decoder/stage_0"
-    return next(b for b in BLOCKS if inner.startswith(b + "/"))
-
-
-def moved_blocks(run, tiny_fundus, tmp_path) -> set[str]:
-    """The blocks whose params or batch_stats differ from the stage's step-0 values."""
+def moved_blocks(run, tiny_fundus) -> set[int]:
+    """Indices (``presets.blocks`` order, shallow first) of the blocks whose params or
+    batch_stats differ from the stage's step-0 values."""
     initial = prepare_stage(run.config, tiny_fundus).variables
+    blocks = presets.blocks(initial["params"])
     start = {f"{c}/{p}": np.asarray(v) for c in initial for p, v in flatten(initial[c]).items()}
     final = read_variables(os.path.join(run.workdir, "checkpoints"))
-    return {block_of(p) for p in final if not np.array_equal(final[p], start[p])}
+    moved = [p.split("/", 1)[1] + "/" for p in final if not np.array_equal(final[p], start[p])]
+    return {next(k for k, rx in enumerate(blocks) if re.match(rx, p)) for p in moved}
 
 
 @pytest.mark.parametrize(
-    "direction,steps,expected",
+    "model,n,direction,steps,expected",
     [
-        ("shallow_to_deep", 3, {"encoder/stage_0", "encoder/stage_1", "bottleneck"}),
-        ("deep_to_shallow", 2, {"decoder/stage_0", "decoder/stage_1"}),
+        ({}, 5, "shallow_to_deep", 3, {0, 1, 2}),  # encoder/stage_0, stage_1, bottleneck
+        ({}, 5, "deep_to_shallow", 2, {4, 3}),  # decoder/stage_0 + head, decoder/stage_1
+        (DEEPLAB, 6, "deep_to_shallow", 2, {5, 4}),  # aspp + conv + head, encoder/stage_4
+        (DENSE, 5, "deep_to_shallow", 2, {4, 3}),  # with reconstruction/stage_i and its head
     ],
+    ids=["unet-shallow", "unet-deep", "deeplab-deep", "dense-deep"],
 )
 def test_progressive_unfreezing_trains_the_right_blocks(
-    tiny_run, tiny_fundus, tmp_path, capsys, direction, steps, expected
+    tiny_run, tiny_fundus, tmp_path, capsys, model, n, direction, steps, expected
 ):
+    """``n`` blocks, one more trainable at each step; after ``steps`` steps exactly the first
+    ``steps`` blocks from the chosen end have moved."""
     run = tiny_run(tmp_path / "run", "scratch")
-    run.config.update(freeze=direction, unfreeze_at=(1, 2, 3, 4), steps=steps, log_every=1)
+    run.config.model.update(model)
+    run.config.update(freeze=direction, unfreeze_at=tuple(range(1, n)), steps=steps, log_every=1)
     train_and_evaluate(run.config, run.workdir, tiny_fundus)
-    assert moved_blocks(run, tiny_fundus, tmp_path / "init") == expected
+    assert moved_blocks(run, tiny_fundus) == expected
     out = capsys.readouterr().out
-    assert [f"freeze plan {k}/5 from step {k - 1}" in out for k in range(1, 6)] == [
-        k <= steps for k in range(1, 6)
+    assert [f"freeze plan {k}/{n} from step {k - 1}" in out for k in range(1, n + 1)] == [
+        k <= steps for k in range(1, n + 1)
     ]
 
 
@@ -68,8 +72,7 @@ def test_depth_lr_scales_each_blocks_first_update_by_its_multiplier(
     out = capsys.readouterr().out
     assert "bottleneck/*" in out and "lr*0.25" in out
     run = tiny_run(tmp_path / "init", "scratch")
-    model = models.build(run.config.model, "pixels", 1)
-    initial = init_variables(run.config, model, tiny_fundus.arrays["image"][:1], str(tmp_path))
+    initial = prepare_stage(run.config, tiny_fundus).variables
     start = {f"params/{p}": np.asarray(v) for p, v in flatten(initial["params"]).items()}
     depth = 1 + max(int(p.split("/")[2][6:]) for p in start if p.startswith("params/encoder/"))
     multipliers = set()
@@ -98,8 +101,8 @@ def test_frozen_preset_keeps_params_and_batch_stats_bit_identical_under_adamw(
     run.config.update(freeze="encoder")
     run.config.optimizer.update(name="adamw", weight_decay=0.1)
     train_and_evaluate(run.config, run.workdir, tiny_fundus)
-    moved = moved_blocks(run, tiny_fundus, tmp_path / "init")
-    assert moved == {"decoder/stage_1", "decoder/stage_0"}  # encoder and bottleneck untouched
+    moved = moved_blocks(run, tiny_fundus)
+    assert moved == {3, 4}  # decoder/stage_1, decoder/stage_0 + head; encoder and bottleneck not
 
 
 def test_augmentation_in_the_step_is_deterministic_and_changes_training(

@@ -53,7 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     def segment(init: dict):
         return stage(
             "segmentation", examples="budget", steps=seg_steps, model=seg_model,
-            loss="bce_dice", optimizer=dict(name="adamw", weight_decay=1e-2), init_from=init,
+            loss="bce_dice", optimizer=dict(weight_decay=1e-2), init_from=init,
             task_options=dict(pos_weight=2.0, bce_dice_start=(0.6, 0.4), bce_dice_end=(0.2, 0.8),
                               recon_weight=0.1),
             val_fraction=0.2, eval_every=max(1, seg_steps // 10), batch_size=4,
@@ -62,7 +62,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages = ml_collections.ConfigDict()
     config.stages.siamese = stage("siamese", examples="all", steps=pre_steps, model=model,
                                   task_options=options,
-                                  optimizer=dict(name="adamw", weight_decay=1e-2),
+                                  optimizer=dict(weight_decay=1e-2),
                                   batch_size=4)  # fmt: skip
     config.stages.segment = segment(dict(stage="siamese", subtrees="encoder"))
     config.stages.scratch = segment({})

@@ -1,4 +1,11 @@
-"""Optimizers by name, with a learning-rate schedule, from a stage's ``optimizer`` config."""
+"""Optimizers by name, with a learning-rate schedule, from a stage's ``optimizer`` config.
+
+``weight_decay`` follows PyTorch: for ``adam``, ``rmsprop`` and ``sgd`` it is coupled L2
+(``wd · param`` added to the gradient before the optimizer's moments, as
+``torch.optim.Adam(weight_decay=...)``; method 4's Adam); ``adamw`` decays decoupled
+(``lr · wd · param`` subtracted after the Adam step). ``momentum`` is the heavy-ball momentum of
+``sgd`` and ``rmsprop``; Adam's first moment is fixed (b1 = 0.9), so adam/adamw refuse it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+WITH_MOMENTUM = ("rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -20,15 +28,34 @@ def schedule(cfg: ml_collections.ConfigDict, steps: int) -> optax.Schedule:
     raise ValueError(f"optimizer.schedule={cfg.schedule!r} is unknown; use one of {SCHEDULES}")
 
 
+def check(cfg: ml_collections.ConfigDict) -> None:
+    """Raise one ValueError naming the key for a setting out of range or without effect."""
+    if cfg.name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name={cfg.name!r} is unknown; use one of {OPTIMIZERS}")
+    if cfg.weight_decay < 0:
+        raise ValueError(f"optimizer.weight_decay={cfg.weight_decay} must be >= 0")
+    if not 0 <= cfg.momentum < 1:
+        raise ValueError(f"optimizer.momentum={cfg.momentum} must be in [0, 1)")
+    if cfg.momentum and cfg.name not in WITH_MOMENTUM:
+        raise ValueError(
+            f"optimizer.momentum={cfg.momentum} has no effect with {cfg.name} (its first moment "
+            f"is fixed at b1=0.9); set it to 0 or use one of {WITH_MOMENTUM}"
+        )
+
+
 def build(cfg: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
-    """The trainable-leaf optimizer (freezing wraps it, see ``surgery.freeze``)."""
+    """The trainable-leaf optimizer (freezing wraps it, see ``surgery.freeze``), checked."""
+    check(cfg)
     lr = schedule(cfg, steps)
-    if cfg.name == "adam":
-        return optax.adam(lr)
     if cfg.name == "adamw":
         return optax.adamw(lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "rmsprop":
-        return optax.rmsprop(lr, decay=0.9)
-    if cfg.name == "sgd":
-        return optax.sgd(lr, momentum=cfg.momentum or None)
-    raise ValueError(f"optimizer.name={cfg.name!r} is unknown; use one of {OPTIMIZERS}")
+    momentum = cfg.momentum or None
+    if cfg.name == "adam":
+        tx = optax.adam(lr)
+    elif cfg.name == "rmsprop":
+        tx = optax.rmsprop(lr, decay=0.9, momentum=momentum)
+    else:
+        tx = optax.sgd(lr, momentum=momentum)
+    if not cfg.weight_decay:
+        return tx
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)  # coupled L2
