@@ -21,8 +21,8 @@ import pytest
 from jaxseg import plotting
 from jaxseg.studies import figures, machine
 from jaxseg.studies import plan as plan_lib
+from jaxseg.studies import report as report_lib
 from jaxseg.studies import results as results_lib
-from jaxseg.studies import run as run_lib
 
 COMPARE = ("pretrained", "scratch")
 
@@ -214,11 +214,11 @@ def linked_files(report: str) -> list[str]:
 def test_write_report_sections_and_files(tmp_path, tiny_study, tiny_fundus, capsys):
     workdir = str(tmp_path / "study")
     rows = study_rows(tiny_study, workdir)
-    for dirs in run_lib.final_run_dirs(tiny_study, workdir)[4].values():
+    for dirs in report_lib.final_run_dirs(tiny_study, workdir)[4].values():
         for i, d in enumerate(dirs):
             write_jsonl(d, [{"step": s, "train/loss": 1.0, "val/dice": 0.1 * i + s / 10}
                             for s in (3, 6)])  # fmt: skip
-    text = run_lib.write_report(tiny_study, workdir, rows, tiny_fundus)
+    text = report_lib.write_report(tiny_study, workdir, rows, tiny_fundus)
     with open(os.path.join(workdir, "report.md")) as f:
         assert text == f.read()
     assert text.strip() in capsys.readouterr().out
@@ -243,7 +243,9 @@ def test_write_report_sections_and_files(tmp_path, tiny_study, tiny_fundus, caps
 
 def test_write_report_without_validation_records(tmp_path, tiny_study, tiny_fundus):
     workdir = str(tmp_path / "study")
-    text = run_lib.write_report(tiny_study, workdir, study_rows(tiny_study, workdir), tiny_fundus)
+    text = report_lib.write_report(
+        tiny_study, workdir, study_rows(tiny_study, workdir), tiny_fundus
+    )
     assert linked_files(text) == ["figures/budget_dice.png"]
     assert os.listdir(os.path.join(workdir, "figures")) == ["budget_dice.png"]
     assert "Validation dice" not in text

@@ -1,7 +1,7 @@
 """PNG figures of a study: metric vs label budget with significance marks (method 1), metric vs
 trainable blocks when unfreezing progressively (method 2), validation curves over steps
 (method 4) and prediction overlays per arm; annotated heat maps (e.g. weight distances) are
-``jaxseg.plotting.heatmap``, re-exported here.
+``jaxseg.plotting.heatmap``.
 
 Figures are built with ``jaxseg.plotting`` (``matplotlib.figure.Figure`` on an explicit Agg
 canvas, no pyplot), so nothing global in matplotlib changes. Line plots are ``PLOT_IN``
@@ -25,7 +25,6 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
-from jaxseg.plotting import heatmap as heatmap  # re-exported: studies.run draws it from here
 
 PLOT_IN = (5.0, 3.5)
 COLORS = colormaps["tab10"].colors

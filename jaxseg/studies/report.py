@@ -1,0 +1,228 @@
+"""A study's report from its finished runs: ``results.csv`` rows → ``summary.json``, the tables
+and figures of ``report.md`` (with ``figures/`` and ``machine.json``). Reads runs through
+``train.rundir`` only, so a report can be rebuilt without training anything."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from jaxseg import atomic, data, plotting, tasks
+from jaxseg.eval import weights
+from jaxseg.explain.capture import load_run
+from jaxseg.studies import analyses, machine
+from jaxseg.studies import figures as figures_lib
+from jaxseg.studies import plan as plan_lib
+from jaxseg.studies import results as results_lib
+from jaxseg.train import rundir
+
+
+def final_run_dirs(config: ml_collections.ConfigDict, workdir: str) -> dict[float, dict]:
+    """{budget: {arm: [directories of the arm's last-stage runs over the folds run × seeds]}} in
+    the plan's order (an ``examples='all'`` last stage lists the same run under every budget)."""
+    folds = config.protocol.run_folds or config.protocol.folds
+    out: dict[float, dict[str, list[str]]] = {}
+    for budget in config.protocol.budgets:
+        out[budget] = {}
+        for arm in config.arms:
+            last = len(plan_lib.arm_stages(config, arm)) - 1
+            out[budget][arm] = [
+                plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget).workdir
+                for fold in range(folds)
+                for seed in config.protocol.seeds
+            ]
+    return out
+
+
+def report_figures(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    summary: list[dict],
+    metric: str,
+    compare: tuple[str, str],
+) -> list[str]:
+    """Draw the study's figures into ``<workdir>/figures/``; returns the Markdown lines that
+    embed them (paths relative to ``workdir``): the budget curve when the summary has both
+    compared arms, and per budget the validation curves of ``val/<metric>`` when a last-stage
+    run logged that key (none otherwise)."""
+    lines = []
+    if {r["arm"] for r in summary} >= set(compare):
+        path = os.path.join("figures", f"budget_{metric}.png")
+        figures_lib.budget_curve(summary, metric, compare, os.path.join(workdir, path))
+        lines += [f"![{metric} vs label budget]({path})", ""]
+    for budget, run_dirs in final_run_dirs(config, workdir).items():
+        curves = figures_lib.read_curves(run_dirs, f"val/{metric}")
+        curves = {arm: c for arm, c in curves.items() if c}
+        if not curves:
+            continue
+        label = results_lib.format_budget(budget)
+        path = os.path.join("figures", f"convergence_{metric}_budget_{label}.png")
+        figures_lib.convergence(curves, os.path.join(workdir, path), metric)
+        lines += [
+            f"Validation {metric} over steps at budget {label} (mean over folds × seeds):",
+            "",
+            f"![validation {metric}, budget {label}]({path})",
+            "",
+        ]
+    return lines
+
+
+def first_split_figures(
+    config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset, num_images: int = 4
+) -> list[str]:
+    """Prediction overlays (image, ground truth, each arm) and the heat map of method 5's weight
+    distances between the arms' final networks, for the first fold, seed and budget of a
+    segmentation study; returns the Markdown lines that embed them."""
+    budget = next(iter(config.protocol.budgets))
+    runs = {arm: dirs[0] for arm, dirs in final_run_dirs(config, workdir)[budget].items()}
+    if any(rundir.read_result(d) is None for d in runs.values()):
+        return []  # no finished runs to draw (e.g. a report rebuilt from a results table)
+    loaded = {arm: load_run(d) for arm, d in runs.items()}
+    if any(run.config.task != "segmentation" for run in loaded.values()):
+        return []
+    first = rundir.read_result(next(iter(runs.values())))
+    index = np.asarray(first["test_index"][:num_images], dtype=int)
+    images, masks = dataset.arrays["image"][index], dataset.arrays["mask"][index]
+    predictions = {}
+    for arm, run in loaded.items():
+        task = tasks.for_config(run.config, dataset.arrays, dataset.class_names)
+        predictions[arm] = np.asarray(task.predict(run.model.apply(run.variables, images)))
+    if images.ndim == 5:  # volumes: the axial slice through each mask's centroid
+        z = np.where(
+            dataset.arrays["has_object"][index],
+            np.round(dataset.arrays["center"][index, 2]),
+            images.shape[1] // 2,
+        ).astype(int)
+        rows = np.arange(len(index))
+        images, masks = images[rows, z], masks[rows, z]
+        predictions = {arm: p[rows, z] for arm, p in predictions.items()}
+    label = results_lib.format_budget(budget)
+    overlay = os.path.join("figures", f"predictions_budget_{label}.png")
+    figures_lib.overlay_grid(images, masks, predictions, os.path.join(workdir, overlay))
+    lines = [f"Predictions on held-out images (fold 0, budget {label}):", "", f"![]({overlay})", ""]
+    if len(loaded) > 1:
+        labels, matrix = weights.distance_matrix(
+            {arm: run.variables["params"] for arm, run in loaded.items()}
+        )
+        path = os.path.join("figures", f"weight_distance_budget_{label}.png")
+        title = "RMS conv-kernel distance between the arms' final networks"
+        plotting.heatmap(matrix, labels, os.path.join(workdir, path), title)
+        lines += [f"{title} (fold 0, budget {label}):", "", f"![]({path})", ""]
+    return lines
+
+
+# The metric a study's main table reports, by the task of the compared arms' last stage.
+PRIMARY = {
+    "segmentation": "dice",
+    "box_segmentation": "dice",
+    "localization": "center_error",
+    "classification": "accuracy",
+}
+# What the report says about labels a task derives instead of reading them.
+DERIVED = {
+    "localization": "centres are the mask centroids (derived, not annotated) and images with "
+    "empty masks are left out of localization",
+    "box_segmentation": "box masks are the masks' bounding boxes, filled (derived, not annotated)",
+    "siamese": "siamese pairs are drawn within each split",
+    "multilabel": "image-level labels are the mask channels present",
+}
+
+
+def data_notes(config: ml_collections.ConfigDict) -> str:
+    """Sentences on derived labels and on stages that train on other data."""
+    used = {s.task for s in config.stages.values()}
+    notes = [DERIVED[t] for t in sorted(used) if t in DERIVED]
+    text = f" In this study {'; '.join(notes)}." if notes else ""
+    for name, stage in config.stages.items():
+        if "data" in stage:
+            d = stage.data
+            where = d.path or f"the built-in '{d.source}' generator (seed {d.seed})"
+            text += f" Stage {name} trains on {where}."
+    return text
+
+
+def write_report(
+    config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
+) -> str:
+    """Print the summary and write ``report.md`` (with figures under ``figures/`` and the
+    machine description in ``machine.json``); returns the report text."""
+    compare = tuple(config.compare)
+    final_stage = config.stages[plan_lib.arm_stages(config, compare[0])[-1]]
+    metric = PRIMARY.get(final_stage.task, "loss")
+    metrics = [metric, *(m for m in config.get("report_metrics", ()) if m != metric)]
+    summaries = {m: results_lib.summarize(rows, m, compare) for m in metrics}
+    summary = summaries[metric]
+    pretext = results_lib.pretext_summary(rows)
+    atomic.write_json(
+        os.path.join(workdir, "summary.json"),
+        {"final": summary, "metrics": summaries, "pretext": pretext},
+    )
+    figures = report_figures(config, workdir, summary, metric, compare)
+    figures += first_split_figures(config, workdir, dataset)
+    extra = analyses.unfreeze_section(config, workdir, summary, metric)
+    extra += analyses.weight_distance_section(config, workdir)
+    info = machine.describe()
+    atomic.write_json(os.path.join(workdir, "machine.json"), info)
+    lines = [
+        "# Study report",
+        "",
+        f"Data: {dataset.name} ({len(dataset)} images, "
+        f"{int((~dataset.arrays['has_object']).sum())} with empty masks).{data_notes(config)}",
+        f"Protocol: {config.protocol.folds}-fold group-aware CV (folds run: "
+        f"{config.protocol.run_folds or config.protocol.folds}), label budgets "
+        f"{tuple(config.protocol.budgets)} (nested), seeds {tuple(config.protocol.seeds)}.",
+        "Arms: " + "; ".join(f"{a} = {config.arms[a]}" for a in config.arms) + ".",
+        "",
+        *(
+            line
+            for m in metrics
+            for line in (
+                f"## {m} on the held-out fold (mean ± sd over folds × seeds)",
+                "",
+                results_lib.markdown_table(summaries[m], compare),
+                "",
+            )
+        ),
+        "p: two-sided paired t-test and Wilcoxon signed-rank test over (fold, seed) pairs "
+        "(Wilcoxon drops pairs with equal values; with n pairs its smallest p is 2/2^n, "
+        "e.g. 0.0625 for 5).",
+        "",
+        *extra,
+        "## Earlier stages",
+        "",
+        "| stage | metric | n | mean ± sd |",
+        "|---|---|---:|---|",
+        *(
+            f"| {p['stage']} | {p['metric']} | {p['n']} | {p['mean']:.3f} ± {p['sd']:.3f} |"
+            for p in pretext
+        ),
+        "",
+        *(["## Figures", "", *figures] if figures else []),
+        "Files: `results.csv` (one row per run × metric), `summary.json`, `study_config.json`, "
+        "`machine.json`, `figures/`, per-run directories "
+        "`fold_F/seed_S/[budget_B/]STAGE/` with `config.json`, `metrics.jsonl`, `tb/`, "
+        "`checkpoints/`, `result.json`.",
+        "",
+        "## Config",
+        "",
+        "<details><summary>Study config (JSON, as in <code>study_config.json</code>)</summary>",
+        "",
+        "```json",
+        config.to_json_best_effort(sort_keys=True, indent=1),
+        "```",
+        "",
+        "</details>",
+        "",
+        "## Machine",
+        "",
+        "The machine that wrote this report (`machine.json`); runs read back from an earlier "
+        "invocation may have trained elsewhere.",
+        "",
+        machine.markdown(info),
+    ]
+    text = "\n".join(lines) + "\n"
+    atomic.write_text(os.path.join(workdir, "report.md"), text)
+    print(text)
+    return text
