@@ -1,5 +1,5 @@
 """The package's layering (docs/design.md): main → studies, explain → train → tasks → models,
-surgery, data, eval, losses → checkpoint → atomic, plotting, xla_flags. No module imports a
+surgery, data, eval, losses → checkpoint → atomic, locking, plotting, xla_flags. No module imports a
 higher layer, not even lazily inside a function (every import statement is scanned)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from conftest import REPO, subprocess_env
 
 PACKAGE = REPO / "jaxseg"
 LAYERS = [  # lowest first; a module may import its own layer and the layers below
-    {"__init__", "atomic", "plotting", "xla_flags"},
+    {"__init__", "atomic", "locking", "plotting", "xla_flags"},
     {"checkpoint"},
     {"models", "surgery", "data", "eval", "losses"},
     {"tasks"},

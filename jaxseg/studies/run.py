@@ -4,17 +4,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import ml_collections
 from absl import logging
 
-from jaxseg import atomic, data
+from jaxseg import atomic, data, locking
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
+from jaxseg.studies import workdir as workdir_lib
 from jaxseg.studies.report import write_report
-from jaxseg.train import rundir
+from jaxseg.train import distributed, rundir
 from jaxseg.train.loop import train_and_evaluate
 
 
@@ -38,22 +40,56 @@ def run_study(
     """Train/evaluate all runs of ``config`` under ``workdir``; returns the tidy result rows.
 
     Finished runs are read back, never retrained or rewritten, unless ``overwrite`` (then every
-    run of the study is cleared and trained again).
+    run of the study is cleared and trained again). A workdir holding the same study with other
+    budgets, seeds or folds is extended; another study, a directory of other files or report
+    files jaxseg did not write are refused (``studies.workdir``). Everything is checked before
+    anything is written; one process at a time holds the workdir.
     """
-    compare = tuple(config.compare)
-    for arm in compare:
+    workdir_lib.check(workdir)
+    config = config if overwrite else workdir_lib.extend(config, workdir)
+    planned, datasets = check_study(config, workdir, overwrite)
+    with study_lock(workdir):
+        study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
+        atomic.write_text(study_config, rundir.config_text(config))
+        rows = train_all(planned, datasets, overwrite)
+        results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
+        report = write_report(config, workdir, rows, datasets(config.data))
+        if "explain" in config and config.explain.enabled:
+            index = explain_first_split(config, workdir, planned)
+            what = f"\n## What transferred\n\nSee [{index}]({index}).\n"
+            atomic.write_text(os.path.join(workdir, "report.md"), report + what)
+        workdir_lib.record_outputs(workdir)
+    return rows
+
+
+def check_study(
+    config: ml_collections.ConfigDict, workdir: str, overwrite: bool
+) -> tuple[list[plan_lib.Chain], Datasets]:
+    """The planned runs and their datasets, after every run was checked (config, data, shapes,
+    transfers; a finished run of another config in its directory is refused)."""
+    for arm in tuple(config.compare):
         if arm not in config.arms:
             raise ValueError(f"compare names arm {arm!r}; arms are {list(config.arms)}")
-    planned = plan_lib.plan(config, workdir)  # validates the whole study before any training
+    planned = plan_lib.plan(config, workdir)
     for chain in planned:
         for run in chain.runs:  # a finished run of another config must not pass for this one's
             if not overwrite:
                 rundir.check(run.config, run.workdir)
     datasets = Datasets()
-    dataset = datasets(config.data)
-    preflight.check_study(planned, datasets)  # every run checked before anything is written
-    os.makedirs(workdir, exist_ok=True)
-    atomic.write_text(os.path.join(workdir, "study_config.json"), rundir.config_text(config))
+    preflight.check_study(planned, datasets)
+    return planned, datasets
+
+
+def study_lock(workdir: str) -> contextlib.AbstractContextManager:
+    """The workdir's lock for the study (process 0; the others follow its lead)."""
+    if not distributed.is_primary():
+        os.makedirs(workdir, exist_ok=True)
+        return contextlib.nullcontext()
+    return locking.hold(workdir, f"--workdir={workdir}")
+
+
+def train_all(planned: list[plan_lib.Chain], datasets: Datasets, overwrite: bool) -> list[dict]:
+    """Every run in order (a run shared by chains once); the tidy result rows."""
     done: dict[str, dict] = {}
     rows = []
     for chain in planned:
@@ -62,12 +98,6 @@ def run_study(
                 done[run.workdir] = train_run(run, datasets, overwrite)
         results = [done[run.workdir] for run in chain.runs]
         rows += results_lib.rows_for(chain.arm, chain.runs, results)
-    results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
-    report = write_report(config, workdir, rows, dataset)
-    if "explain" in config and config.explain.enabled:
-        index = explain_first_split(config, workdir, planned)
-        what = f"\n## What transferred\n\nSee [{index}]({index}).\n"
-        atomic.write_text(os.path.join(workdir, "report.md"), report + what)
     return rows
 
 

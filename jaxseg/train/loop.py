@@ -299,23 +299,36 @@ def train_and_evaluate(
     ran there. SIGTERM during training checkpoints the current step and raises ``Preempted``.
     """
     check_settings(config)
-    if overwrite:
-        rundir.clear(workdir)
-    rundir.record(config, workdir)
-    finished = rundir.read_result(workdir)
-    if finished is not None:
-        print(
-            f"{config.name}: resumed from step {finished['steps']} ({workdir}): finished, "
-            "result.json returned as saved (overwrite=True trains it again)",
-            flush=True,
-        )
-        return finished
-    stage = prepare_stage(config, dataset if dataset is not None else data.load(config.data))
+    with rundir.lock(workdir):
+        if overwrite:
+            rundir.clear(workdir)
+        rundir.record(config, workdir)
+        finished = rundir.read_result(workdir)
+        if finished is not None:
+            print(
+                f"{config.name}: resumed from step {finished['steps']} ({workdir}): finished, "
+                "result.json returned as saved (overwrite=True trains it again)",
+                flush=True,
+            )
+            return finished
+        dataset = dataset if dataset is not None else data.load(config.data)
+        return train(prepare_stage(config, dataset), workdir, parent)
+
+
+def train(stage: Stage, workdir: str, parent: str | None) -> dict[str, Any]:
+    """Train and evaluate the prepared ``stage`` in ``workdir``; returns the result. A loss that
+    became NaN/inf marks the run failed (``rundir.FAILED``) before the error propagates."""
+    config = stage.config
     variables = load_parent(stage, stage.variables, workdir, parent)
     out = open_outputs(workdir, "val" in stage.arrays)
     state, program = start(stage, variables, out)
     stopper = early_stopping(stage, workdir, int(state["step"]))
-    state, program, step = fit(stage, out, state, program, stopper)
+    try:
+        state, program, step = fit(stage, out, state, program, stopper)
+    except FloatingPointError as err:
+        rundir.mark_failed(workdir, str(err))
+        out.close()
+        raise
     if stopper.should_stop:
         print(
             f"{config.name}: stopped early at step {step}; best {stopper.monitor} "

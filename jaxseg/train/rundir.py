@@ -2,14 +2,16 @@
 
 Layout of ``<run>/``: ``config.json`` (the run's config; a run of another config is refused),
 ``checkpoints/`` and ``checkpoints_best/`` (orbax), ``early_stopping.json``, ``metrics.jsonl`` and
-``tb/``, ``transfer.json`` (what was loaded from the parent run) and ``result.json`` (present only
-when the run finished). The trainer, the studies and every reader of finished runs go through
-this module, so the layout is written down once. With several processes every one reads and
-process 0 alone writes.
+``tb/``, ``transfer.json`` (what was loaded from the parent run), ``result.json`` (present only
+when the run finished) or ``failed.json`` (the run stopped on a non-finite loss), and ``.lock``
+(held by the process training it). The trainer, the studies and every reader of finished runs
+go through this module, so the layout is written down once. With several processes every one
+reads and process 0 alone writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,17 +19,20 @@ from typing import Any
 
 import ml_collections
 
-from jaxseg import atomic, checkpoint
+from jaxseg import atomic, checkpoint, locking
 from jaxseg.train import distributed
 
 CONFIG = "config.json"
 RESULT = "result.json"
 TRANSFER = "transfer.json"
 EARLY_STOPPING = "early_stopping.json"
+FAILED = "failed.json"
 CHECKPOINTS = "checkpoints"
 BEST = "checkpoints_best"
 # Everything a run writes: ``clear`` deletes these (other files in the directory stay).
-OUTPUTS = (CHECKPOINTS, BEST, RESULT, "metrics.jsonl", EARLY_STOPPING, "tb", TRANSFER, CONFIG)
+OUTPUTS = (
+    CHECKPOINTS, BEST, RESULT, FAILED, "metrics.jsonl", EARLY_STOPPING, "tb", TRANSFER, CONFIG
+)  # fmt: skip
 
 
 def config_text(config: ml_collections.ConfigDict) -> str:
@@ -35,24 +40,51 @@ def config_text(config: ml_collections.ConfigDict) -> str:
     return config.to_json_best_effort(sort_keys=True, indent=1)
 
 
-def check(config: ml_collections.ConfigDict, run: str) -> None:
-    """Raise if ``run`` holds a run of a different config."""
+def differs(config: ml_collections.ConfigDict, run: str) -> bool:
+    """Whether ``run`` records a config other than ``config``."""
     path = os.path.join(run, CONFIG)
-    if os.path.exists(path):
-        with open(path) as f:
-            if f.read() != config_text(config):
-                raise ValueError(
-                    f"{run} holds a run with a different config ({path}); "
-                    "use a new --workdir, or delete that one to start over"
-                )
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return f.read() != config_text(config)
+
+
+def check(config: ml_collections.ConfigDict, run: str) -> None:
+    """Raise if ``run`` holds a run of a different config, unless that run failed (a run that
+    stopped on a non-finite loss is started over under the new config: see ``record``)."""
+    if differs(config, run) and not os.path.exists(os.path.join(run, FAILED)):
+        raise ValueError(
+            f"{run} holds a run with a different config ({os.path.join(run, CONFIG)}); "
+            "use a new --workdir, or delete that one to start over"
+        )
 
 
 def record(config: ml_collections.ConfigDict, run: str) -> None:
-    """Refuse a directory holding a run of another config, else record ``config`` in it."""
+    """Refuse a directory holding a run of another config, else record ``config`` in it. A
+    failed run of another config (``failed.json``: e.g. its loss became NaN and the user
+    lowered the learning rate, as the error advised) is cleared first, with one line."""
     check(config, run)
+    if differs(config, run):
+        print(f"{run}: the failed run's outputs are cleared; starting it over with the new config")
+        clear(run)
+    elif os.path.exists(os.path.join(run, FAILED)) and distributed.is_primary():
+        os.remove(os.path.join(run, FAILED))  # tried again as it was: failed only if it fails again
     if distributed.is_primary():
         os.makedirs(run, exist_ok=True)
         atomic.write_text(os.path.join(run, CONFIG), config_text(config))
+
+
+def mark_failed(run: str, reason: str) -> None:
+    """Record that the run stopped on ``reason`` (it may then be restarted with another
+    config; with the same config it resumes from its last checkpoint)."""
+    write_json(run, FAILED, {"reason": reason})
+
+
+def lock(run: str) -> contextlib.AbstractContextManager:
+    """Hold the run's lock while training it (process 0; the others follow its lead)."""
+    if not distributed.is_primary():
+        return contextlib.nullcontext()
+    return locking.hold(run, f"run {run}")
 
 
 def clear(run: str) -> None:
