@@ -247,3 +247,76 @@ def test_jaxseg_data_subcommand_dispatches_to_the_data_cli(tmp_path, monkeypatch
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "missing.npz" in err[-1]
+
+
+# --- the study workdir (issue 18): relocatable, extensible, one writer, the user's files kept
+
+
+def test_a_moved_copied_or_symlinked_workdir_resumes_and_reports(demo, tmp_path):
+    """No absolute path is stored in a workdir: a copy elsewhere, or a link to one, reads every
+    finished run back and re-reports the same table; a copy missing one result.json resumes that
+    run from its checkpoint."""
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(demo["workdir"], moved)
+    link = tmp_path / "link"
+    link.symlink_to(moved)
+    for workdir in (moved, link):
+        proc = jaxseg_main(workdir)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert not STEP_LINE.search(proc.stdout)
+        assert (workdir / "results.csv").read_bytes() == (
+            demo["workdir"] / "results.csv"
+        ).read_bytes()
+    (moved / "fold_1/seed_0/budget_4/segment/result.json").unlink()
+    proc = jaxseg_main(moved)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "segment: resumed from step 6" in proc.stdout
+    assert (moved / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
+
+
+def test_more_budgets_in_the_same_workdir_add_rows(demo, tmp_path):
+    workdir = tmp_path / "extended"
+    shutil.copytree(demo["workdir"], workdir)
+    before = read_rows(workdir / "results.csv")
+    proc = jaxseg_main(workdir, "--config.protocol.budgets=(8,)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "extending the study in" in proc.stdout and "budgets (4,) -> (4, 8)" in proc.stdout
+    rows = read_rows(workdir / "results.csv")
+    assert {r["budget"] for r in rows} == {r["budget"] for r in before} | {"8"}
+    assert all(r in rows for r in before)  # the old rows stay, as they were
+    study = json.loads((workdir / "study_config.json").read_text())
+    assert study["protocol"]["budgets"] == [4, 8]
+
+
+def test_report_files_the_user_wrote_or_edited_are_never_overwritten(demo, tmp_path):
+    workdir = tmp_path / "edited"
+    shutil.copytree(demo["workdir"], workdir)
+    (workdir / "report.md").write_text("my own notes")
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    proc = jaxseg_main(workdir)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {workdir / 'report.md'} was not written by jaxseg, or was changed since; move "
+        "it out of the workdir (jaxseg replaces its report files)"
+    )
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_process_on_a_busy_workdir_is_refused(tmp_path):
+    workdir = tmp_path / "busy"
+    cmd = [sys.executable, "-m", "jaxseg.main", "--config=configs/demo.py:tiny",
+           f"--workdir={workdir}", "--config.stages.localize.log_every=1"]  # fmt: skip
+    first = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(JAX_PLATFORMS="cpu"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for line in first.stdout:  # wait until the first process trains
+            if STEP_LINE.search(line):
+                break
+        second = jaxseg_main(workdir, "--config.stages.localize.log_every=1")
+        assert second.returncode == 1
+        last = second.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: --workdir={workdir} is in use by another jaxseg process")
+        assert f"(pid {first.pid}," in last
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
