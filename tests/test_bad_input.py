@@ -246,3 +246,96 @@ def test_bad_input_is_one_clear_error_line(tmp_path, build, overrides, expected,
         for p in workdir.rglob(pattern)
     )
     assert not partial, f"partial results written before the error: {partial}"
+
+
+# --- data import / inspect (issue 18)
+# `python -m jaxseg.data import|inspect` (run in-process through its `main`): one `error:` line
+# and exit 1 for unusable input, one `warning:` line per kind of doubtful input, and nothing the
+# user owns written, moved or deleted.
+
+
+def _data_cli(capsys, *argv: str) -> tuple[int, str, list[str]]:
+    """(exit status, stdout, non-empty stderr lines) of `python -m jaxseg.data ARGV`."""
+    from jaxseg.data import __main__ as data_cli
+
+    code = data_cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def _tree(path) -> dict[str, bytes | str]:
+    """Every file (bytes), folder ('dir') and link ('-> target') under `path`, by relative path."""
+    import os
+
+    found: dict[str, bytes | str] = {}
+    for root, dirs, names in os.walk(path):
+        for name in dirs + names:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if os.path.islink(full):
+                found[rel] = "-> " + os.readlink(full)
+            elif os.path.isdir(full):
+                found[rel] = "dir"
+            else:
+                with open(full, "rb") as f:
+                    found[rel] = f.read()
+    return found
+
+
+def _one_error(code: int, err: list[str], *expected: str) -> None:
+    assert code == 1, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for text in expected:
+        assert text in err[0], f"{text!r} not in {err[0]!r}"
+
+
+def _image_folders(tmp_path) -> tuple[str, str]:
+    from test_data_import import _folders
+
+    return _folders(tmp_path / "in")
+
+
+def test_import_overwrite_refuses_a_users_folder(tmp_path, capsys):
+    images, masks = _image_folders(tmp_path)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("four years of work")
+    (out / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+    _one_error(code, err, str(out), "without jaxseg's jaxseg_import.json", "nothing was touched")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["folder_named_npz", "foreign_npz", "symlink", "file_as_tfds"])
+def test_import_overwrite_refuses_what_jaxseg_did_not_write(tmp_path, capsys, kind):
+    images, masks = _image_folders(tmp_path)
+    own = tmp_path / "own.npz"
+    assert _data_cli(capsys, "import", images, masks, str(own))[0] == 0
+    out, why = {
+        "folder_named_npz": (tmp_path / "x.npz", "is a folder, not an .npz file"),
+        "foreign_npz": (tmp_path / "theirs.npz", "is an .npz without jaxseg's 'jaxseg_import' key"),
+        "symlink": (tmp_path / "link.npz", "is a symbolic link"),
+        "file_as_tfds": (tmp_path / "notes", "is a file, not a dataset folder"),
+    }[kind]
+    if kind == "folder_named_npz":
+        out.mkdir()
+        (out / "keep.txt").write_text("keep")
+    elif kind == "foreign_npz":
+        np.savez(out, **good_arrays(n=2, size=8))
+    elif kind == "symlink":
+        out.symlink_to(own)  # even a link to an import: the link is not what jaxseg wrote
+    else:
+        out.write_text("notes")
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+    _one_error(code, err, str(out), why, "nothing was touched")
+    assert _tree(tmp_path) == before
+
+
+def test_import_overwrite_replaces_its_own_outputs(tmp_path, capsys):
+    images, masks = _image_folders(tmp_path)
+    for out in (tmp_path / "d.npz", tmp_path / "d_tfds"):
+        assert _data_cli(capsys, "import", images, masks, str(out), "--size", "8")[0] == 0
+        code, stdout, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+        assert code == 0 and not err and "wrote 3 examples of shape (16, 16, 1)" in stdout
