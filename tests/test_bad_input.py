@@ -339,3 +339,104 @@ def test_import_overwrite_replaces_its_own_outputs(tmp_path, capsys):
         assert _data_cli(capsys, "import", images, masks, str(out), "--size", "8")[0] == 0
         code, stdout, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
         assert code == 0 and not err and "wrote 3 examples of shape (16, 16, 1)" in stdout
+
+
+def _pair(folder, stem: str, image: np.ndarray, mask: np.ndarray, mask_ext: str = ".png"):
+    """Save image `stem`.png (.tif for float) and its mask `stem`_mask`mask_ext` in `folder`."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(folder / f"{stem}{'.tif' if image.dtype.kind == 'f' else '.png'}")
+    Image.fromarray(mask).save(folder / f"{stem}_mask{mask_ext}")
+
+
+def _import_fails(tmp_path, capsys, images, masks, *expected: str) -> None:
+    """The import is one error line naming `expected` and leaves everything as it was."""
+    before = _tree(tmp_path)
+    out = tmp_path / "out.npz"
+    code, _, err = _data_cli(capsys, "import", str(images), str(masks), str(out))
+    _one_error(code, err, *expected)
+    assert _tree(tmp_path) == before
+
+
+def _mask(value: int = 1, size: int = 8) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    m[2:5, 2:6] = value
+    return m
+
+
+def test_import_refuses_nan_pixels_naming_the_file(tmp_path, capsys):
+    image = np.ones((8, 8), np.float32)
+    _pair(tmp_path / "d", "ok", image, _mask())
+    _pair(tmp_path / "d", "bad", poked(image, (3, 3), np.nan), _mask())
+    bad = tmp_path / "d" / "bad.tif"
+    _import_fails(tmp_path, capsys, tmp_path / "d", tmp_path / "d", f"{bad}: 1 NaN/inf pixels")
+
+
+def test_import_refuses_jpeg_masks(tmp_path, capsys):
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), _mask(255), mask_ext=".jpg")
+    _import_fails(tmp_path, capsys, tmp_path / "d", tmp_path / "d", "a_mask.jpg: 1 mask file(s)",
+                  "JPEG", "export the masks as PNG")  # fmt: skip
+
+
+def test_import_refuses_mixed_bit_depths_naming_one_file_of_each(tmp_path, capsys):
+    _pair(tmp_path / "d", "a8", np.full((8, 8), 90, np.uint8), _mask())
+    _pair(tmp_path / "d", "b16", np.full((8, 8), 40000, np.uint16), _mask())
+    d = tmp_path / "d"
+    _import_fails(tmp_path, capsys, d, d, f"uint8 ({d / 'a8.png'}), uint16 ({d / 'b16.png'})",
+                  "convert them to one bit depth")  # fmt: skip
+
+
+def test_import_refuses_rgb_masks_whose_channels_differ(tmp_path, capsys):
+    mask = np.stack([_mask(), _mask(), np.zeros((8, 8), np.uint8)], axis=-1)
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), mask)
+    d = tmp_path / "d"
+    _import_fails(tmp_path, capsys, d, d, f"{d / 'a_mask.png'}: mask has colour channels that")
+
+
+def test_import_reads_a_grey_mask_saved_as_rgb_as_one_channel(tmp_path, capsys):
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), np.repeat(_mask()[..., None], 3, -1))
+    out, d = tmp_path / "out.npz", str(tmp_path / "d")
+    code, _, err = _data_cli(capsys, "import", d, d, str(out))
+    assert code == 0 and not err
+    np.testing.assert_array_equal(np.load(out)["masks"], _mask()[None])  # [N,H,W]: K = 1
+
+
+def test_import_warns_once_about_binary_masks_with_more_values(tmp_path, capsys):
+    three = _mask()
+    three[5:7, 2:4] = 2
+    for stem in ("a", "b"):
+        _pair(tmp_path / "d", stem, np.full((8, 8), 90, np.uint8), three)
+    _pair(tmp_path / "d", "c", np.full((8, 8), 90, np.uint8), _mask(255))  # 0/255: binary, fine
+    out, d = tmp_path / "out.npz", tmp_path / "d"
+    code, stdout, err = _data_cli(capsys, "import", str(d), str(d), str(out))
+    assert code == 0 and "wrote 3 examples" in stdout
+    assert err == [
+        "warning: 2 mask file(s) expected binary hold more than two values; every nonzero value "
+        "became foreground (pass --mask-classes to keep classes apart); first: "
+        f"{d / 'a_mask.png'} [0, 1, 2]"
+    ]
+    np.testing.assert_array_equal(np.load(out)["masks"][0], three > 0)
+
+
+def test_import_understands_busi_images_beside_their_masks(tmp_path, capsys):
+    """BUSI: `benign (1).png`, `benign (1)_mask.png` and `benign (1)_mask_1.png` in one folder."""
+    d = tmp_path / "benign"
+    _pair(d, "benign (1)", np.full((8, 8), 90, np.uint8), _mask())
+    second = np.zeros((8, 8), np.uint8)
+    second[6, 6] = 255
+    from PIL import Image
+
+    Image.fromarray(second).save(d / "benign (1)_mask_1.png")
+    _pair(d, "benign (2)", np.full((8, 8), 30, np.uint8), _mask())
+    out = tmp_path / "busi.npz"
+    code, _, err = _data_cli(capsys, "import", str(d), str(d), str(out))
+    assert code == 0 and not err
+    raw = np.load(out)
+    np.testing.assert_array_equal(raw["ids"], ["benign (1)", "benign (2)"])
+    np.testing.assert_array_equal(raw["n_mask_files"], [2, 1])
+    assert raw["masks"][0].sum() == _mask().sum() + 1
+    # The same folder given as IMAGES with another MASKS folder: one line saying how to call it.
+    (tmp_path / "masks").mkdir()
+    _import_fails(tmp_path, capsys, d, tmp_path / "masks", "3 files look like masks of its images",
+                  "pass that folder as both IMAGES and MASKS")  # fmt: skip
