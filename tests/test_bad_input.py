@@ -440,3 +440,66 @@ def test_import_understands_busi_images_beside_their_masks(tmp_path, capsys):
     (tmp_path / "masks").mkdir()
     _import_fails(tmp_path, capsys, d, tmp_path / "masks", "3 files look like masks of its images",
                   "pass that folder as both IMAGES and MASKS")  # fmt: skip
+
+
+def _inspect_fails(tmp_path, capsys, arrays: Arrays, *expected: str) -> None:
+    """`inspect` of an .npz holding `arrays`: one error line, exit 1, no sheet or other file."""
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "inspect", str(path))
+    _one_error(code, err, str(path), *expected)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (dict(masks=lambda a: a["masks"] * 255), "'masks' must hold only 0 and 1, found [  0 255]"),
+        (dict(masks=lambda a: poked(a["masks"], (0, 0, 0), 2)), "found [0 1 2]"),
+        (dict(images=lambda a: poked(a["images"], (1, 2, 3), np.nan)), "'images' contains NaN"),
+        (dict(labels=lambda a: np.arange(len(a["images"]))), "'labels' span [0, 3] but"),
+        (dict(masks=lambda a: a["masks"][:3]), "and 'masks' (3, 8, 8, 1) differ in N"),
+    ],
+    ids=["masks_0_255", "masks_3_values", "nan_images", "bad_labels", "fewer_masks"],
+)
+def test_inspect_refuses_what_training_refuses(tmp_path, capsys, change, expected):
+    arrays = good_arrays(n=4, size=8)
+    arrays["label_names"] = np.array(["a", "b"])
+    arrays["labels"] = np.array([0, 1, 0, 1])
+    for key, fn in change.items():
+        arrays[key] = fn(arrays)
+    _inspect_fails(tmp_path, capsys, arrays, expected)
+
+
+def test_inspect_reads_a_grey_mask_saved_as_rgb_as_one_channel(tmp_path, capsys):
+    arrays = good_arrays(n=4, size=8)
+    arrays["masks"] = np.repeat(arrays["masks"][..., None], 3, axis=-1)
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    code, stdout, err = _data_cli(capsys, "inspect", str(path), "--sheet", "")
+    assert code == 0 and not err
+    fraction = arrays["masks"][..., 0].mean()
+    assert f"foreground fraction per mask channel: {fraction:.4f}\n" in stdout
+
+
+def test_inspect_with_an_unwritable_sheet_is_one_error_after_the_summary(tmp_path, capsys):
+    import os
+
+    arrays = good_arrays(n=4, size=8)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    path = ro / "d.npz"
+    np.savez(path, **arrays)
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anyway: block the sheet's path with a folder
+            ro.chmod(0o755)
+            (ro / "d.npz.sheet.png").mkdir()
+        before = _tree(tmp_path)
+        code, stdout, err = _data_cli(capsys, "inspect", str(path))
+        assert _tree(tmp_path) == before
+    finally:
+        ro.chmod(0o755)
+    _one_error(code, err, f"{path}.sheet.png: cannot write the contact sheet", "--sheet ''")
+    assert "4 examples of shape (8, 8, 1)" in stdout

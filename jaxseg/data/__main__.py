@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             run_import(args)
         else:
             inspection.inspect(args.path, args.sheet, args.max_distance)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, or a file the OS refuses (one line)
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0
