@@ -246,3 +246,260 @@ def test_bad_input_is_one_clear_error_line(tmp_path, build, overrides, expected,
         for p in workdir.rglob(pattern)
     )
     assert not partial, f"partial results written before the error: {partial}"
+
+
+# --- data import / inspect (issue 18)
+# `python -m jaxseg.data import|inspect` (run in-process through its `main`): one `error:` line
+# and exit 1 for unusable input, one `warning:` line per kind of doubtful input, and nothing the
+# user owns written, moved or deleted.
+
+
+def _data_cli(capsys, *argv: str) -> tuple[int, str, list[str]]:
+    """(exit status, stdout, non-empty stderr lines) of `python -m jaxseg.data ARGV`."""
+    from jaxseg.data import __main__ as data_cli
+
+    code = data_cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def _tree(path) -> dict[str, bytes | str]:
+    """Every file (bytes), folder ('dir') and link ('-> target') under `path`, by relative path."""
+    import os
+
+    found: dict[str, bytes | str] = {}
+    for root, dirs, names in os.walk(path):
+        for name in dirs + names:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if os.path.islink(full):
+                found[rel] = "-> " + os.readlink(full)
+            elif os.path.isdir(full):
+                found[rel] = "dir"
+            else:
+                with open(full, "rb") as f:
+                    found[rel] = f.read()
+    return found
+
+
+def _one_error(code: int, err: list[str], *expected: str) -> None:
+    assert code == 1, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for text in expected:
+        assert text in err[0], f"{text!r} not in {err[0]!r}"
+
+
+def _image_folders(tmp_path) -> tuple[str, str]:
+    from test_data_import import _folders
+
+    return _folders(tmp_path / "in")
+
+
+def test_import_overwrite_refuses_a_users_folder(tmp_path, capsys):
+    images, masks = _image_folders(tmp_path)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("four years of work")
+    (out / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+    _one_error(code, err, str(out), "without jaxseg's jaxseg_import.json", "nothing was touched")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["folder_named_npz", "foreign_npz", "symlink", "file_as_tfds"])
+def test_import_overwrite_refuses_what_jaxseg_did_not_write(tmp_path, capsys, kind):
+    images, masks = _image_folders(tmp_path)
+    own = tmp_path / "own.npz"
+    assert _data_cli(capsys, "import", images, masks, str(own))[0] == 0
+    out, why = {
+        "folder_named_npz": (tmp_path / "x.npz", "is a folder, not an .npz file"),
+        "foreign_npz": (tmp_path / "theirs.npz", "is an .npz without jaxseg's 'jaxseg_import' key"),
+        "symlink": (tmp_path / "link.npz", "is a symbolic link"),
+        "file_as_tfds": (tmp_path / "notes", "is a file, not a dataset folder"),
+    }[kind]
+    if kind == "folder_named_npz":
+        out.mkdir()
+        (out / "keep.txt").write_text("keep")
+    elif kind == "foreign_npz":
+        np.savez(out, **good_arrays(n=2, size=8))
+    elif kind == "symlink":
+        out.symlink_to(own)  # even a link to an import: the link is not what jaxseg wrote
+    else:
+        out.write_text("notes")
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+    _one_error(code, err, str(out), why, "nothing was touched")
+    assert _tree(tmp_path) == before
+
+
+def test_import_overwrite_replaces_its_own_outputs(tmp_path, capsys):
+    images, masks = _image_folders(tmp_path)
+    for out in (tmp_path / "d.npz", tmp_path / "d_tfds"):
+        assert _data_cli(capsys, "import", images, masks, str(out), "--size", "8")[0] == 0
+        code, stdout, err = _data_cli(capsys, "import", images, masks, str(out), "--overwrite")
+        assert code == 0 and not err and "wrote 3 examples of shape (16, 16, 1)" in stdout
+
+
+def _pair(folder, stem: str, image: np.ndarray, mask: np.ndarray, mask_ext: str = ".png"):
+    """Save image `stem`.png (.tif for float) and its mask `stem`_mask`mask_ext` in `folder`."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(folder / f"{stem}{'.tif' if image.dtype.kind == 'f' else '.png'}")
+    Image.fromarray(mask).save(folder / f"{stem}_mask{mask_ext}")
+
+
+def _import_fails(tmp_path, capsys, images, masks, *expected: str) -> None:
+    """The import is one error line naming `expected` and leaves everything as it was."""
+    before = _tree(tmp_path)
+    out = tmp_path / "out.npz"
+    code, _, err = _data_cli(capsys, "import", str(images), str(masks), str(out))
+    _one_error(code, err, *expected)
+    assert _tree(tmp_path) == before
+
+
+def _mask(value: int = 1, size: int = 8) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    m[2:5, 2:6] = value
+    return m
+
+
+def test_import_refuses_nan_pixels_naming_the_file(tmp_path, capsys):
+    image = np.ones((8, 8), np.float32)
+    _pair(tmp_path / "d", "ok", image, _mask())
+    _pair(tmp_path / "d", "bad", poked(image, (3, 3), np.nan), _mask())
+    bad = tmp_path / "d" / "bad.tif"
+    _import_fails(tmp_path, capsys, tmp_path / "d", tmp_path / "d", f"{bad}: 1 NaN/inf pixels")
+
+
+def test_import_refuses_jpeg_masks(tmp_path, capsys):
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), _mask(255), mask_ext=".jpg")
+    _import_fails(tmp_path, capsys, tmp_path / "d", tmp_path / "d", "a_mask.jpg: 1 mask file(s)",
+                  "JPEG", "export the masks as PNG")  # fmt: skip
+
+
+def test_import_refuses_mixed_bit_depths_naming_one_file_of_each(tmp_path, capsys):
+    _pair(tmp_path / "d", "a8", np.full((8, 8), 90, np.uint8), _mask())
+    _pair(tmp_path / "d", "b16", np.full((8, 8), 40000, np.uint16), _mask())
+    d = tmp_path / "d"
+    _import_fails(tmp_path, capsys, d, d, f"uint8 ({d / 'a8.png'}), uint16 ({d / 'b16.png'})",
+                  "convert them to one bit depth")  # fmt: skip
+
+
+def test_import_refuses_rgb_masks_whose_channels_differ(tmp_path, capsys):
+    mask = np.stack([_mask(), _mask(), np.zeros((8, 8), np.uint8)], axis=-1)
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), mask)
+    d = tmp_path / "d"
+    _import_fails(tmp_path, capsys, d, d, f"{d / 'a_mask.png'}: mask has colour channels that")
+
+
+def test_import_reads_a_grey_mask_saved_as_rgb_as_one_channel(tmp_path, capsys):
+    _pair(tmp_path / "d", "a", np.full((8, 8), 90, np.uint8), np.repeat(_mask()[..., None], 3, -1))
+    out, d = tmp_path / "out.npz", str(tmp_path / "d")
+    code, _, err = _data_cli(capsys, "import", d, d, str(out))
+    assert code == 0 and not err
+    np.testing.assert_array_equal(np.load(out)["masks"], _mask()[None])  # [N,H,W]: K = 1
+
+
+def test_import_warns_once_about_binary_masks_with_more_values(tmp_path, capsys):
+    three = _mask()
+    three[5:7, 2:4] = 2
+    for stem in ("a", "b"):
+        _pair(tmp_path / "d", stem, np.full((8, 8), 90, np.uint8), three)
+    _pair(tmp_path / "d", "c", np.full((8, 8), 90, np.uint8), _mask(255))  # 0/255: binary, fine
+    out, d = tmp_path / "out.npz", tmp_path / "d"
+    code, stdout, err = _data_cli(capsys, "import", str(d), str(d), str(out))
+    assert code == 0 and "wrote 3 examples" in stdout
+    assert err == [
+        "warning: 2 mask file(s) expected binary hold more than two values; every nonzero value "
+        "became foreground (pass --mask-classes to keep classes apart); first: "
+        f"{d / 'a_mask.png'} [0, 1, 2]"
+    ]
+    np.testing.assert_array_equal(np.load(out)["masks"][0], three > 0)
+
+
+def test_import_understands_busi_images_beside_their_masks(tmp_path, capsys):
+    """BUSI: `benign (1).png`, `benign (1)_mask.png` and `benign (1)_mask_1.png` in one folder."""
+    d = tmp_path / "benign"
+    _pair(d, "benign (1)", np.full((8, 8), 90, np.uint8), _mask())
+    second = np.zeros((8, 8), np.uint8)
+    second[6, 6] = 255
+    from PIL import Image
+
+    Image.fromarray(second).save(d / "benign (1)_mask_1.png")
+    _pair(d, "benign (2)", np.full((8, 8), 30, np.uint8), _mask())
+    out = tmp_path / "busi.npz"
+    code, _, err = _data_cli(capsys, "import", str(d), str(d), str(out))
+    assert code == 0 and not err
+    raw = np.load(out)
+    np.testing.assert_array_equal(raw["ids"], ["benign (1)", "benign (2)"])
+    np.testing.assert_array_equal(raw["n_mask_files"], [2, 1])
+    assert raw["masks"][0].sum() == _mask().sum() + 1
+    # The same folder given as IMAGES with another MASKS folder: one line saying how to call it.
+    (tmp_path / "masks").mkdir()
+    _import_fails(tmp_path, capsys, d, tmp_path / "masks", "3 files look like masks of its images",
+                  "pass that folder as both IMAGES and MASKS")  # fmt: skip
+
+
+def _inspect_fails(tmp_path, capsys, arrays: Arrays, *expected: str) -> None:
+    """`inspect` of an .npz holding `arrays`: one error line, exit 1, no sheet or other file."""
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    before = _tree(tmp_path)
+    code, _, err = _data_cli(capsys, "inspect", str(path))
+    _one_error(code, err, str(path), *expected)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (dict(masks=lambda a: a["masks"] * 255), "'masks' must hold only 0 and 1, found [  0 255]"),
+        (dict(masks=lambda a: poked(a["masks"], (0, 0, 0), 2)), "found [0 1 2]"),
+        (dict(images=lambda a: poked(a["images"], (1, 2, 3), np.nan)), "'images' contains NaN"),
+        (dict(labels=lambda a: np.arange(len(a["images"]))), "'labels' span [0, 3] but"),
+        (dict(masks=lambda a: a["masks"][:3]), "and 'masks' (3, 8, 8, 1) differ in N"),
+    ],
+    ids=["masks_0_255", "masks_3_values", "nan_images", "bad_labels", "fewer_masks"],
+)
+def test_inspect_refuses_what_training_refuses(tmp_path, capsys, change, expected):
+    arrays = good_arrays(n=4, size=8)
+    arrays["label_names"] = np.array(["a", "b"])
+    arrays["labels"] = np.array([0, 1, 0, 1])
+    for key, fn in change.items():
+        arrays[key] = fn(arrays)
+    _inspect_fails(tmp_path, capsys, arrays, expected)
+
+
+def test_inspect_reads_a_grey_mask_saved_as_rgb_as_one_channel(tmp_path, capsys):
+    arrays = good_arrays(n=4, size=8)
+    arrays["masks"] = np.repeat(arrays["masks"][..., None], 3, axis=-1)
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    code, stdout, err = _data_cli(capsys, "inspect", str(path), "--sheet", "")
+    assert code == 0 and not err
+    fraction = arrays["masks"][..., 0].mean()
+    assert f"foreground fraction per mask channel: {fraction:.4f}\n" in stdout
+
+
+def test_inspect_with_an_unwritable_sheet_is_one_error_after_the_summary(tmp_path, capsys):
+    import os
+
+    arrays = good_arrays(n=4, size=8)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    path = ro / "d.npz"
+    np.savez(path, **arrays)
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anyway: block the sheet's path with a folder
+            ro.chmod(0o755)
+            (ro / "d.npz.sheet.png").mkdir()
+        before = _tree(tmp_path)
+        code, stdout, err = _data_cli(capsys, "inspect", str(path))
+        assert _tree(tmp_path) == before
+    finally:
+        ro.chmod(0o755)
+    _one_error(code, err, f"{path}.sheet.png: cannot write the contact sheet", "--sheet ''")
+    assert "4 examples of shape (8, 8, 1)" in stdout

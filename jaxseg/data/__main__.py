@@ -6,7 +6,8 @@
 
 IMAGES/MASKS holding .nii/.nii.gz files are imported as volumes (`importer.import_nifti`),
 otherwise as 2-D images (`importer.import_folders`). OUT ending in .npz is written in the .npz
-layout, anything else as a tfds dataset folder. Errors are one ``error:`` line, exit status 1.
+layout, anything else as a tfds dataset folder. Errors are one ``error:`` line, exit status 1;
+doubtful input that was still imported is one ``warning:`` line per kind, exit status 0.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxseg data", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="image/mask folders or NIfTI volumes -> .npz or tfds")
-    imp.add_argument("images", help="folder of images (png/jpg/tif/bmp) or NIfTI volumes")
+    imp.add_argument(
+        "images", help="folder of images (png/jpg/tif/bmp) or NIfTI volumes; may be MASKS too"
+    )
     imp.add_argument("masks", help="folder of masks / label volumes")
     imp.add_argument("output", help="OUT.npz, or a folder for a tfds dataset")
     imp.add_argument(
@@ -82,7 +85,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out examples with problems instead of failing",
     )
-    imp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    imp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output of an earlier import (never anything else)",
+    )
     ins = sub.add_parser("inspect", help="counts, balance, duplicates, contact sheet")
     ins.add_argument("path", help="an .npz file or tfds dataset folder")
     ins.add_argument("--sheet", default=None, help="contact sheet PNG (default PATH.sheet.png)")
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             run_import(args)
         else:
             inspection.inspect(args.path, args.sheet, args.max_distance)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, or a file the OS refuses (one line)
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -1,6 +1,8 @@
 """Inspect an imported dataset (.npz or tfds folder) before training on it.
 
-`inspect` reports counts, image shape and dtype, the stored intensity range, class balance,
+`inspect` first applies the checks training applies when it loads the dataset (a failure is an
+error: NaN pixels, masks other than 0/1, bad labels, images and masks of different shapes), then
+reports counts, image shape and dtype, the stored intensity range, class balance,
 foreground fraction per mask channel, examples with empty masks, groups, exact duplicates (same
 SHA-256 of the stored pixels) and near-duplicates (difference hash: the image shrunk by box
 averaging to 9×8, one bit per horizontally adjacent pair that gets brighter; pairs within
@@ -18,25 +20,26 @@ from PIL import Image
 
 from jaxseg import plotting
 from jaxseg.data import npz, tfds_store
+from jaxseg.data.dataset import Dataset
 
 SHEET_TILES = 16
 
 
 def read(path: str) -> dict[str, np.ndarray]:
     """The stored arrays of an .npz file or tfds dataset folder (.npz layout, channels last:
-    images [N,*S,C], masks [N,*S,K]) plus 'rank'."""
+    images [N,*S,C], masks [N,*S,K]) plus 'rank', after the checks training applies when it
+    loads them (a ValueError for the first that fails)."""
     if os.path.isdir(path):
         raw = tfds_store.read_raw(path)
     else:
         raw = npz._read(path)
         with np.load(path, allow_pickle=False) as archive:
             raw.update({k: archive[k] for k in ("ids",) if k in archive.files})
-    for key in ("images", "masks"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing required key '{key}'")
+    arrays, class_names = npz.from_raw(raw, path)
+    Dataset(arrays, class_names, path)  # as `npz.load` and `tfds_store.load` do
     rank = npz._rank(path, raw)
     raw["images"] = npz._with_channels(path, "images", raw["images"], rank)
-    raw["masks"] = npz._with_channels(path, "masks", raw["masks"], rank)
+    raw["masks"] = npz._masks(path, raw["masks"], rank)
     raw["rank"] = np.asarray(rank)
     return raw
 
@@ -75,8 +78,9 @@ def exact_duplicates(images: np.ndarray) -> list[list[int]]:
 
 
 def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
-    """Summarise a dataset, print the summary and write the contact sheet (default
-    `<path>.sheet.png`; '' for none). Returns the summary as a dict of plain values."""
+    """Check a dataset as training does (`read`), print its summary and write the contact sheet
+    (default `<path>.sheet.png`; '' for none; an unwritable one is a ValueError after the
+    summary). Returns the summary as a dict of plain values."""
     raw = read(path)
     images, masks, rank = raw["images"], raw["masks"], int(raw["rank"])
     n = len(images)
@@ -107,10 +111,17 @@ def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
     }
     if "spacing" in raw:
         summary["spacing"] = np.unique(raw["spacing"], axis=0).tolist()
+    print(format_summary(summary), flush=True)
     sheet = f"{path.rstrip(os.sep)}.sheet.png" if sheet is None else sheet
     if sheet:
-        summary["sheet"] = contact_sheet(planes, _planes(masks, rank), ids, sheet)
-    print(format_summary(summary), flush=True)
+        try:
+            summary["sheet"] = contact_sheet(planes, _planes(masks, rank), ids, sheet)
+        except OSError as e:
+            raise ValueError(
+                f"{sheet}: cannot write the contact sheet ({e.strerror or e}); pass --sheet "
+                "with a writable path, or --sheet '' for none"
+            ) from None
+        print(f"contact sheet: {summary['sheet']}", flush=True)
     return summary
 
 
@@ -135,8 +146,6 @@ def format_summary(s: dict) -> str:
     ]
     if "spacing" in s:
         lines.append(f"spacing (mm): {s['spacing']}")
-    if "sheet" in s:
-        lines.append(f"contact sheet: {s['sheet']}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+
+# Marks an output as written by `jaxseg data import`, so that --overwrite replaces only such an
+# output: the .npz key MARKER, or the file MARKER + '.json' inside a tfds dataset folder.
+MARKER = "jaxseg_import"
+
+
+def marker_text() -> str:
+    """The marker's content: what wrote the output, and the layout version."""
+    return json.dumps({"written_by": "jaxseg data import", "layout_version": 1})
 
 
 @dataclasses.dataclass(frozen=True)

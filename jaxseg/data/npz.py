@@ -1,10 +1,10 @@
 """Load a real segmentation dataset stored as .npz (layout of shared/data/busi/busi.npz).
 
 Keys read: `images` [N,*S] or [N,*S,C] (required), `masks` {0,1} [N,*S] or [N,*S,K]
-(required), and optionally `labels` [N] int, `label_names` [num_classes], `groups` [N] (any
-dtype; mapped to int ids), `centers` [N,R] (x, y[, z]), `boxes` [N,2R] (x0, y0[, z0], x1, y1[,
-z1]) in pixels and `spacing` [N,R] (mm per pixel/voxel in array axis order). Other keys (e.g.
-`ids`) are ignored.
+(required; three identical channels, a grey mask saved as RGB, are read as K = 1), and
+optionally `labels` [N] int, `label_names` [num_classes], `groups` [N] (any dtype; mapped to int
+ids), `centers` [N,R] (x, y[, z]), `boxes` [N,2R] (x0, y0[, z0], x1, y1[, z1]) in pixels and
+`spacing` [N,R] (mm per pixel/voxel in array axis order). Other keys (e.g. `ids`) are ignored.
 
 S is (H, W) for images and (D, H, W) for volumes (R = len(S); x runs along W, y along H, z
 along D). The rank is R = spacing.shape[1] when `spacing` is stored; otherwise a 5-D `images`
@@ -60,6 +60,15 @@ def _with_channels(path: str, key: str, x: np.ndarray, rank: int = 2) -> np.ndar
         return x
     axes = "N,H,W" if rank == 2 else "N,D,H,W"
     raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected [{axes}] or [{axes},C]")
+
+
+def _masks(path: str, x: np.ndarray, rank: int) -> np.ndarray:
+    """Masks [N,*S] or [N,*S,K] -> [N,*S,K]; three identical channels are a grey mask saved as
+    RGB and become one (channels that differ are K = 3 mask channels)."""
+    masks = _with_channels(path, "masks", x, rank)
+    if masks.shape[-1] == 3 and (masks == masks[..., :1]).all():
+        return masks[..., :1]
+    return masks
 
 
 def _vector(path: str, raw: dict, key: str, n: int, width: int | None) -> np.ndarray | None:
@@ -139,7 +148,7 @@ def from_raw(
             )
     rank = _rank(path, raw)
     images = _with_channels(path, "images", raw["images"], rank)
-    masks = _with_channels(path, "masks", raw["masks"], rank)
+    masks = _masks(path, raw["masks"], rank)
     if images.shape[: rank + 1] != masks.shape[: rank + 1]:
         which = "N, H or W" if rank == 2 else "N, D, H or W"
         raise ValueError(

@@ -5,7 +5,8 @@ For sets too big for memory: `write` streams examples to disk, `open_source` giv
 `load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`.
 The output folder holds one split 'train' (all examples, import order) with the features
 image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and, when imported, center
-[R], box [2R] and spacing [R]; its metadata.json holds class_names, mask_names and rank.
+[R], box [2R] and spacing [R]; its metadata.json holds class_names, mask_names and rank, and
+`layout.MARKER`.json marks it as jaxseg's (an import's --overwrite replaces nothing else).
 TensorFlow is never imported (tensorflow_datasets runs without it).
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from jaxseg import atomic
 from jaxseg.data import npz
 from jaxseg.data.dataset import Dataset
-from jaxseg.data.layout import Layout
+from jaxseg.data.layout import MARKER, Layout, marker_text
 
 VERSION = "1.0.0"
 SPLIT = "train"
@@ -110,6 +111,8 @@ def write(output: str, examples: Iterator[dict], layout: Layout) -> int:
         finally:
             tfds.display_progress_bar(True)
         count = builder.info.splits[SPLIT].num_examples
+        marker = os.path.join(os.fspath(builder.data_dir), f"{MARKER}.json")
+        atomic.write_text(marker, marker_text())
         atomic.replace(os.fspath(builder.data_dir), output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,8 @@ Resize policies (`resize`): 'pad' zero-pads to a centred square, then resizes it
 pixel grid and zero-pads every example (centred) to the common shape rounded up to `multiple`.
 Images resize with Lanczos, masks by area (box) averaging thresholded at 0.5 (edge-aligned
 grids: output pixel u covers input [u/s, (u+1)/s)). Integer images keep their dtype and range
-(rounded and clipped after resizing); normalisation happens when the dataset is loaded.
+(rounded and clipped after resizing), so all images must share one pixel type; normalisation
+happens when the dataset is loaded. Images and masks may share one folder (BUSI's layout).
 
 Coordinates (CSV and stored) use the pixel-centre convention of `jaxseg.data.derive`: pixel (row
 r, col c) is (x, y) = (c, r); volumes add z = the slice index d. Boxes are inclusive.
@@ -27,8 +28,10 @@ geometry), `folders` and `volumes` (the two sources), `pipeline` (the steps they
 `output` (the checked, atomic write), `report`.
 
 Bad input is collected per file; unless `skip_bad`, any problem raises `InputError` listing them
-all and nothing is written. Output goes to a temporary sibling path renamed at the end; an
-existing output is refused unless `overwrite`.
+all and nothing is written. Doubtful input (a binary mask with more than two values) is imported
+and noted in `Report.warnings`. Output goes to a temporary sibling path renamed at the end; an
+existing output is refused unless `overwrite`, which replaces only an output an import wrote
+(marked by `layout.MARKER`).
 """
 
 from jaxseg.data.importer.files import mask_channels, pair_files

@@ -26,7 +26,8 @@ def file_stem(name: str) -> str:
 
 
 def read_image(path: str, mask: bool = False) -> np.ndarray:
-    """Pixels [H,W] or [H,W,C] in the file's dtype (uint8, uint16, int32 or float32).
+    """Pixels [H,W] or [H,W,C] in the file's dtype (uint8, uint16, int32 or float32); NaN or
+    inf pixels are a ValueError, as they are for training.
 
     Palette images become RGB (for masks the palette indices are kept), alpha is dropped, and a
     mask stored as RGB must have identical channels (it is then read as one).
@@ -43,6 +44,9 @@ def read_image(path: str, mask: bool = False) -> np.ndarray:
         raise ValueError(f"{path}: cannot read as an image ({type(e).__name__}: {e})") from None
     if mode == "1":
         x = (x > 0).astype(np.uint8)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise ValueError(f"{path}: {bad} NaN/inf pixels; clean the image or leave it out")
     if mask and x.ndim == 3:
         if not (x == x[..., :1]).all():
             raise ValueError(
@@ -86,6 +90,15 @@ def mask_channels(values: np.ndarray, classes: Sequence[int] | None, where: str)
     return np.stack([values == c for c in classes[1:]], axis=-1).astype(np.uint8)
 
 
+def extra_values(values: np.ndarray, classes: Sequence[int] | None) -> list | None:
+    """The values of a mask expected binary (`classes` None) that holds more than two, else
+    None: `mask_channels` would merge them all into the foreground."""
+    if classes is not None:
+        return None
+    present = np.unique(values)
+    return present[:8].tolist() if len(present) > 2 else None
+
+
 def listing(folder: str, extensions: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     """{stem: path} of the files with one of `extensions`; other entries are skipped."""
     if not os.path.isdir(folder):
@@ -122,6 +135,15 @@ def pair_files(
         else:
             orphans.append(m)
     return pairs, orphans
+
+
+def masks_among(stems: Sequence[str], suffix: str) -> set[str]:
+    """The stems that are masks (stem + suffix + optional tag) of another of `stems`: a folder
+    holding images and their masks side by side (BUSI's `case.png`, `case_mask.png`)."""
+    if not suffix:
+        return set()
+    pairs, _ = pair_files(stems, stems, suffix)
+    return {m for found in pairs.values() for m, _ in found}
 
 
 def mask_names(classes: Sequence[int] | None) -> tuple[str, ...]:

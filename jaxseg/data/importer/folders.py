@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,11 +72,14 @@ def _source(
     csv_files: Sequence[str],
 ) -> pipeline.Source:
     """The images to import: listed, paired with their masks, their headers read."""
-    image_files, skipped = files.listing(images, files.IMAGE_EXTENSIONS)
-    mask_files, skipped_masks = files.listing(masks, files.IMAGE_EXTENSIONS)
-    pairs, orphans = files.pair_files(list(image_files), list(mask_files), suffix)
-    problems = [f"{mask_files[m]}: mask without image" for m in orphans]
-    problems += [f"{image_files[s]}: image without mask" for s, ms in pairs.items() if not ms]
+    image_files, mask_files, pairs, problems, skipped = _pairs(images, masks, suffix)
+    lossy = [mask_files[m] for found in pairs.values() for m, _ in found]
+    lossy = [p for p in lossy if p.lower().endswith((".jpg", ".jpeg"))]
+    if lossy:
+        raise ValueError(
+            f"{lossy[0]}: {len(lossy)} mask file(s) are JPEG, whose lossy compression changes "
+            "mask values and edges; export the masks as PNG"
+        )
     headers = _headers({s: image_files[s] for s, ms in pairs.items() if ms}, problems)
     if not headers:
         raise InputError([*problems, f"{images}: no image with a mask to import"])
@@ -83,8 +87,7 @@ def _source(
         raise ValueError("multi_mask='channels' needs binary masks (mask_classes=None)")
     tags = sorted({t for s in headers for _, t in pairs[s]})
     channels = multi_mask == "channels"
-    dtypes = {d for _, d in headers.values()}
-    dtype = dtypes.pop() if len(dtypes) == 1 else np.float32
+    dtype = _one_dtype(headers, image_files)
     several = sum(len(pairs[s]) > 1 for s in headers)
     read = functools.partial(
         _read,
@@ -103,13 +106,56 @@ def _source(
         channels=3 if color == "rgb" else 1,
         dtype=dtype,
         problems=tuple(problems),
-        skipped=(*skipped, *skipped_masks),
+        skipped=tuple(skipped),
         summary=(
             f"{len(headers)} images from {images}, masks from {masks}",
             *([f"CSV {', '.join(csv_files)}"] if csv_files else []),
         ),
         remarks=(f"{several} images had several mask files ({multi_mask})",) if several else (),
     )
+
+
+def _pairs(
+    images: str, masks: str, suffix: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, list[tuple[str, str]]], list[str], list[str]]:
+    """(image files, mask files, pairs, problems, skipped files) of two folders, or of one folder
+    holding images beside their masks (passed as both: BUSI's layout)."""
+    image_files, skipped = files.listing(images, files.IMAGE_EXTENSIONS)
+    in_images = files.masks_among(list(image_files), suffix)
+    if os.path.realpath(images) == os.path.realpath(masks):
+        if not suffix:
+            raise ValueError(f"{images}: images and masks in one folder need a --mask-suffix")
+        mask_files = {s: p for s, p in image_files.items() if s in in_images}
+        image_files = {s: p for s, p in image_files.items() if s not in in_images}
+        in_images = set()
+    else:
+        mask_files, skipped_masks = files.listing(masks, files.IMAGE_EXTENSIONS)
+        skipped += skipped_masks
+    pairs, orphans = files.pair_files(list(image_files), list(mask_files), suffix)
+    problems = [f"{mask_files[m]}: mask without image" for m in orphans]
+    lonely = [s for s, ms in pairs.items() if not ms]
+    problems += [f"{image_files[s]}: image without mask" for s in lonely if s not in in_images]
+    strays = [image_files[s] for s in lonely if s in in_images]
+    if strays:
+        problems.append(
+            f"{images}: {len(strays)} files look like masks of its images (e.g. {strays[0]}); "
+            "for images and masks in one folder pass that folder as both IMAGES and MASKS"
+        )
+    return image_files, mask_files, pairs, problems, skipped
+
+
+def _one_dtype(headers: dict[str, tuple[tuple[int, int], type]], paths: dict[str, str]) -> type:
+    """The pixel type all images share; mixed ones (e.g. 8- and 16-bit) are a ValueError naming
+    a file of each, since integer images keep their dtype and range."""
+    first = {}
+    for stem, (_, dtype) in headers.items():
+        first.setdefault(np.dtype(dtype).name, paths[stem])
+    if len(first) > 1:
+        listed = ", ".join(f"{d} ({p})" for d, p in first.items())
+        raise ValueError(
+            f"images have different pixel types: {listed}; convert them to one bit depth"
+        )
+    return next(iter(headers.values()))[1]
 
 
 def _headers(paths: dict[str, str], problems: list[str]) -> dict[str, tuple[tuple[int, int], type]]:
@@ -137,9 +183,11 @@ def _read(
 ) -> dict:
     """One image, its masks and its CSV centre/box through `where` (a `pipeline.Reader`)."""
     image = _color(files.read_image(images[stem]), color, dtype)
-    mask = _read_masks(masks[stem], image.shape[:2], classes, tags)
+    mask, notes = _read_masks(masks[stem], image.shape[:2], classes, tags)
     center, box = place_geometry(entry.get("center"), entry.get("box"), where, images[stem])
-    return dict(image=image, mask=mask, center=center, box=box, n_mask_files=len(masks[stem]))
+    return dict(
+        image=image, mask=mask, center=center, box=box, n_mask_files=len(masks[stem]), notes=notes
+    )
 
 
 def _color(image: np.ndarray, color: str, dtype: type) -> np.ndarray:
@@ -161,15 +209,19 @@ def _read_masks(
     shape: tuple[int, int],
     classes: Sequence[int] | None,
     tags: list[str] | None,
-) -> np.ndarray:
-    """An image's mask files -> uint8 [H,W,K]: OR-merged (tags None) or one channel per tag."""
-    planes = {}
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """An image's mask files -> (uint8 [H,W,K]: OR-merged (tags None) or one channel per tag,
+    notes on binary masks with more than two values)."""
+    planes, notes = {}, []
     for path, tag in paths:
         values = files.read_image(path, mask=True)
         if values.shape[:2] != shape:
             raise ValueError(f"{path}: mask size {values.shape[:2]} != image size {shape}")
         planes[tag] = files.mask_channels(values, classes, path)
+        extra = files.extra_values(values, classes)
+        if extra is not None:
+            notes.append((pipeline.MULTI_VALUED, f"{path} {extra}"))
     if tags is None:
-        return np.any(np.stack(list(planes.values())), axis=0).astype(np.uint8)
+        return np.any(np.stack(list(planes.values())), axis=0).astype(np.uint8), notes
     empty = np.zeros((*shape, 1), np.uint8)
-    return np.concatenate([planes.get(t, empty) for t in tags], axis=-1)
+    return np.concatenate([planes.get(t, empty) for t in tags], axis=-1), notes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -15,16 +16,46 @@ import numpy as np
 from jaxseg import atomic
 from jaxseg.data import tfds_store
 from jaxseg.data.importer.report import InputError
-from jaxseg.data.layout import Layout
+from jaxseg.data.layout import MARKER, Layout, marker_text
 
 
 def check_output(output: str, overwrite: bool) -> None:
-    """Refuse an existing output unless `overwrite`, and a missing parent folder."""
-    if os.path.lexists(output) and not overwrite:
-        raise ValueError(f"{output}: already exists; pass overwrite=True (--overwrite) to replace")
+    """Refuse an existing output unless `overwrite` and it is an earlier import's output (never
+    a user's file or folder), and a missing parent folder."""
+    if os.path.lexists(output):
+        if not overwrite:
+            raise ValueError(
+                f"{output}: already exists; pass overwrite=True (--overwrite) to replace"
+            )
+        foreign = _not_imported(output)
+        if foreign:
+            raise ValueError(
+                f"{output}: {foreign}; --overwrite replaces only an output of `jaxseg data "
+                "import`, so nothing was touched (move it away or choose another output)"
+            )
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise ValueError(f"{output}: parent folder {parent} does not exist")
+
+
+def _not_imported(path: str) -> str | None:
+    """Why the existing `path` is not an output jaxseg wrote (its MARKER missing), or None."""
+    if os.path.islink(path):
+        return "is a symbolic link"
+    if path.endswith(".npz"):
+        if not os.path.isfile(path):
+            return "is a folder, not an .npz file"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return "is not an .npz archive"
+        return None if f"{MARKER}.npy" in names else f"is an .npz without jaxseg's '{MARKER}' key"
+    if not os.path.isdir(path):
+        return "is a file, not a dataset folder"
+    if not os.path.isfile(os.path.join(path, f"{MARKER}.json")):
+        return f"is a folder without jaxseg's {MARKER}.json"
+    return None
 
 
 def write(
@@ -67,6 +98,7 @@ def write_npz(output: str, rows: Sequence[dict], layout: Layout) -> None:
         "label_names": np.array(layout.class_names),
         "mask_names": np.array(layout.mask_names),
         "groups": np.array([r["group"] for r in rows]),
+        MARKER: np.array(marker_text()),
     }
     for key, name in (("center", "centers"), ("box", "boxes"), ("spacing", "spacing")):
         if key in layout.keys:

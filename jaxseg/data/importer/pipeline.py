@@ -7,6 +7,7 @@ rest, reading one example at a time through `Source.read`.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from jaxseg.data.importer import annotations, output
@@ -15,9 +16,15 @@ from jaxseg.data.importer.report import Report
 from jaxseg.data.layout import Layout
 
 # read(id, placement, CSV entry) -> {'image' [*S,C] in Source.dtype, 'mask' uint8 [*S,K],
-# 'n_mask_files', and 'center', 'box' (placed, or None), 'spacing' when stored}; a bad example
-# raises ValueError.
+# 'n_mask_files', and 'center', 'box' (placed, or None), 'spacing' when stored, 'notes'
+# [(what, where)] on doubtful input}; a bad example raises ValueError.
 Reader = Callable[[str, Placement, dict], dict]
+
+# A note: the import goes on, and the report ends in one warning per kind of note.
+MULTI_VALUED = (
+    "mask file(s) expected binary hold more than two values; every nonzero value became "
+    "foreground (pass --mask-classes to keep classes apart)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +106,16 @@ def run(
         source.dtype,
     )
     labels = {i: label_ids.get(table.get(i, {}).get("label"), 0) for i in source.ids}
-    rows = _rows(source, table, labels, places, layout.keys, problems, report)
+    notes: dict[str, list[str]] = {}
+    rows = _rows(source, table, labels, places, layout.keys, problems, notes, report)
     report.count = output.write(path, rows, layout, problems, skip_bad)
     report.skipped.extend(problems)
+    report.warnings.extend(
+        f"{len(where)} {what}; first: {where[0]}" for what, where in notes.items()
+    )
     print(report, flush=True)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     return report
 
 
@@ -127,9 +140,11 @@ def _rows(
     places: dict[str, Placement],
     keys: frozenset[str],
     problems: list[str],
+    notes: dict[str, list[str]],
     report: Report,
 ) -> Iterator[dict]:
-    """The placed rows of every example (or of every slice); bad ones go to `problems`."""
+    """The placed rows of every example (or of every slice); bad ones go to `problems`, the
+    readers' notes to `notes` ({what: [where]})."""
     dropped = 0
     for stem in source.ids:
         where = places[stem]
@@ -138,6 +153,8 @@ def _rows(
         except ValueError as e:
             problems.append(str(e))
             continue
+        for what, at in found.get("notes", ()):
+            notes.setdefault(what, []).append(at)
         group = table.get(stem, {}).get("group", stem)
         common = dict(label=labels[stem], group=str(group), n_mask_files=found["n_mask_files"])
         if not source.slices:

@@ -30,6 +30,7 @@ class Report:
     imported: list[str] = dataclasses.field(default_factory=list)
     derived: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # printed to stderr
 
     def __str__(self) -> str:
         fmt = "npz" if self.output.endswith(".npz") else "tfds"

@@ -204,6 +204,7 @@ def _read(
         volume = nifti.resample(volume, sp, target, order=1)
         values = nifti.resample(values, sp, target, order=0)
     mask = files.mask_channels(values, classes, lpath)
+    extra = files.extra_values(values, classes)
     volume = volume if volume.ndim == 4 else volume[..., None]
     center, box = _volume_geometry(entry, ratios[stem], where, lpath)
     return dict(
@@ -213,6 +214,7 @@ def _read(
         box=box,
         spacing=out_spacing[stem],
         n_mask_files=1,
+        notes=[] if extra is None else [(pipeline.MULTI_VALUED, f"{lpath} {extra}")],
     )
 
 
