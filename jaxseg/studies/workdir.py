@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from jaxseg import atomic
+from jaxseg.train import rundir
 
 STUDY_CONFIG = "study_config.json"
 OUTPUTS = "outputs.json"
@@ -37,14 +38,7 @@ OWN = (STUDY_CONFIG, OUTPUTS, ".lock")
 
 def recorded(workdir: str) -> dict[str, Any] | None:
     """The study config recorded in ``workdir`` (as JSON), or None."""
-    path = os.path.join(workdir, STUDY_CONFIG)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); restore or delete it") from None
+    return rundir.read_json(workdir, STUDY_CONFIG)
 
 
 def _identity(study: dict[str, Any]) -> dict[str, Any]:

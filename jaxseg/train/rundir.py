@@ -110,8 +110,7 @@ def read_json(run: str, name: str) -> Any | None:
         try:
             return json.load(f)
         except json.JSONDecodeError as err:
-            message = f"{path} is not valid JSON ({err}); delete it to redo the run"
-            raise ValueError(message) from None
+            raise ValueError(f"{path} is not valid JSON ({err}); restore or delete it") from None
 
 
 def write_json(run: str, name: str, obj: Any) -> None:
