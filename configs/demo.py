@@ -22,7 +22,7 @@ def unet() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, ("tiny", *configs.DATA_WORDS))
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = configs.data(args)

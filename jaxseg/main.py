@@ -1,28 +1,87 @@
 """Launch: ``python -m jaxseg.main --config=configs/NAME.py[:ARGS] --workdir=DIR``.
 
 Overrides use ml_collections config flags, e.g. ``--config.stages.segment.steps=50``; the config
-is locked, so a misspelt key is an error, not a silently ignored setting.
+is locked, so a misspelt key is an error, not a silently ignored setting. A bad config file,
+argument, override or workdir ends in one ``error: ...`` line before anything trains.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import sys
+import tempfile
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+
+class ConfigFile(flags.ArgumentParser):
+    """``--config=FILE[:ARG]``: ``FILE``'s ``get_config(ARG)``, locked. ml_collections' own
+    parser defers a missing file to a traceback at first use and embeds the traceback of an
+    error in ``get_config`` in the flag error; here either is one line (absl's flag error)."""
+
+    def parse(self, argument: str) -> ml_collections.ConfigDict:
+        path, *arg = argument.split(":", 1)
+        if not os.path.isfile(path):
+            raise ValueError(f"no such config file {path!r}")
+        try:
+            loader = importlib.machinery.SourceFileLoader("config_config", path)
+            module = importlib.util.module_from_spec(
+                importlib.util.spec_from_loader(loader.name, loader)
+            )
+            loader.exec_module(module)
+            config = module.get_config(*arg)
+        except Exception as err:  # the config file is code: any error in it is the flag's error
+            text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+            raise ValueError(" ".join(text.split())) from None
+        if not isinstance(config, ml_collections.ConfigDict):
+            raise ValueError(f"get_config() returned {type(config).__name__}, not a ConfigDict")
+        config.lock()
+        return config
+
+    def flag_type(self) -> str:
+        return "config object"
+
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.", lock_config=True)
+flags.FLAGS["config"].parser = ConfigFile()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Retrain and rewrite finished runs instead of reading them back."
 )
 flags.mark_flags_as_required(["config", "workdir"])
+WORKDIR_ERRORS = {
+    FileExistsError: "is a file, not a directory",
+    NotADirectoryError: "lies under a file",
+}
+
+
+def check_workdir(path: str) -> str:
+    """The absolute ``path``, created and probed with a temporary file before anything trains:
+    an empty ``--workdir=`` (an unset shell variable) would write the study into the current
+    directory, and an unwritable one would fail only after the first run trained."""
+    if not path.strip():
+        raise ValueError("--workdir is empty (an unset shell variable?); name a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise ValueError(
+            f"--workdir={path}: {WORKDIR_ERRORS.get(type(err), err.strerror)}"
+        ) from None
+    return os.path.abspath(path)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        workdir = check_workdir(_WORKDIR.value)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     from jaxseg.train.distributed import initialize_from_env
 
     initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR etc.; else no-op
@@ -39,7 +98,7 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     logging.info("jax devices: %s", jax.devices())
     try:
-        run_study(_CONFIG.value, os.path.abspath(_WORKDIR.value), _OVERWRITE.value)
+        run_study(_CONFIG.value, workdir, _OVERWRITE.value)
     except Preempted as err:  # SIGTERM: the step was checkpointed; the same command resumes
         print(f"preempted: {err}", file=sys.stderr, flush=True)
         sys.exit(Preempted.EXIT_CODE)

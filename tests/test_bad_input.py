@@ -10,9 +10,11 @@ writes anything.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,7 +209,139 @@ CASES = [
         ["scratch", "val_fraction", "1.5"],
         "--config.stages.scratch.val_fraction=1.5",
     ),
+    # --- config and command line (issue 18): overrides of the tiny study here, config
+    # arguments, config files and workdirs in test_bad_command_line_is_one_clear_error_line
+    case(
+        "data_path_with_a_generator_source",
+        ["data.path='/no/such.npz'", "data.source='fundus'", "built-in generator"],
+        "--config.data.path=/no/such.npz",
+    ),
+    case(
+        "file_source_without_data_path",
+        ["data.source='npz' reads a file: give data.path"],
+        "--config.data.source=npz",
+    ),
+    case("budget_zero", ["protocol.budgets=(0,) holds 0"], "--config.protocol.budgets=(0,)"),
+    case(
+        "budget_fraction_above_one",
+        ["protocol.budgets=(1.5,) holds 1.5"],
+        "--config.protocol.budgets=(1.5,)",
+    ),
+    case("budget_twice", ["protocol.budgets=(4, 4) repeats 4"], "--config.protocol.budgets=(4,4)"),
+    case("seed_twice", ["protocol.seeds=(0, 0) repeats 0"], "--config.protocol.seeds=(0,0)"),
+    case("one_fold", ["protocol.folds=1 must be an int >= 2"], "--config.protocol.folds=1"),
+    case(
+        "negative_learning_rate",
+        ["segment", "optimizer.learning_rate=-1.0 must be finite and > 0"],
+        "--config.stages.segment.optimizer.learning_rate=-1",
+    ),
+    case(
+        "nan_learning_rate",
+        ["scratch", "optimizer.learning_rate=nan"],
+        "--config.stages.scratch.optimizer.learning_rate=nan",
+    ),
+    case(
+        "negative_warmup",
+        ["localize", "optimizer.warmup_steps=-1 must be >= 0"],
+        "--config.stages.localize.optimizer.warmup_steps=-1",
+    ),
 ]
+
+RAISING = "def get_config(arg):\n    return {}[arg]\n"  # a config file with a bug: KeyError
+DEMO_WORDS = "accepted: tiny, busi, data=PATH"
+STUDY_WORDS = "accepted: scale=ci|cpu|paper, busi, data=PATH"
+
+
+def cli_case(name, expected, config="configs/demo.py:tiny", workdir="work", **kw):
+    """``config``: a path in the repo, or 'raising' (RAISING); ``workdir``: a path under the test's
+    tmp dir ('file': a file there, 'readonly': a read-only directory; '' stays empty)."""
+    return pytest.param(config, workdir, expected, id=name, **kw)
+
+
+CLI_CASES = [
+    cli_case(
+        "misspelt_data_word",
+        ["unknown config argument(s) 'scale=ci', 'dta=FILE'", DEMO_WORDS],
+        "configs/demo.py:scale=ci,dta=FILE",
+    ),
+    cli_case(
+        "misspelt_busi_in_a_study",
+        ["unknown config argument(s) 'bsui'", STUDY_WORDS],
+        "configs/studies/localization_transfer.py:scale=cpu,bsui",
+    ),
+    cli_case(
+        "unknown_scale",
+        ["config argument scale='huge' is not one of ci|cpu|paper"],
+        "configs/studies/siamese.py:scale=huge",
+    ),
+    cli_case(
+        "switch_given_a_value", ["'tiny=1' must read 'tiny'", DEMO_WORDS], "configs/demo.py:tiny=1"
+    ),
+    cli_case(
+        "missing_config_file", ["no such config file", "/configs/nope.py'"], "configs/nope.py"
+    ),
+    cli_case("config_file_that_raises", ["KeyError: 'tiny'"], "raising:tiny"),
+    cli_case(
+        "config_file_refusing_its_argument",
+        ["give structures=A+B[+...]"],
+        "configs/studies/weight_distances.py:scale=ci,structures=benign",
+    ),
+    cli_case("empty_workdir", ["--workdir is empty"], workdir=""),
+    cli_case("workdir_is_a_file", ["--workdir=", "is a file, not a directory"], workdir="file"),
+    cli_case("workdir_under_a_file", ["--workdir=", "lies under a file"], workdir="file/work"),
+    cli_case(
+        "readonly_workdir",
+        ["--workdir=", "Permission denied"],
+        workdir="readonly",
+        marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "workdir", "expected"), CLI_CASES)
+def test_bad_command_line_is_one_clear_error_line(tmp_path, config, workdir, expected):
+    """Run from an empty folder, which must stay empty (an empty --workdir= would write there)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    if config.startswith("raising"):
+        (tmp_path / "raising.py").write_text(RAISING)
+        config = config.replace("raising", str(tmp_path / "raising.py"))
+    else:
+        config = f"{REPO}/{config}"
+    target = str(tmp_path / workdir) if workdir else ""
+    proc = run_main([f"--config={config}", f"--workdir={target}"], cwd, {})
+    assert_one_error_line(proc, expected)
+    assert not list(cwd.iterdir())
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert sorted(written) == sorted([tmp_path / "file", *tmp_path.glob("raising.py")])
+
+
+def run_main(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m jaxseg.main ARGS`` on the CPU, from ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "jaxseg.main", *args],
+        cwd=cwd,
+        env=subprocess_env(JAX_PLATFORMS="cpu", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, expected: list[str]) -> None:
+    """A non-zero exit whose stderr ends in one ``error:`` line holding every ``expected``
+    text, and no traceback."""
+    stderr = proc.stderr
+    assert proc.returncode != 0, proc.stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), stderr[-3000:]
+    # One line: a message continued over several lines ends in a line without the prefix.
+    assert sum(line.startswith("error: ") for line in lines) == 1, stderr[-3000:]
+    for text in expected:
+        assert text in lines[-1], f"{text!r} not in {lines[-1]!r}"
 
 
 @pytest.mark.parametrize(("build", "overrides", "expected", "env"), CASES)
@@ -221,25 +355,8 @@ def test_bad_input_is_one_clear_error_line(tmp_path, build, overrides, expected,
             np.savez(path, **build())
         config += f",data={path}"
     workdir = tmp_path / "work"
-    argv = [sys.executable, "-m", "jaxseg.main", f"--config={config}", f"--workdir={workdir}"]
-    proc = subprocess.run(
-        [*argv, *overrides],
-        cwd=REPO,
-        env=subprocess_env(JAX_PLATFORMS="cpu", **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    stderr = proc.stderr
-    assert proc.returncode != 0, proc.stdout[-2000:] + stderr[-2000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), stderr[-3000:]
-    # One line: a message continued over several lines ends in a line without the prefix.
-    assert sum(line.startswith("error: ") for line in lines) == 1, stderr[-3000:]
-    for text in expected:
-        text = str(path) if text == DATA else text
-        assert text in lines[-1], f"{text!r} not in {lines[-1]!r}"
+    proc = run_main([f"--config={config}", f"--workdir={workdir}", *overrides], REPO, env)
+    assert_one_error_line(proc, [str(path) if text == DATA else text for text in expected])
     partial = sorted(
         str(p.relative_to(workdir))
         for pattern in ("results.csv", "report.md", "result.json")

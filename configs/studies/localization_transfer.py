@@ -31,7 +31,7 @@ SCALES = {
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, configs.STUDY_WORDS)
     s = configs.scale(args, SCALES)
     model = models.config(depth=s["depth"], width=s["width"], norm="batch", dropout=0.1)
     config = ml_collections.ConfigDict()

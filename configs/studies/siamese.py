@@ -32,7 +32,7 @@ SCALES = {
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, configs.STUDY_WORDS)
     s = configs.scale(args, SCALES)
     volumes = "busi" not in args and "data" not in args
     config = ml_collections.ConfigDict()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg import models
+from jaxseg.models.backbones import BACKBONES
 from jaxseg.studies import configs
 from jaxseg.studies.configs import stage
 
@@ -40,10 +41,17 @@ SCALES = {
     "paper": dict(size=256, steps=(3000, 3000, 2000), folds=9, budgets=(10, 40, 80),
                   backbone="resnet50", depth=4, width=32),
 }  # fmt: skip
+WORDS = (
+    *configs.STUDY_WORDS,
+    "model=unet|deeplabv3",
+    f"backbone=|{'|'.join(BACKBONES)}",  # '' = plain U-Net blocks
+    "pretext=autoencoder|classification|multilabel",
+    "transfer=encoder|encoder_decoder",
+)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, WORDS)
     s = configs.scale(args, SCALES)
     ci = s is SCALES["ci"]
     name = args.get("model", "unet")
@@ -54,12 +62,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # DeepLabv3 has no mirrored decoder to reconstruct with: its pretext is the classifier
     pretext = args.get("pretext", "classification" if name == "deeplabv3" else "autoencoder")
     transfer = args.get("transfer", "encoder_decoder")
-    if pretext not in ("autoencoder", "classification", "multilabel"):
-        raise ValueError(
-            f"two_step: pretext={pretext!r}; use autoencoder, classification or multilabel"
-        )
-    if transfer not in ("encoder", "encoder_decoder"):
-        raise ValueError(f"two_step: transfer={transfer!r}; use encoder or encoder_decoder")
     # the encoder's subtrees: DeepLab has no bottleneck, its decoder is the ASPP head
     encoder = "encoder" if name == "deeplabv3" else "encoder+bottleneck"
     both = encoder + "+decoder"

@@ -25,11 +25,12 @@ SCALES = {
     "cpu": dict(size=64, steps=(400, 200), folds=3, depth=3, width=16),
     "paper": dict(size=256, steps=(4000, 2000), folds=5, depth=4, width=32),
 }  # fmt: skip
+WORDS = (*configs.STUDY_WORDS, "structures=A+B+...", "lr=depth")
 DEFAULT_STRUCTURES = {"fundus": ("small_cup", "large_cup"), "npz": ("benign", "malignant")}
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, WORDS)
     s = configs.scale(args, SCALES)
     model = models.config(depth=s["depth"], width=s["width"], norm="batch")
     config = ml_collections.ConfigDict()

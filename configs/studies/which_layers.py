@@ -30,7 +30,7 @@ SCALES = {
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg)
+    args = configs.parse_args(arg, configs.STUDY_WORDS)
     s = configs.scale(args, SCALES)
     # method 2 up-samples in the expanding path (resize + conv) instead of transposed convs
     model = models.config(depth=s["depth"], width=s["width"], norm="batch", upsample="resize")

@@ -35,6 +35,7 @@ def load(config: Any) -> Dataset:
     source = getattr(config, "source", None)
     if source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; known sources: {sorted(SOURCES)}")
+    check_path(source, getattr(config, "path", ""))
     kwargs = {}
     for field in SOURCE_FIELDS[source]:
         try:
@@ -46,6 +47,20 @@ def load(config: Any) -> Dataset:
             ) from None
     dataset = keep_classes(SOURCES[source](**kwargs), tuple(getattr(config, "classes", ()) or ()))
     return prepare(dataset, getattr(config, "preprocess", ""), getattr(config, "pad_multiple", 0))
+
+
+def check_path(source: str, path: str) -> None:
+    """A source that reads a file needs ``data.path``; a built-in generator reads none, so a path
+    given with one is refused rather than silently ignored (the study would train on the
+    generator's images)."""
+    readers = [s for s in SOURCES if "path" in SOURCE_FIELDS[s]]
+    if source in readers and not path:
+        raise ValueError(f"data.source={source!r} reads a file: give data.path")
+    if source not in readers and path:
+        raise ValueError(
+            f"data.path={path!r} is given but data.source={source!r} is a built-in generator "
+            f"that reads no file; set data.source to one of {readers} or data.path=''"
+        )
 
 
 def keep_classes(dataset: Dataset, classes: tuple[str, ...]) -> Dataset:

@@ -5,6 +5,7 @@ the explain block and the ``NAME.py:arg`` argument parser, so every study has th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -12,18 +13,46 @@ BUSI = os.environ.get("JAXSEG_BUSI") or os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "busi", "busi.npz")
 )
 
+DATA_WORDS = ("busi", "data=PATH")  # the data words every config file accepts
+STUDY_WORDS = ("scale=ci|cpu|paper", *DATA_WORDS)  # ... and every study of configs/studies/
 
-def parse_args(arg: str) -> dict[str, str]:
-    """'tiny,data=PATH' -> {'tiny': '1', 'data': 'PATH'}."""
-    return dict(a.split("=", 1) if "=" in a else (a, "1") for a in arg.split(",") if a)
+
+def parse_args(arg: str, accepted: Sequence[str]) -> dict[str, str]:
+    """'tiny,data=PATH' -> {'tiny': '1', 'data': 'PATH'}, every word checked against the
+    ``accepted`` ones of the config file: 'word' (a switch), 'word=VALUE' (any non-empty value;
+    VALUE in capitals, e.g. PATH) or 'word=a|b' (one of those values; '|b' admits '' too). A word
+    not accepted is a ValueError listing the accepted ones: a misspelt 'dta=PATH' must not fall
+    back to the built-in data."""
+    spec = dict(w.partition("=")[::2] for w in accepted)
+    words = [w for w in arg.split(",") if w]
+    listing = f"accepted: {', '.join(accepted)}"
+    unknown = [w for w in words if w.partition("=")[0] not in spec]
+    if unknown:
+        raise ValueError(f"unknown config argument(s) {', '.join(map(repr, unknown))}; {listing}")
+    args: dict[str, str] = {}
+    for word in words:
+        name = word.partition("=")[0]
+        if name in args:
+            raise ValueError(f"config argument {name!r} is given twice; {listing}")
+        args[name] = _value(word, spec[name], listing)
+    return args
+
+
+def _value(word: str, values: str, listing: str) -> str:
+    """The value of one ``word`` whose accepted form is ``name[=values]`` ('1' for a switch)."""
+    name, eq, value = word.partition("=")
+    free = values.isupper()
+    if bool(eq) != bool(values) or (free and not value):
+        form = f"{name}={values}" if values else name
+        raise ValueError(f"config argument {word!r} must read {form!r}; {listing}")
+    if values and not free and value not in values.split("|"):
+        raise ValueError(f"config argument {name}={value!r} is not one of {values}")
+    return value if eq else "1"
 
 
 def scale(args: dict[str, str], scales: dict[str, dict]) -> dict:
-    """The settings of ``scale=NAME`` (default 'cpu'; 'tiny' means 'ci')."""
-    name = "ci" if "tiny" in args else args.get("scale", "cpu")
-    if name not in scales:
-        raise ValueError(f"scale={name!r} is unknown; use one of {sorted(scales)}")
-    return scales[name]
+    """The settings of ``scale=NAME`` (default 'cpu'; ``parse_args`` checked the name)."""
+    return scales[args.get("scale", "cpu")]
 
 
 def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.ConfigDict:
@@ -94,8 +123,8 @@ def explain(**fields) -> ml_collections.ConfigDict:
 
 
 def shrink(config: ml_collections.ConfigDict, image_size: int = 32, steps: int = 6) -> None:
-    """The seconds-long ``tiny`` / ``scale=ci`` version of a study (tests): few images, 2 folds,
-    one budget, a few steps per stage."""
+    """The seconds-long ``tiny`` (demo) / ``scale=ci`` version of a study (tests): few images,
+    2 folds, one budget, a few steps per stage."""
     config.data.update(num_images=40, image_size=image_size)
     config.protocol.update(folds=2, run_folds=2, budgets=(4,))
     for s in config.stages.values():

@@ -8,6 +8,7 @@ budget, so one run serves every budget of its fold and seed; runs are keyed by t
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import NamedTuple
 
@@ -89,15 +90,46 @@ def stage_run(
     return Run(directory, run_config, name, fold, seed, b, parent)
 
 
-def plan(config: ml_collections.ConfigDict, workdir: str) -> list[Chain]:
-    """Every arm's chain of runs for every fold × seed × budget, in execution order."""
-    folds = config.protocol.run_folds or config.protocol.folds
-    if not 1 <= folds <= config.protocol.folds:
+def is_int(x: object) -> bool:
+    """An int, not a bool."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def is_budget(x: object) -> bool:
+    """An int count >= 1 or a float fraction in (0, 1]."""
+    return (is_int(x) and x >= 1) or (isinstance(x, float) and 0 < x <= 1)
+
+
+def check_protocol(protocol: ml_collections.ConfigDict) -> None:
+    """Raise one ValueError naming the ``protocol`` key whose value is out of range: a budget 0
+    would train on every mask, a repeated budget or seed would train and report runs twice."""
+    if not is_int(protocol.folds) or protocol.folds < 2:
+        raise ValueError(f"protocol.folds={protocol.folds!r} must be an int >= 2")
+    if not is_int(protocol.run_folds) or not 0 <= protocol.run_folds <= protocol.folds:
         raise ValueError(
-            f"protocol.run_folds={folds} must lie in 1..protocol.folds={config.protocol.folds}"
+            f"protocol.run_folds={protocol.run_folds!r} must be an int in 0..protocol.folds="
+            f"{protocol.folds} (0: all)"
         )
+    for key, ok, want in (
+        ("budgets", is_budget, "ints >= 1 (counts) or fractions in (0, 1]"),
+        ("seeds", is_int, "ints"),
+    ):
+        values = tuple(protocol[key])
+        bad = ", ".join(repr(v) for v in values if not ok(v))
+        if not values or bad:
+            what = f"holds {bad}" if bad else "is empty"
+            raise ValueError(f"protocol.{key}={values!r} {what}; give {want}")
+        twice = sorted({repr(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ValueError(f"protocol.{key}={values!r} repeats {', '.join(twice)}")
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str) -> list[Chain]:
+    """Every arm's chain of runs for every fold × seed × budget, in execution order (the
+    protocol checked first)."""
+    check_protocol(config.protocol)
     out = []
-    for fold in range(folds):
+    for fold in range(config.protocol.run_folds or config.protocol.folds):
         for seed in config.protocol.seeds:
             for budget in config.protocol.budgets:
                 for arm in config.arms:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 import optax
 
@@ -32,6 +34,10 @@ def check(cfg: ml_collections.ConfigDict) -> None:
     """Raise one ValueError naming the key for a setting out of range or without effect."""
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name={cfg.name!r} is unknown; use one of {OPTIMIZERS}")
+    if not math.isfinite(cfg.learning_rate) or cfg.learning_rate <= 0:  # <= 0 ascends or stalls
+        raise ValueError(f"optimizer.learning_rate={cfg.learning_rate} must be finite and > 0")
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"optimizer.warmup_steps={cfg.warmup_steps} must be >= 0")
     if cfg.weight_decay < 0:
         raise ValueError(f"optimizer.weight_decay={cfg.weight_decay} must be >= 0")
     if not 0 <= cfg.momentum < 1:

@@ -1,0 +1,86 @@
+"""Unit checks of the config contract (issue 18): the words a config file accepts, the protocol
+and the optimizer settings; the command-line end of each is in tests/test_bad_input.py."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from jaxseg import data
+from jaxseg.studies import configs
+from jaxseg.studies.plan import check_protocol
+from jaxseg.train import optimizers
+
+WORDS = ("tiny", "data=PATH", "lr=depth", "backbone=|vgg16")
+
+
+def test_parse_args_reads_switches_values_and_choices():
+    assert configs.parse_args("tiny,data=/a/b.npz,lr=depth,backbone=", WORDS) == {
+        "tiny": "1", "data": "/a/b.npz", "lr": "depth", "backbone": "",
+    }  # fmt: skip
+    assert configs.parse_args("", WORDS) == {}
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("tiny,dta=x", "unknown config argument(s) 'dta=x'; accepted: tiny, data=PATH"),
+        ("tiny=1", "'tiny=1' must read 'tiny'"),
+        ("data", "'data' must read 'data=PATH'"),
+        ("data=", "'data=' must read 'data=PATH'"),
+        ("lr=deep", "lr='deep' is not one of depth"),
+        ("tiny,tiny", "'tiny' is given twice"),
+    ],
+)
+def test_parse_args_refuses_words_not_accepted(arg, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        configs.parse_args(arg, WORDS)
+
+
+@pytest.mark.parametrize("budgets", [(4, 16), (0.25, 1.0), (1, 0.5)])
+def test_protocol_accepts_counts_and_fractions(budgets):
+    check_protocol(configs.protocol(budgets=budgets, seeds=(0, 3), run_folds=0))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(budgets=()), "protocol.budgets=() is empty"),
+        (dict(budgets=(-2, 4)), "protocol.budgets=(-2, 4) holds -2"),
+        (dict(budgets=(True,)), "holds True"),
+        (dict(budgets=(1, 1.0)), "repeats 1, 1.0"),  # one label and all labels: one row key
+        (dict(seeds=(1, 1)), "protocol.seeds=(1, 1) repeats 1"),
+        (dict(seeds=(0.5,)), "protocol.seeds=(0.5,) holds 0.5"),
+        (dict(folds=0), "protocol.folds=0"),
+        (dict(run_folds=6), "protocol.run_folds=6"),
+        (dict(run_folds=-1), "protocol.run_folds=-1"),
+    ],
+)
+def test_protocol_refuses_out_of_range_values(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_protocol(configs.protocol(**fields))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(learning_rate=0.0), "learning_rate=0.0"),
+        (dict(learning_rate=-1e-3), "learning_rate=-0.001"),
+        (dict(learning_rate=math.inf), "learning_rate=inf"),
+        (dict(warmup_steps=-5), "warmup_steps=-5"),
+    ],
+)
+def test_optimizer_refuses_learning_rates_that_do_not_descend(fields, message):
+    cfg = configs.stage("segmentation", examples="all", steps=4, optimizer=fields).optimizer
+    with pytest.raises(ValueError, match=message):
+        optimizers.check(cfg)
+
+
+def test_data_path_goes_with_a_file_source_only():
+    fundus = configs.data({}, num_images=4, image_size=16, path="/some/file.npz")
+    with pytest.raises(ValueError, match=r"data.path='/some/file.npz'.*data.source='fundus'"):
+        data.load(fundus)
+    with pytest.raises(ValueError, match=r"data.source='tfds' reads a file: give data.path"):
+        data.load(configs.data({}, source="tfds"))
