@@ -620,3 +620,31 @@ def test_inspect_with_an_unwritable_sheet_is_one_error_after_the_summary(tmp_pat
         ro.chmod(0o755)
     _one_error(code, err, f"{path}.sheet.png: cannot write the contact sheet", "--sheet ''")
     assert "4 examples of shape (8, 8, 1)" in stdout
+
+
+# --- the study workdir (issue 18)
+
+
+def test_a_folder_of_other_files_is_refused_as_workdir_and_left_as_it_was(tmp_path):
+    workdir = tmp_path / "mine"
+    (workdir / "sub").mkdir(parents=True)
+    (workdir / "thesis.txt").write_text("years of work")
+    (workdir / "sub" / "data.csv").write_text("a,b\n")
+    before = _tree(workdir)
+    proc = run_main(["--config=configs/demo.py:tiny", f"--workdir={workdir}"], REPO, {})
+    assert_one_error_line(
+        proc, [f"--workdir={workdir} is not empty (sub, thesis.txt)", "holds no jaxseg study"]
+    )
+    assert _tree(workdir) == before
+
+
+def test_a_truncated_result_json_is_one_error_naming_it(tmp_path, tiny_study):
+    workdir = tmp_path / "study"
+    run = workdir / "fold_0" / "seed_0" / "localize"
+    run.mkdir(parents=True)
+    (workdir / "study_config.json").write_text(
+        tiny_study.to_json_best_effort(sort_keys=True, indent=1)
+    )
+    (run / "result.json").write_text('{"stage": "localize", "metr')
+    proc = run_main(["--config=configs/demo.py:tiny", f"--workdir={workdir}"], REPO, {})
+    assert_one_error_line(proc, [f"{run / 'result.json'} is not valid JSON", "restore or delete"])
