@@ -31,15 +31,20 @@ class LoadedRun(NamedTuple):
     config: ml_collections.ConfigDict  # the run's config.json
 
 
-def load_run(workdir: str, step: int | None = None) -> LoadedRun:
+def load_run(workdir: str, step: int | None = None, best: bool = False) -> LoadedRun:
     """The model, variables and config of a finished stage directory (``config.json`` +
-    ``checkpoints/``), for inference. The head size is read from the checkpoint."""
+    ``checkpoints/``), for inference. The head size is read from the checkpoint. ``best``: the
+    best validated checkpoint (the one the run's test metrics come from) when the run kept one,
+    else the latest."""
     path = os.path.join(workdir, rundir.CONFIG)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a stage directory (no {rundir.CONFIG})")
     with open(path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    variables = checkpoint.load_variables(rundir.checkpoints(workdir), step)
+    folder = rundir.checkpoints(workdir)
+    if best and checkpoint.steps(rundir.best(workdir)):
+        folder = rundir.best(workdir)
+    variables = checkpoint.load_variables(folder, step)
     head = checkpoint.flatten(variables["params"]["head"])  # 'kernel' or e.g. 'conv/kernel'
     outputs = int(next(v for p, v in head.items() if p.endswith("kernel")).shape[-1])
     # only the head kind matters here; its size is the checkpoint's

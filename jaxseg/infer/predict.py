@@ -1,0 +1,122 @@
+"""``predict``: segment new images with trained runs, in each image's own geometry.
+
+Per input: the run's preprocessing (per-image standardisation as every loader does, then the
+``data.preprocess`` steps of the run's config; RGB becomes luminance for a one-channel network)
+→ probabilities at the input's own pixel grid by windows of the training size: one window
+(zero-padded) when the image fits, else overlapping Gaussian-weighted windows → optional flip
+test-time augmentation and fold ensemble (probabilities averaged) → threshold, optional largest
+connected component → a label mask [*S] (0 background, k for channel k) written in the input's
+own format and geometry (``infer.io``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from jaxseg.data import preprocess
+from jaxseg.data.derive import normalize_images
+from jaxseg.infer import postprocess, tta, window
+from jaxseg.infer.io import Input, read_inputs, write_outputs
+from jaxseg.infer.runs import Networks, load, resolve
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How to predict (defaults: one pass, threshold 0.5, no post-processing)."""
+
+    threshold: float = 0.5
+    tta: bool = False  # average over every flip of the spatial axes
+    largest_component: bool = False  # keep each channel's largest connected component
+    overlap: float = 0.5  # of neighbouring windows
+    batch_size: int = 4  # windows per device call
+    window: tuple[int, ...] = ()  # () = the training image size (data.image_size)
+
+
+def standardize(pixels: np.ndarray, steps: str, channels: int) -> np.ndarray:
+    """[*S,C] as read -> [*S,channels] float32 as a loader hands images to training: per-image
+    zero mean and unit sd, then the preprocessing ``steps``; RGB becomes luminance for a
+    one-channel network."""
+    x = normalize_images(pixels[None].astype(np.float32))
+    if steps:
+        x = preprocess.apply(x, steps)
+    if x.shape[-1] == 3 and channels == 1:
+        x = preprocess.grayscale(x)
+    if x.shape[-1] != channels:
+        raise ValueError(f"the networks take {channels} channel(s); this input has {x.shape[-1]}")
+    return x[0]
+
+
+def training_window(networks: Networks, rank: int, options: Options) -> tuple[int, ...]:
+    """The window side per spatial axis: ``options.window`` or the run's ``data.image_size``."""
+    if options.window:
+        if len(options.window) not in (1, rank):
+            raise ValueError(f"--window has {len(options.window)} sizes; give 1 or {rank}")
+        sizes = tuple(options.window) * (rank // len(options.window))
+    elif networks.config.data.get("image_size"):
+        sizes = (int(networks.config.data.image_size),) * rank
+    else:
+        raise ValueError("the run was trained at its data's stored size; give --window")
+    if any(s % networks.multiple for s in sizes):
+        raise ValueError(f"--window={sizes} must be multiples of {networks.multiple}")
+    return sizes
+
+
+def probabilities(
+    image: np.ndarray, predict: Callable, networks: Networks, options: Options
+) -> np.ndarray:
+    """[*S,C] model input -> [*S,K] foreground probabilities (see the module docstring)."""
+    rank = image.ndim - 1
+    if options.tta:
+        predict = tta.flip_tta(predict, rank)
+    sizes = training_window(networks, rank, options)
+    return window.sliding_window(predict, image, sizes, options.overlap, options.batch_size)
+
+
+def label_mask(probs: np.ndarray, options: Options) -> np.ndarray:
+    """[*S,K] probabilities -> [*S] uint8 labels (channel k -> k + 1; later channels win)."""
+    masks = postprocess.binarize(probs, options.threshold)
+    if options.largest_component:
+        masks = postprocess.largest_component(masks)
+    labels = np.zeros(masks.shape[:-1], np.uint8)
+    for k in range(masks.shape[-1]):
+        labels[masks[..., k] > 0] = k + 1
+    return labels
+
+
+def predict_inputs(
+    networks: Networks, inputs: list[Input], options: Options
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(label masks [*S], probabilities [*S] for one channel else [*S,K]) per input."""
+    predict = networks.probabilities()
+    masks, probs = [], []
+    for item in inputs:
+        try:
+            steps = networks.config.data.get("preprocess", "")
+            x = standardize(item.pixels, steps, networks.channels)
+            p = probabilities(x, predict, networks, options)
+        except ValueError as err:
+            raise ValueError(f"{item.source}: {err}") from None
+        masks.append(label_mask(p, options))
+        probs.append(p[..., 0] if p.shape[-1] == 1 else p)
+    return masks, probs
+
+
+def predict(
+    source: str,
+    input_path: str,
+    output: str,
+    options: Options | None = None,
+    *,
+    arm: str = "",
+    budget: str = "",
+    write_probabilities: bool = False,
+) -> list[str]:
+    """Segment every image under ``input_path`` with the run(s) of ``source`` (``resolve``) and
+    write the masks (and probability maps) under ``output``; returns the written paths."""
+    networks = load(resolve(source, arm, budget))
+    inputs = read_inputs(input_path)
+    masks, probs = predict_inputs(networks, inputs, options or Options())
+    return write_outputs(inputs, masks, output, probs if write_probabilities else None)

@@ -1,0 +1,167 @@
+"""``jaxseg predict`` / ``export`` end to end on tiny runs of the demo (32² windows, depth-2
+U-Net): non-square images come back as masks of their own sizes, large inputs go through
+sliding windows, TTA and fold ensembles average as documented, and the exported artefact
+reproduces predict's probabilities in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, subprocess_env
+from jaxseg.infer.io import read_inputs
+from PIL import Image
+
+from jaxseg.infer import cli, runs
+from jaxseg.infer import predict as predict_lib
+from jaxseg.infer.export import export
+from jaxseg.train.loop import train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_study, tiny_fundus):
+    """Two finished scratch runs of the tiny demo (folds 0 and 1) and a study_config.json."""
+    from conftest import make_run
+
+    root = tmp_path_factory.mktemp("predict")
+    dirs = []
+    for fold in (0, 1):
+        run = make_run(tiny_study, root, "scratch", fold=fold)
+        train_and_evaluate(run.config, run.workdir, tiny_fundus)
+        dirs.append(run.workdir)
+    (root / "study_config.json").write_text(tiny_study.to_json_best_effort(sort_keys=True))
+    return dict(root=root, dirs=dirs, images=tiny_fundus.arrays["image"])
+
+
+def png_folder(folder, images: dict[str, np.ndarray]) -> str:
+    folder.mkdir()
+    for name, x in images.items():
+        Image.fromarray(x).save(folder / f"{name}.png")
+    return str(folder)
+
+
+def grey(shape, seed=0) -> np.ndarray:
+    """A uint8 image with a bright disc, like the fundus generator's."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    disc = (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (min(shape) / 6) ** 2
+    noise = np.random.default_rng(seed).normal(60, 10, shape)
+    return np.clip(noise + 120 * disc, 0, 255).astype(np.uint8)
+
+
+def test_non_square_pngs_come_back_as_masks_of_their_own_sizes(trained, tmp_path):
+    sizes = {"wide": (90, 120), "tall": (120, 90), "small": (20, 30)}
+    src = png_folder(tmp_path / "in", {k: grey(s) for k, s in sizes.items()})
+    out = tmp_path / "out"
+    code = cli.predict(["--from", trained["dirs"][0], "--input", src, "--output", str(out),
+                        "--probabilities"])  # fmt: skip
+    assert code == 0
+    for name, shape in sizes.items():
+        mask = np.asarray(Image.open(out / f"{name}_mask.png"))
+        assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
+        prob = np.asarray(Image.open(out / f"{name}_prob.tif"))
+        assert prob.shape == shape and prob.min() >= 0 and prob.max() <= 1
+        np.testing.assert_array_equal(mask == 255, prob >= 0.5)
+    again = cli.predict(["--from", trained["dirs"][0], "--input", src, "--output", str(out)])
+    assert again == 1  # nothing is overwritten
+
+
+def test_an_input_four_times_the_window_goes_through_sliding_windows(trained):
+    networks = runs.load(trained["dirs"][:1])
+    image = predict_lib.standardize(grey((128, 128))[..., None], "", 1)
+    calls = []
+    predict = networks.probabilities()
+
+    def counting(batch):
+        calls.append(batch.shape)
+        return predict(batch)
+
+    options = predict_lib.Options(overlap=0.5, batch_size=4)
+    probs = predict_lib.probabilities(image, counting, networks, options)
+    assert probs.shape == (128, 128, 1)
+    assert calls and all(c == (4, 32, 32, 1) for c in calls)
+    assert len(calls) == -(-(7 * 7) // 4)  # 7 windows per axis at stride 16, 4 per call
+    # one window when the image fits: the same as the network on the padded image
+    small = image[:32, :32]
+    np.testing.assert_allclose(
+        predict_lib.probabilities(small, predict, networks, options),
+        np.asarray(predict(small[None]))[0],
+        atol=1e-6,
+    )
+
+
+def test_tta_is_the_mean_over_flips(trained):
+    networks = runs.load(trained["dirs"][:1])
+    predict = networks.probabilities()
+    x = trained["images"][:1]
+    flips = [(), (1,), (2,), (1, 2)]
+    by_hand = np.mean(
+        [np.flip(np.asarray(predict(np.flip(x, f))), f) if f else np.asarray(predict(x))
+         for f in flips], axis=0
+    )  # fmt: skip
+    with_tta = predict_lib.probabilities(x[0], predict, networks, predict_lib.Options(tta=True))
+    np.testing.assert_allclose(with_tta, by_hand[0], atol=1e-5)
+    plain = predict_lib.probabilities(x[0], predict, networks, predict_lib.Options())
+    assert np.abs(with_tta - plain).max() > 1e-4  # a tiny net is not flip-invariant
+
+
+def test_a_study_arm_is_a_fold_ensemble_averaging_probabilities(trained):
+    dirs = runs.resolve(str(trained["root"]), arm="scratch", budget="4")
+    assert dirs == trained["dirs"]
+    both = runs.load(dirs).probabilities()
+    one, two = (runs.load([d]).probabilities() for d in dirs)
+    x = trained["images"][:2]
+    mean = (np.asarray(one(x)) + np.asarray(two(x))) / 2
+    np.testing.assert_allclose(np.asarray(both(x)), mean, atol=1e-6)
+    assert np.abs(np.asarray(one(x)) - np.asarray(two(x))).max() > 1e-3
+    with pytest.raises(ValueError, match="name the arm and budget"):
+        runs.resolve(str(trained["root"]))
+    with pytest.raises(ValueError, match="--arm='nope' is not an arm"):
+        runs.resolve(str(trained["root"]), arm="nope", budget="4")
+
+
+def test_the_exported_artefact_reproduces_predict_in_a_fresh_process(trained, tmp_path):
+    src = png_folder(tmp_path / "in", {"wide": grey((90, 120), seed=3)})
+    out = tmp_path / "export"
+    export(trained["dirs"][0], str(out))
+    assert json.loads((out / "predict.json").read_text())["window"] == [32, 32]
+    networks = runs.load(trained["dirs"][:1])
+    item = read_inputs(src)[0]
+    _, (expected,) = predict_lib.predict_inputs(networks, [item], predict_lib.Options())
+    code = (
+        "import sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from jaxseg.infer.export import load_exported\n"
+        "x = np.asarray(Image.open(sys.argv[2]))[..., None]\n"
+        "np.save(sys.argv[3], load_exported(sys.argv[1]).probabilities(x)[..., 0])\n"
+    )
+    result = tmp_path / "p.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out), f"{src}/wide.png", str(result)],
+        cwd=tmp_path, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(result), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="exists"):
+        export(trained["dirs"][0], str(out))
+
+
+@pytest.mark.parametrize("verb", ["predict", "export"])
+def test_help_names_the_flags(verb):
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxseg", verb, "--help"],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flag in ("--from", "--output", "--window", "--overlap", "--threshold"):
+        assert flag in proc.stdout
+    assert ("--tta" in proc.stdout) == (verb == "predict")
+
+
+def test_bad_runs_are_one_error_line(trained, tmp_path, capsys):
+    assert cli.predict(["--from", str(tmp_path), "--input", str(tmp_path), "--output", "o"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --from=") and "neither a run" in err[0]
