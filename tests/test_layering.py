@@ -19,7 +19,7 @@ LAYERS = [  # lowest first; a module may import its own layer and the layers bel
     {"models", "surgery", "data", "eval", "losses"},
     {"tasks"},
     {"train"},
-    {"studies", "explain"},
+    {"studies", "explain", "infer"},
     {"main"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
