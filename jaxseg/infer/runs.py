@@ -10,6 +10,7 @@ every fold and seed run: a fold ensemble. Each run contributes its best validate
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -47,10 +48,19 @@ class Networks:
         params = self.runs[0].variables["params"]
         return next(v for p, v in _flat(params) if p.endswith("kernel"))
 
-    @property
+    @functools.cached_property
     def channels(self) -> int:
-        """Input channels the networks expect."""
-        return int(self._first_kernel.shape[-2])
+        """Input channels the networks expect: the first count (1 to 4) the model accepts,
+        found by tracing shapes only (a run does not record its input shape)."""
+        run = self.runs[0]
+        for c in range(1, 5):
+            spec = jax.ShapeDtypeStruct((1, *(self.multiple,) * self.rank, c), jnp.float32)
+            try:
+                jax.eval_shape(lambda x: run.model.apply(run.variables, x, train=False), spec)
+            except (TypeError, ValueError):  # the first convolution's kernel does not fit
+                continue
+            return c
+        raise ValueError("the networks accept none of 1 to 4 input channels")
 
     @property
     def rank(self) -> int:
