@@ -1,8 +1,10 @@
-"""Launch: ``python -m jaxseg.main --config=configs/NAME.py[:ARGS] --workdir=DIR``.
+"""``jaxseg train --config=configs/NAME.py[:ARGS] --workdir=DIR [--overwrite]``: train and
+evaluate a study (aliases: ``jaxseg --config=...``, ``python -m jaxseg.main --config=...``).
 
-Overrides use ml_collections config flags, e.g. ``--config.stages.segment.steps=50``; the config
-is locked, so a misspelt key is an error, not a silently ignored setting. A bad config file,
-argument, override or workdir ends in one ``error: ...`` line before anything trains.
+Override any config key with ``--config.KEY=VALUE``, e.g. ``--config.stages.segment.steps=50``;
+the config is locked, so a misspelt key is an error, not a silently ignored setting. A bad config
+file, argument, override or workdir ends in one ``error: ...`` line before anything trains.
+Finished runs in DIR are read back, not retrained (unless --overwrite).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import importlib.util
 import os
 import sys
 import tempfile
+from typing import NoReturn
 
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxseg import abslrun
 
 
 class ConfigFile(flags.ArgumentParser):
@@ -118,20 +123,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: no such config key {' '.join(str(err).split())}")
 
 
-def run() -> None:
-    """Console-script entry point: ``jaxseg --config=... --workdir=...`` trains a study;
-    ``jaxseg data import|inspect ...`` brings in a dataset (``python -m jaxseg.data``);
-    ``jaxseg weights --runs=...`` compares runs' weights (``python -m jaxseg.eval.weights``)."""
-    if sys.argv[1:2] == ["data"]:
-        from jaxseg.data.__main__ import main as data_main
-
-        sys.exit(data_main(sys.argv[2:]))
-    if sys.argv[1:2] == ["weights"]:
-        from jaxseg.eval.weights import main as weights_main
-
-        sys.exit(weights_main(sys.argv[2:]))
-    app.run(main, flags_parser=parse_flags)
+def train(argv: list[str]) -> NoReturn:
+    """``jaxseg train ARGV``: the study launcher (exits)."""
+    abslrun.run(main, "jaxseg train", __name__, argv, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
-    run()
+    train(sys.argv[1:])

@@ -1,5 +1,6 @@
 """Shared fixtures for the training/CLI integration tests: tiny run configs, a tiny dataset, a
-checkpoint reader and the environment for ``python -m jaxseg.main`` subprocesses.
+checkpoint reader, the environment for ``python -m jaxseg`` subprocesses and the tiny demo study
+run once from the command line (``demo``).
 
 Every tiny U-Net step costs seconds of XLA compile time on a CPU, and the integration tests
 compile the same few programs again and again (one per stage kind). A persistent JAX compilation
@@ -12,6 +13,7 @@ version and the flags, so a stale entry is never reused for a different program.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `configs` is a directory of the repo, not an installed package
     sys.path.insert(0, str(REPO))
 
-from configs import demo  # noqa: E402
+from configs import demo as demo_configs  # noqa: E402
 from jaxseg.studies import plan as plan_lib  # noqa: E402
 
 _CACHE_ENV = "JAXSEG_TEST_JAX_CACHE"
@@ -63,10 +65,37 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def jaxseg_main(workdir: Path, *args: str, config: str = "configs/demo.py:tiny"):
+    """``python -m jaxseg train`` on the CPU; returns the CompletedProcess (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jaxseg", "train", f"--config={config}", f"--workdir={workdir}",
+         *args],
+        cwd=REPO,
+        env=subprocess_env(JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def result_files(workdir: Path) -> dict[str, int]:
+    """{relative path of every result.json: mtime in ns}."""
+    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in workdir.rglob("result.json")}
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The tiny demo study, run once from the command line (read-only: copy before changing)."""
+    workdir = tmp_path_factory.mktemp("cli") / "tiny"
+    proc = jaxseg_main(workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(workdir=workdir, proc=proc, results=result_files(workdir))
+
+
 @pytest.fixture(scope="session")
 def tiny_study() -> ml_collections.ConfigDict:
     """configs/demo.py:tiny — 40 fundus images of 32², 2 folds, budget 4, 6 steps per stage."""
-    return demo.get_config("tiny")
+    return demo_configs.get_config("tiny")
 
 
 @pytest.fixture(scope="session")

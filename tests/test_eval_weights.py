@@ -378,25 +378,25 @@ def test_cli_writes_tables_and_reports_bad_input(tmp_path):
 
 
 def test_jaxseg_weights_subcommand_dispatches_to_the_weights_cli(tmp_path, monkeypatch, capsys):
-    from jaxseg import main as main_lib
+    from jaxseg import cli
 
     save_run(tmp_path / "a", small_params(0.0))
     save_run(tmp_path / "b", small_params(0.5))
     monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", "--help"])
     with pytest.raises(SystemExit) as exit_info:
-        main_lib.run()
+        cli.run()
     assert exit_info.value.code == 0
     assert "usage: jaxseg weights" in capsys.readouterr().out
     runs = f"--runs=a={tmp_path / 'a'},b={tmp_path / 'b'}"
     monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", runs, "--group=level_0"])
     with pytest.raises(SystemExit) as exit_info:
-        main_lib.run()
+        cli.run()
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "## Matrix (level_0)" in out and "| a | 0 | 0.5 |" in out.splitlines()
     monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", f"--runs=a={tmp_path / 'a'}"])
     with pytest.raises(SystemExit) as exit_info:
-        main_lib.run()
+        cli.run()
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --runs needs at least two runs to compare, got ['a']"

@@ -1,6 +1,7 @@
-"""The package's layering (docs/design.md): main → studies, explain → train → tasks → models,
-surgery, data, eval, losses → checkpoint → atomic, locking, plotting, xla_flags. No module imports a
-higher layer, not even lazily inside a function (every import statement is scanned)."""
+"""The package's layering (docs/design.md): cli, main → studies, explain → train → tasks → models,
+surgery, data, eval, losses → checkpoint → atomic, locking, plotting, xla_flags, abslrun. No
+module imports a higher layer, not even lazily inside a function (every import statement is
+scanned)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from conftest import REPO, subprocess_env
 
 PACKAGE = REPO / "jaxseg"
 LAYERS = [  # lowest first; a module may import its own layer and the layers below
-    {"__init__", "atomic", "locking", "plotting", "xla_flags"},
+    {"__init__", "atomic", "locking", "plotting", "xla_flags", "abslrun"},
     {"checkpoint"},
     {"models", "surgery", "data", "eval", "losses"},
     {"tasks"},
     {"train"},
     {"studies", "explain", "infer"},
-    {"main"},
+    {"main", "cli", "__main__"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -1,4 +1,4 @@
-"""The command line, end to end: ``python -m jaxseg.main --config=configs/demo.py:tiny ...`` in a
+"""The command line, end to end: ``python -m jaxseg train --config=configs/demo.py:tiny ...`` in a
 subprocess (as a user runs it), its outputs, resuming a finished study and its errors."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, subprocess_env
+from conftest import REPO, jaxseg_main, result_files, subprocess_env
 
 STEP_LINE = re.compile(r"step \d+/\d+")
 # what transfer.format_report prints when a stage loads its init_from
@@ -22,35 +22,9 @@ TRANSFER_LINE = re.compile(r"^\w+: transfer( from .*)?: \d+ leaves loaded", re.M
 BUSI = Path(os.environ.get("JAXSEG_BUSI") or REPO.parent / "shared/data/busi/busi.npz")
 
 
-def jaxseg_main(workdir: Path, *args: str, config: str = "configs/demo.py:tiny"):
-    """Run the CLI; returns the CompletedProcess (stdout/stderr as text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "jaxseg.main", f"--config={config}", f"--workdir={workdir}", *args],
-        cwd=REPO,
-        env=subprocess_env(JAX_PLATFORMS="cpu"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def result_files(workdir: Path) -> dict[str, int]:
-    """{relative path of every result.json: mtime in ns}."""
-    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in workdir.rglob("result.json")}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The tiny demo study, run once from the command line."""
-    workdir = tmp_path_factory.mktemp("cli") / "tiny"
-    proc = jaxseg_main(workdir)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return dict(workdir=workdir, proc=proc, results=result_files(workdir))
 
 
 def test_demo_runs_and_reports(demo, tiny_study):
@@ -235,18 +209,6 @@ def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(demo, tmp_pa
     assert "resumed from step" in again.stdout
     # The killed-and-resumed study ends with the uninterrupted study's results table.
     assert (workdir / "results.csv").read_bytes() == (demo["workdir"] / "results.csv").read_bytes()
-
-
-def test_jaxseg_data_subcommand_dispatches_to_the_data_cli(tmp_path, monkeypatch, capsys):
-    from jaxseg import main as main_lib
-
-    missing = str(tmp_path / "missing.npz")
-    monkeypatch.setattr(sys, "argv", ["jaxseg", "data", "inspect", missing])
-    with pytest.raises(SystemExit) as exit_info:
-        main_lib.run()
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "missing.npz" in err[-1]
 
 
 # --- the study workdir (issue 18): relocatable, extensible, one writer, the user's files kept

@@ -1,12 +1,15 @@
-"""``python -m jaxseg.explain --runs=scratch=DIR1,pretrained=DIR2 --out=DIR``: activation maps,
-activation maximisation and per-stage similarity of finished stage runs (see ``report``)."""
+"""``jaxseg explain --runs=scratch=DIR1,pretrained=DIR2 --out=DIR``: activation maps, activation
+maximisation and per-stage similarity of finished stage runs (see ``report``; alias:
+``python -m jaxseg.explain``)."""
 
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from jaxseg import abslrun
 from jaxseg.eval.weights import parse_runs
 
 _RUNS = flags.DEFINE_list("runs", None, "label=stage_workdir pairs; the first is the reference.")
@@ -34,5 +37,10 @@ def main(argv: list[str]) -> None:
     print(f"wrote {index}")
 
 
+def run(argv: list[str]) -> NoReturn:
+    """``jaxseg explain ARGV`` (exits)."""
+    abslrun.run(main, "jaxseg explain", __name__, argv)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run(sys.argv[1:])

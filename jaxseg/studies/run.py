@@ -1,11 +1,12 @@
 """Run a study: every planned run in order (finished ones are read back, not retrained), then
 ``results.csv``, the summary table on stdout and ``report.md`` (with ``figures/`` and
-``machine.json``) in the workdir."""
+``machine.json``) in the workdir; or rebuild those from the finished runs (``report_study``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import ml_collections
 from absl import logging
@@ -52,14 +53,87 @@ def run_study(
         study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
         atomic.write_text(study_config, rundir.config_text(config))
         rows = train_all(planned, datasets, overwrite)
-        results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
-        report = write_report(config, workdir, rows, datasets(config.data))
+        report = write_results(config, workdir, rows, datasets(config.data))
         if "explain" in config and config.explain.enabled:
-            index = explain_first_split(config, workdir, planned)
-            what = f"\n## What transferred\n\nSee [{index}]({index}).\n"
-            atomic.write_text(os.path.join(workdir, "report.md"), report + what)
+            link_explain(workdir, report, explain_first_split(config, workdir, planned))
         workdir_lib.record_outputs(workdir)
     return rows
+
+
+def report_study(workdir: str) -> list[plan_lib.Run]:
+    """Rebuild ``results.csv``, ``summary.json``, ``figures/`` and ``report.md`` of the study in
+    ``workdir`` from its finished runs, training nothing; returns the runs without a result.
+
+    A chain (arm × fold × seed × budget) is reported when all its runs finished; the missing
+    runs are listed on stderr. The explain figures are linked when present, not redrawn. Raises
+    ValueError when ``workdir`` holds no study or no chain finished.
+    """
+    recorded = workdir_lib.recorded(workdir)
+    if recorded is None:
+        raise ValueError(f"{workdir} is not a study workdir (no {workdir_lib.STUDY_CONFIG})")
+    config = ml_collections.ConfigDict(recorded)
+    planned = plan_lib.plan(config, workdir)
+    rows, missing = finished_rows(planned)
+    runs = {run.workdir for chain in planned for run in chain.runs}
+    if not rows:
+        raise ValueError(
+            f"no chain of runs in {workdir} finished ({len(missing)} of {len(runs)} runs have no "
+            "result); nothing to report"
+        )
+    print_missing(workdir, missing, len(runs))
+    with locking.hold(workdir):
+        workdir_lib.check(workdir)
+        report = write_results(config, workdir, rows, data.load(config.data))
+        index = os.path.join("explain", "index.md")
+        if (
+            "explain" in config
+            and config.explain.enabled
+            and os.path.exists(os.path.join(workdir, index))
+        ):
+            link_explain(workdir, report, index)
+        workdir_lib.record_outputs(workdir)
+    return missing
+
+
+def finished_rows(planned: list[plan_lib.Chain]) -> tuple[list[dict], list[plan_lib.Run]]:
+    """The result rows of the chains whose runs all finished (as ``train_all`` builds them), and
+    the runs without a result (each once)."""
+    rows, missing = [], {}
+    for chain in planned:
+        results = [rundir.read_result(run.workdir) for run in chain.runs]
+        missing |= {r.workdir: r for r, res in zip(chain.runs, results, strict=True) if res is None}
+        if all(res is not None for res in results):
+            rows += results_lib.rows_for(chain.arm, chain.runs, results)
+    return rows, list(missing.values())
+
+
+def print_missing(workdir: str, missing: list[plan_lib.Run], total: int, shown: int = 10) -> None:
+    """On stderr: how many runs have no result and the first ``shown`` of them."""
+    if not missing:
+        return
+    print(
+        f"{len(missing)} of {total} runs have no result; the report leaves out the chains that "
+        "need them:",
+        file=sys.stderr,
+    )
+    for run in missing[:shown]:
+        print(f"  missing: {os.path.relpath(run.workdir, workdir)}", file=sys.stderr)
+    if len(missing) > shown:
+        print(f"  ... and {len(missing) - shown} more", file=sys.stderr)
+
+
+def write_results(
+    config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
+) -> str:
+    """``results.csv`` and the report (``write_report``) from ``rows``; returns the report."""
+    results_lib.write_csv(rows, os.path.join(workdir, "results.csv"))
+    return write_report(config, workdir, rows, dataset)
+
+
+def link_explain(workdir: str, report: str, index: str) -> None:
+    """``report.md``: ``report`` with a section linking the explain index (relative path)."""
+    what = f"\n## What transferred\n\nSee [{index}]({index}).\n"
+    atomic.write_text(os.path.join(workdir, "report.md"), report + what)
 
 
 def check_study(
