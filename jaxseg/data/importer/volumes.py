@@ -39,8 +39,9 @@ def import_nifti(
         `case{label_suffix}.nii.gz`.
       output: `*.npz`, or a folder for a tfds dataset.
       mask_classes: None (binary labels) or the label values, background first.
-      csv_files: CSV annotations by volume id (centres/boxes in voxel indices (x=i, y=j, z=k)
-        only for volumes; label and group also for slices).
+      csv_files: CSV annotations by volume id (centres/boxes in the file's voxel indices (x=i,
+        y=j, z=k), moved with the reorientation to RAS, only for volumes; label and group also
+        for slices).
       spacing: resample every volume to this (D, H, W) spacing in mm (images trilinear, labels
         nearest), e.g. (3.22, 1.62, 1.62); None keeps the grid, which must then agree.
       slices: write the axial slices as 2-D examples (group = the volume's, so one volume's
