@@ -13,6 +13,7 @@ from PIL import Image
 from configs import demo
 from jaxseg.data import __main__ as cli
 from jaxseg.data import importer, npz
+from jaxseg.data.importer.placement import place
 
 
 def _save(path, array) -> None:
@@ -242,3 +243,39 @@ def test_imported_npz_trains_one_tiny_stage(tmp_path):
     assert result["steps"] == 6
     assert np.isfinite(result["metrics"]["dice"])
     assert result["n_train"] == 4 and result["n_test"] == 8  # budget 4 of fold 0; 2 folds
+
+
+def test_placement_is_stored_and_unplace_maps_masks_back(tmp_path):
+    images, masks = _folders(tmp_path)  # 12x16 -> pad to 16x16 (offset 2, 0) -> 8x8
+    out = str(tmp_path / "p.npz")
+    importer.import_folders(images, masks, out, size=8)
+    stored = npz.read_placements(out)
+    np.testing.assert_array_equal(stored["original_shapes"], [[12, 16]] * 3)
+    np.testing.assert_array_equal(stored["placement_offsets"], [[2, 0]] * 3)
+    np.testing.assert_array_equal(stored["placement_scales"], [0.5] * 3)
+    where = importer.Placement((2, 0), 0.5, (8, 8))
+    back = importer.unplace(np.load(out)["masks"][2], where, (12, 16))
+    expected = np.zeros((12, 16), np.uint8)
+    expected[2:6, 4:8] = 1  # c2: rows 2-4, cols 5-7, to the 2x2 blocks of the 8x8 grid ...
+    expected[4:6, 4:6] = 0  # ... at least half covered (this block only a quarter)
+    np.testing.assert_array_equal(back, expected)
+
+
+@pytest.mark.parametrize("policy, size", [("pad", 64), ("crop", 64), ("pad16", 0)])
+def test_unplace_inverts_place(policy, size):
+    shape = (90, 120)
+    r, c = np.mgrid[:90, :120]
+    blob = (((r - 40) / 25) ** 2 + ((c - 65) / 30) ** 2 < 1).astype(np.uint8)
+    where = importer.placement(shape, policy, size, (96, 128))
+    placed = place(blob[..., None], where, True)
+    back = importer.unplace(placed[..., 0], where, shape)
+    assert back.shape == shape and back.dtype == np.uint8
+    if where.scale == 1.0:
+        np.testing.assert_array_equal(back, blob)
+    else:
+        assert (back & blob).sum() / (back | blob).sum() > 0.9
+    probs = importer.unplace(np.ones((*where.shape, 2), np.float32), where, shape)
+    assert probs.shape == (*shape, 2) and probs.dtype == np.float32
+    kept = np.zeros(shape, bool)  # what the placement kept: all but crop's 15 columns each side
+    kept[:, 15:105] = True
+    np.testing.assert_allclose(probs[..., 1], 1.0 if policy != "crop" else kept)

@@ -8,13 +8,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from jaxseg.data import importer, nifti, npz
+from jaxseg.data import importer, nifti, npz, tfds_store
 
 
-def _save(path, ijk: np.ndarray, zooms=(1.0, 1.0, 2.0)) -> str:
-    """Write voxels given in file order (i, j, k) with the given zooms (mm)."""
+def _save(path, ijk: np.ndarray, zooms=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0)) -> str:
+    """Write voxels given in file order (i, j, k) with the given zooms (mm) and origin."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    img = nib.Nifti1Image(ijk, np.diag([*zooms, 1.0]))
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = origin
+    img = nib.Nifti1Image(ijk, affine)
     img.header.set_zooms(zooms[: ijk.ndim])
     nib.save(img, path)
     return str(path)
@@ -38,7 +40,7 @@ def test_read_transposes_to_dhw_and_reverses_spacing(tmp_path):
     assert volume.shape == (4, 5, 6)  # (D, H, W) = (k, j, i)
     np.testing.assert_array_equal(volume, image.transpose(2, 1, 0))
     np.testing.assert_array_equal(spacing, [2.0, 1.0, 1.0])
-    shape, spacing, code = nifti.header(str(tmp_path / "images" / "a.nii.gz"))
+    shape, spacing, code, _ = nifti.header(str(tmp_path / "images" / "a.nii.gz"))
     assert shape == (4, 5, 6) and code == "RAS"
     assert nifti.stem("x/case_1.nii.gz") == "case_1" and nifti.stem("b.nii") == "b"
 
@@ -141,6 +143,8 @@ def test_bad_volumes_are_reported(tmp_path):
     _save(tmp_path / "images" / "far.nii.gz", image)
     _save(tmp_path / "labels" / "far.nii.gz", label, zooms=(1.0, 1.0, 3.0))
     _save(tmp_path / "labels" / "orphan.nii.gz", label)
+    _save(tmp_path / "images" / "moved.nii.gz", image)
+    _save(tmp_path / "labels" / "moved.nii.gz", label, origin=(0.0, 5.0, 0.0))
     _save(tmp_path / "images" / "classes.nii.gz", image)
     _save(tmp_path / "labels" / "classes.nii.gz", label * 7)
     out = tmp_path / "o.npz"
@@ -153,6 +157,10 @@ def test_bad_volumes_are_reported(tmp_path):
     assert "short.nii.gz: label shape (3, 5, 6) != image shape (4, 5, 6)" in problems
     assert "far.nii.gz: label spacing (3.0, 1.0, 1.0) != image spacing (2.0, 1.0, 1.0)" in problems
     assert "orphan.nii.gz: label volume without image" in problems
+    assert (
+        "labels/moved.nii.gz: label affine [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 5.0]" in problems
+    )
+    assert f"(RAS) of image {tmp_path}/images/moved.nii.gz" in problems
     assert "classes.nii.gz: mask value(s) [7] outside the declared classes [0, 1]" in problems
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if "tmp" in f]
 
@@ -163,3 +171,55 @@ def test_volume_npz_loads_as_dataset(tmp_path):
     importer.import_nifti(str(tmp_path / "images"), str(tmp_path / "labels"), out, multiple=4)
     ds = npz.load(out)
     assert ds.arrays["center"].shape == (1, 3) and ds.arrays["spacing"].shape == (1, 3)
+
+
+def _oriented(root, name: str, codes: str, planted=(4, 1, 2)) -> None:
+    """One anatomy (RAS grid 6x5x4, 0.8x1x2.5 mm, translated; a bright voxel labelled 1 at
+    RAS voxel `planted`) stored with voxel axes along `codes`."""
+    affine = np.diag([0.8, 1.0, 2.5, 1.0])
+    affine[:3, 3] = (-30.0, 12.0, 40.0)
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(codes)
+    )
+    image, label = np.ones((6, 5, 4), np.float32), np.zeros((6, 5, 4), np.uint8)
+    image[planted], label[planted] = 100, 1
+    for folder, data in (("images", image), ("labels", label)):
+        os.makedirs(root / folder, exist_ok=True)
+        nib.save(
+            nib.Nifti1Image(data, affine).as_reoriented(ornt), root / folder / f"{name}.nii.gz"
+        )
+
+
+def test_mixed_orientations_are_reoriented_to_ras(tmp_path):
+    for name, codes in (("a", "RAS"), ("b", "LPS"), ("c", "SLA")):
+        _oriented(tmp_path, name, codes)
+    files = {n: nib.load(tmp_path / "labels" / f"{n}.nii.gz") for n in "abc"}
+    # CSV centres in each file's own voxel indices (x, y, z) = (i, j, k) of the planted voxel
+    at = {n: np.argwhere(np.asanyarray(f.dataobj))[0] for n, f in files.items()}
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,x,y,z\n" + "".join(f"{n},{i},{j},{k}\n" for n, (i, j, k) in at.items()))
+    images, labels = str(tmp_path / "images"), str(tmp_path / "labels")
+    out = str(tmp_path / "o.npz")
+    report = importer.import_nifti(images, labels, out, csv_files=[str(csv)], multiple=2)
+    assert "reoriented 2 volume(s) to RAS (closest canonical): 1 from LPS, 1 from SLA" in (
+        report.imported
+    )
+    raw = np.load(out)
+    # RAS (i, j, k) = (4, 1, 2) -> array (d, h, w) = (2, 1, 4); (4, 5, 6) padded to (4, 6, 6)
+    for n in range(3):
+        assert np.argwhere(raw["masks"][n]).tolist() == [[2, 1, 4]]
+        assert np.unravel_index(raw["images"][n].argmax(), (4, 6, 6)) == (2, 1, 4)
+    np.testing.assert_allclose(raw["centers"], [[4, 1, 2]] * 3)
+    np.testing.assert_allclose(raw["spacing"], [[2.5, 1.0, 0.8]] * 3)
+    np.testing.assert_array_equal(raw["orientations"], ["RAS", "LPS", "SLA"])
+    np.testing.assert_array_equal(raw["affines"], [files[n].affine for n in "abc"])
+    assert raw["affines"].dtype == np.float64
+    np.testing.assert_array_equal(raw["file_shapes"], [[4, 5, 6]] * 3)
+    np.testing.assert_array_equal(raw["original_shapes"], [[4, 5, 6]] * 3)
+    np.testing.assert_array_equal(raw["placement_offsets"], [[0, 0, 0]] * 3)
+    tfds_out = str(tmp_path / "o_tfds")
+    importer.import_nifti(images, labels, tfds_out, multiple=2)
+    stored, back = npz.read_placements(out), tfds_store.read_raw(tfds_out)
+    assert sorted(stored) == sorted(npz.PLACEMENT_KEYS)
+    for key, value in stored.items():
+        np.testing.assert_array_equal(back[key], value, err_msg=key)

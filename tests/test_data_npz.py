@@ -173,3 +173,10 @@ def test_real_busi_file():
     np.testing.assert_array_equal(np.bincount(a["label"]), [133, 437, 210])
     assert not a["has_object"][a["label"] == 0].any()  # 'normal' images have no lesion
     np.testing.assert_array_equal(a["group"], np.arange(780))
+
+
+def test_files_without_placements_still_load(tmp_path):
+    path = _write(tmp_path, **_raw())
+    assert npz.read_placements(path) == {} and len(npz.load(path)) == 4
+    with pytest.raises(ValueError, match="'placement_scales' has shape"):
+        npz.read_placements(_write(tmp_path, **_raw(), placement_scales=np.ones(3)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
+
 # Marks an output as written by `jaxseg data import`, so that --overwrite replaces only such an
 # output: the .npz key MARKER, or the file MARKER + '.json' inside a tfds dataset folder.
 MARKER = "jaxseg_import"
@@ -17,12 +19,36 @@ def marker_text() -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Field:
+    """An optional per-example value: its .npz key ([N,*shape]) and dtype (np.str_: text)."""
+
+    npz_key: str
+    dtype: type
+    shape: tuple[int, ...]
+
+
+def fields(rank: int) -> dict[str, Field]:
+    """{row key = tfds feature name: Field} of the optional per-example keys (rank R)."""
+    return {
+        "center": Field("centers", np.float32, (rank,)),
+        "box": Field("boxes", np.float32, (2 * rank,)),
+        "spacing": Field("spacing", np.float32, (rank,)),
+        "original_shape": Field("original_shapes", np.int32, (rank,)),
+        "placement_offset": Field("placement_offsets", np.int32, (rank,)),
+        "placement_scale": Field("placement_scales", np.float64, ()),
+        "file_shape": Field("file_shapes", np.int32, (3,)),
+        "affine": Field("affines", np.float64, (4, 4)),
+        "orientation": Field("orientations", np.str_, ()),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
 class Layout:
     """Names, optional keys and array specs of an imported dataset, fixed before writing."""
 
     class_names: tuple[str, ...]
     mask_names: tuple[str, ...]  # K mask channels
-    keys: frozenset[str]  # optional per-example keys stored: 'center', 'box', 'spacing'
+    keys: frozenset[str]  # optional per-example keys stored (of `fields`)
     image_shape: tuple[int, ...]  # per example: [*S,C]
     image_dtype: type
 
@@ -30,6 +56,11 @@ class Layout:
     def rank(self) -> int:
         """R, the number of spatial axes."""
         return len(self.image_shape) - 1
+
+    @property
+    def stored(self) -> dict[str, Field]:
+        """The Fields of the optional keys stored, in the order of `fields`."""
+        return {k: f for k, f in fields(self.rank).items() if k in self.keys}
 
     @property
     def mask_shape(self) -> tuple[int, ...]:

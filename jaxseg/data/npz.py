@@ -4,7 +4,17 @@ Keys read: `images` [N,*S] or [N,*S,C] (required), `masks` {0,1} [N,*S] or [N,*S
 (required; three identical channels, a grey mask saved as RGB, are read as K = 1), and
 optionally `labels` [N] int, `label_names` [num_classes], `groups` [N] (any dtype; mapped to int
 ids), `centers` [N,R] (x, y[, z]), `boxes` [N,2R] (x0, y0[, z0], x1, y1[, z1]) in pixels and
-`spacing` [N,R] (mm per pixel/voxel in array axis order). Other keys (e.g. `ids`) are ignored.
+`spacing` [N,R] (mm per pixel/voxel in array axis order). Other keys (e.g. `ids`) are ignored
+by `load`.
+
+Where each example came from (written by `jaxseg data import`, read by `read_placements`, not
+needed by `load`, so older files without them load alike): `original_shapes` [N,R] int (the
+spatial shape before placement, array axis order), `placement_offsets` [N,R] int and
+`placement_scales` [N] float (input p -> (p + offset + 0.5) · scale - 0.5 on the stored grid;
+`importer.placement.unplace` maps a prediction back), and for NIfTI imports `affines` [N,4,4]
+float64 (the file's voxel (i, j, k) -> world mm affine), `orientations` [N] str (the file's axis
+codes, e.g. 'LPS', before reorientation to RAS) and `file_shapes` [N,3] int (the file's grid
+(D, H, W) after reorientation, before resampling: original_shapes differ only when resampled).
 
 S is (H, W) for images and (D, H, W) for volumes (R = len(S); x runs along W, y along H, z
 along D). The rank is R = spacing.shape[1] when `spacing` is stored; otherwise a 5-D `images`
@@ -22,12 +32,15 @@ import numpy as np
 
 from jaxseg.data import derive, resize
 from jaxseg.data.dataset import Dataset
+from jaxseg.data.layout import fields
 
 _KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes", "spacing")
+# original_shapes, placement_offsets, placement_scales, file_shapes, affines, orientations
+PLACEMENT_KEYS = tuple(f.npz_key for f in fields(2).values() if f.npz_key not in _KEYS)
 
 
-def _read(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an .npz archive that this loader uses."""
+def _read(path: str, keys: tuple[str, ...] = _KEYS) -> dict[str, np.ndarray]:
+    """The arrays `keys` of an .npz archive (those present)."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file; point data.path (or JAXSEG_BUSI) at an .npz file")
     try:
@@ -38,7 +51,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: holds a single array, not an .npz archive; save with np.savez")
     try:
         with archive:
-            return {k: archive[k] for k in _KEYS if k in archive.files}
+            return {k: archive[k] for k in keys if k in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
 
@@ -116,6 +129,24 @@ def read_arrays(
     path = os.fspath(path)
     _check_image_size(path, image_size)
     return from_raw(_read(path), path, image_size)
+
+
+def read_placements(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The PLACEMENT_KEYS an .npz file stores ({} for a file imported before they existed)."""
+    path = os.fspath(path)
+    return placements(_read(path, ("images", *PLACEMENT_KEYS)), path)
+
+
+def placements(raw: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    """The PLACEMENT_KEYS of `raw` (.npz layout, with 'images'), each checked for shape [N,...]."""
+    n = len(raw["images"])
+    rank = raw["original_shapes"].shape[-1] if "original_shapes" in raw else 2
+    shapes = {f.npz_key: (n, *f.shape) for f in fields(rank).values()}
+    out = {k: raw[k] for k in PLACEMENT_KEYS if k in raw}
+    for key, x in out.items():
+        if x.shape != shapes[key]:
+            raise ValueError(f"{path}: '{key}' has shape {x.shape}; expected {shapes[key]}")
+    return out
 
 
 def _check_image_size(path: str, image_size: object) -> None:

@@ -4,9 +4,12 @@ For sets too big for memory: `write` streams examples to disk, `open_source` giv
 (len, [i]) for grain or any loader (`tfds.builder_from_directory(path).as_data_source()`), and
 `load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`.
 The output folder holds one split 'train' (all examples, import order) with the features
-image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and, when imported, center
-[R], box [2R] and spacing [R]; its metadata.json holds class_names, mask_names and rank, and
-`layout.MARKER`.json marks it as jaxseg's (an import's --overwrite replaces nothing else).
+image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and the optional keys of
+`layout.fields` that were imported (center [R], box [2R], spacing [R], original_shape [R],
+placement_offset [R], placement_scale, and for NIfTI file_shape [3], affine [4,4] and
+orientation; the .npz key is the plural, `npz` docstring); its metadata.json holds
+class_names, mask_names and rank, and `layout.MARKER`.json marks it as jaxseg's (an import's
+--overwrite replaces nothing else).
 TensorFlow is never imported (tensorflow_datasets runs without it).
 """
 
@@ -25,7 +28,7 @@ import numpy as np
 from jaxseg import atomic
 from jaxseg.data import npz
 from jaxseg.data.dataset import Dataset
-from jaxseg.data.layout import MARKER, Layout, marker_text
+from jaxseg.data.layout import MARKER, Field, Layout, fields, marker_text
 
 VERSION = "1.0.0"
 SPLIT = "train"
@@ -35,7 +38,6 @@ def _features(layout: Layout) -> Any:
     import tensorflow_datasets as tfds  # late: heavy, and only tfds outputs need it
 
     f = tfds.features
-    rank = layout.rank
     spec = {
         "image": f.Tensor(shape=layout.image_shape, dtype=np.dtype(layout.image_dtype)),
         "mask": f.Tensor(shape=layout.mask_shape, dtype=np.uint8),
@@ -44,9 +46,11 @@ def _features(layout: Layout) -> Any:
         "n_mask_files": f.Scalar(dtype=np.int32),
         "label": f.Scalar(dtype=np.int32),
     }
-    widths = {"center": rank, "box": 2 * rank, "spacing": rank}
     spec.update(
-        {k: f.Tensor(shape=(w,), dtype=np.float32) for k, w in widths.items() if k in layout.keys}
+        {
+            k: f.Text() if v.dtype is np.str_ else f.Tensor(shape=v.shape, dtype=np.dtype(v.dtype))
+            for k, v in layout.stored.items()
+        }
     )
     return f.FeaturesDict(spec)
 
@@ -99,7 +103,7 @@ def write(output: str, examples: Iterator[dict], layout: Layout) -> int:
     try:
         builder = _builder_class()(
             features=_features(layout),
-            examples=({k: _value(k, v) for k, v in row.items()} for row in examples),
+            examples=(_values(row, layout.stored) for row in examples),
             metadata=metadata,
             data_dir=tmp,
             file_format="array_record",
@@ -119,8 +123,11 @@ def write(output: str, examples: Iterator[dict], layout: Layout) -> int:
     return count
 
 
-def _value(key: str, value: Any) -> Any:
-    return value.astype(np.float32) if key in ("center", "box", "spacing") else value
+def _values(row: dict, stored: dict[str, Field]) -> dict:
+    """An importer row with its optional keys in their Field dtypes."""
+    return row | {
+        k: row[k] if f.dtype is np.str_ else np.asarray(row[k], f.dtype) for k, f in stored.items()
+    }
 
 
 def open_source(path: str | os.PathLike) -> tuple[Any, dict]:
@@ -153,9 +160,10 @@ def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
         "label_names": np.array(metadata["class_names"]),
         "mask_names": np.array(metadata["mask_names"]),
     }
-    for key, name in (("center", "centers"), ("box", "boxes"), ("spacing", "spacing")):
+    for key, field in fields(metadata["rank"]).items():
         if key in rows[0]:
-            raw[name] = np.stack([r[key] for r in rows])
+            values = [r[key].decode() if field.dtype is np.str_ else r[key] for r in rows]
+            raw[field.npz_key] = np.array(values, field.dtype)
     return raw
 
 

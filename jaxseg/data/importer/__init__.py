@@ -23,9 +23,13 @@ happens when the dataset is loaded. Images and masks may share one folder (BUSI'
 Coordinates (CSV and stored) use the pixel-centre convention of `jaxseg.data.derive`: pixel (row
 r, col c) is (x, y) = (c, r); volumes add z = the slice index d. Boxes are inclusive.
 
+Every example's grid before placement and its Placement are stored with it
+(`original_shapes`, `placement_offsets`, `placement_scales`; `unplace` maps a prediction back);
+NIfTI imports add the file's `affines`, `orientations` and `file_shapes` (see `npz`).
+
 Modules: `files` (reading, listing, pairing), `annotations` (CSV), `placement` (resize
-geometry), `folders` and `volumes` (the two sources), `pipeline` (the steps they share),
-`output` (the checked, atomic write), `report`.
+geometry and its inverse), `folders` and `volumes` (the two sources), `pipeline` (the steps
+they share), `output` (the checked, atomic write), `report`.
 
 Bad input is collected per file; unless `skip_bad`, any problem raises `InputError` listing them
 all and nothing is written. Doubtful input (a binary mask with more than two values) is imported
@@ -36,7 +40,13 @@ existing output is refused unless `overwrite`, which replaces only an output an 
 
 from jaxseg.data.importer.files import mask_channels, pair_files
 from jaxseg.data.importer.folders import import_folders
-from jaxseg.data.importer.placement import RESIZE_POLICIES, Placement, place_geometry, placement
+from jaxseg.data.importer.placement import (
+    RESIZE_POLICIES,
+    Placement,
+    place_geometry,
+    placement,
+    unplace,
+)
 from jaxseg.data.importer.report import InputError, Report
 from jaxseg.data.importer.volumes import import_nifti
 
@@ -51,4 +61,5 @@ __all__ = [
     "pair_files",
     "place_geometry",
     "placement",
+    "unplace",
 ]

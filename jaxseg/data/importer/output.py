@@ -100,9 +100,8 @@ def write_npz(output: str, rows: Sequence[dict], layout: Layout) -> None:
         "groups": np.array([r["group"] for r in rows]),
         MARKER: np.array(marker_text()),
     }
-    for key, name in (("center", "centers"), ("box", "boxes"), ("spacing", "spacing")):
-        if key in layout.keys:
-            arrays[name] = np.stack([r[key] for r in rows]).astype(np.float32)
+    for key, field in layout.stored.items():
+        arrays[field.npz_key] = np.array([r[key] for r in rows], field.dtype)
     tmp = atomic.temporary_path(output)
     try:
         with open(tmp, "wb") as f:

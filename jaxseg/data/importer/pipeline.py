@@ -16,9 +16,14 @@ from jaxseg.data.importer.report import Report
 from jaxseg.data.layout import Layout
 
 # read(id, placement, CSV entry) -> {'image' [*S,C] in Source.dtype, 'mask' uint8 [*S,K],
-# 'n_mask_files', and 'center', 'box' (placed, or None), 'spacing' when stored, 'notes'
-# [(what, where)] on doubtful input}; a bad example raises ValueError.
+# 'n_mask_files', and 'center', 'box' (placed, or None), the VOLUME_KEYS of a volume source,
+# 'notes' [(what, where)] on doubtful input}; a bad example raises ValueError.
 Reader = Callable[[str, Placement, dict], dict]
+
+# Stored for every example: its grid before placement and the Placement (`placement.unplace`).
+PLACEMENT_KEYS = frozenset({"original_shape", "placement_offset", "placement_scale"})
+# Stored for volumes (and their slices): spacing and the file's geometry (`nifti.Header`).
+VOLUME_KEYS = frozenset({"spacing", "file_shape", "affine", "orientation"})
 
 # A note: the import goes on, and the report ends in one warning per kind of note.
 MULTI_VALUED = (
@@ -101,7 +106,7 @@ def run(
     layout = Layout(
         class_names,
         source.mask_names,
-        frozenset(keys | ({"spacing"} if source.volumes else set())),
+        frozenset(keys | PLACEMENT_KEYS | (VOLUME_KEYS if source.volumes else set())),
         report.image_shape,
         source.dtype,
     )
@@ -156,7 +161,15 @@ def _rows(
         for what, at in found.get("notes", ()):
             notes.setdefault(what, []).append(at)
         group = table.get(stem, {}).get("group", stem)
-        common = dict(label=labels[stem], group=str(group), n_mask_files=found["n_mask_files"])
+        common = dict(
+            label=labels[stem],
+            group=str(group),
+            n_mask_files=found["n_mask_files"],
+            original_shape=source.grids[stem],
+            placement_offset=where.offset,
+            placement_scale=where.scale,
+            **{k: found[k] for k in VOLUME_KEYS - {"spacing"} if k in keys},
+        )
         if not source.slices:
             row = dict(
                 image=place(found["image"], where, False),

@@ -1,4 +1,5 @@
-"""Geometry of the resize policies: where each example lands on the common output grid."""
+"""Geometry of the resize policies: where each example lands on the common output grid, and
+back (`unplace`, for predictions)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 RESIZE_POLICIES = ("pad", "crop", "pad16")
 
@@ -85,6 +87,47 @@ def place(x: np.ndarray, where: Placement, is_mask: bool) -> np.ndarray:
         info = np.iinfo(x.dtype)
         return np.clip(np.rint(y), info.min, info.max).astype(x.dtype)
     return y
+
+
+def unplace(
+    x: np.ndarray, where: Placement, original_shape: tuple[int, ...], order: int | None = None
+) -> np.ndarray:
+    """The inverse of `place` for a mask or probability map on the output grid: x
+    [*where.shape] or [*where.shape, K] -> [*original_shape] or [*original_shape, K].
+
+    Undoes the scale by sampling x at output coordinate (q + 0.5) · scale - 0.5 of each padded
+    (or cropped) pixel q, with `order` 0 (nearest: masks; the default for bool and integer x)
+    or 1 (linear, edge values repeated: probabilities; the default for float x), then the
+    offsets; what was cropped away is 0. Keeps x's dtype.
+    """
+    rank = len(where.shape)
+    if x.shape[:rank] != tuple(where.shape) or x.ndim > rank + 1:
+        raise ValueError(f"unplace: x has shape {x.shape}; expected {where.shape}[+(K,)]")
+    order = (0 if x.dtype.kind in "biu" else 1) if order is None else order
+    side = tuple(round(n / where.scale) for n in where.shape)
+    y = x if where.scale == 1.0 else _rescale(x, where.scale, side, order)
+    return _shift_square(y, tuple(-o for o in where.offset), tuple(original_shape))
+
+
+def _rescale(x: np.ndarray, scale: float, side: tuple[int, ...], order: int) -> np.ndarray:
+    """Sample [*grid(,K)] at (q + 0.5) · scale - 0.5 for each q of `side` -> [*side(,K)]."""
+    rank = len(side)
+    channels = x.reshape(*x.shape[:rank], -1).astype(np.float32)
+    out = np.stack(
+        [
+            ndimage.affine_transform(
+                channels[..., c],
+                np.full(rank, scale),
+                offset=0.5 * scale - 0.5,
+                output_shape=side,
+                order=order,
+                mode="nearest",
+            )
+            for c in range(channels.shape[-1])
+        ],
+        axis=-1,
+    )
+    return out.reshape(side + x.shape[rank:]).astype(x.dtype)
 
 
 def place_geometry(

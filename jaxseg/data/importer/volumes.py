@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Sequence
 
@@ -12,8 +13,6 @@ from jaxseg.data.importer import files, pipeline
 from jaxseg.data.importer.output import check_output
 from jaxseg.data.importer.placement import Placement, place_geometry
 from jaxseg.data.importer.report import InputError, Report
-
-Header = tuple[tuple[int, ...], np.ndarray, str]  # (shape, spacing in mm, orientation code)
 
 
 def import_nifti(
@@ -40,8 +39,9 @@ def import_nifti(
         `case{label_suffix}.nii.gz`.
       output: `*.npz`, or a folder for a tfds dataset.
       mask_classes: None (binary labels) or the label values, background first.
-      csv_files: CSV annotations by volume id (centres/boxes in voxel indices (x=i, y=j, z=k)
-        only for volumes; label and group also for slices).
+      csv_files: CSV annotations by volume id (centres/boxes in the file's voxel indices (x=i,
+        y=j, z=k), moved with the reorientation to RAS, only for volumes; label and group also
+        for slices).
       spacing: resample every volume to this (D, H, W) spacing in mm (images trilinear, labels
         nearest), e.g. (3.22, 1.62, 1.62); None keeps the grid, which must then agree.
       slices: write the axial slices as 2-D examples (group = the volume's, so one volume's
@@ -84,22 +84,22 @@ def _source(
     headers = _headers(pairs, problems)
     if not headers:
         raise InputError([*problems, f"{images}: no image volume with labels to import"])
-    problems += _grid_problems(headers, image_files, target)
-    out_spacing = {s: h[1] if target is None else target for s, h in headers.items()}
+    problems += _spacing_problems(headers, image_files, target)
+    out_spacing = {s: h.spacing if target is None else target for s, h in headers.items()}
     grids = {
-        s: h[0][:3] if target is None else nifti.resampled_shape(h[0], h[1], target)
+        s: h.shape[:3] if target is None else nifti.resampled_shape(h.shape, h.spacing, target)
         for s, h in headers.items()
     }
-    channels = {h[0][3] if len(h[0]) == 4 else 1 for h in headers.values()}
+    channels = {h.shape[3] if len(h.shape) == 4 else 1 for h in headers.values()}
     if len(channels) > 1:
         raise ValueError(f"image volumes have different channel counts {sorted(channels)}")
     what = "slices of volumes" if slices else "volumes"
     read = functools.partial(
         _read,
         pairs=pairs,
+        headers=headers,
         target=target,
         classes=classes,
-        ratios={s: h[1] / out_spacing[s] for s, h in headers.items()},  # input -> output voxels
         out_spacing=out_spacing,
     )
     return pipeline.Source(
@@ -113,6 +113,7 @@ def _source(
         skipped=(*skipped, *skipped_labels),
         summary=(
             f"{what} of {len(headers)} NIfTI files from {images}, labels from {labels}",
+            *_reoriented(headers),
             *([] if target is None else [f"resampled to spacing {_mm(target)} mm (D, H, W)"]),
         ),
         volumes=True,
@@ -140,45 +141,55 @@ def _pairs(
     return pairs, problems
 
 
-def _headers(pairs: dict[str, tuple[str, str]], problems: list[str]) -> dict[str, Header]:
-    """{stem: image Header} of the pairs whose label volume matches the image's grid; the
-    others are problems."""
+def _headers(pairs: dict[str, tuple[str, str]], problems: list[str]) -> dict[str, nifti.Header]:
+    """{stem: image Header} of the pairs whose label volume has the image's grid and affine (so
+    both get the same reorientation); the others are problems."""
     headers = {}
     for stem, (path, lpath) in pairs.items():
         try:
-            shape, sp, code = nifti.header(path)
-            lshape, lsp, lcode = nifti.header(lpath)
+            image, label = nifti.header(path), nifti.header(lpath)
         except ValueError as e:
             problems.append(str(e))
             continue
-        if lshape != shape[:3]:
-            problems.append(f"{lpath}: label shape {lshape} != image shape {shape[:3]}")
-        elif not np.allclose(lsp, sp, rtol=1e-3):
-            problems.append(f"{lpath}: label spacing {_mm(lsp)} != image spacing {_mm(sp)}")
-        elif lcode != code:
-            problems.append(f"{lpath}: label orientation {lcode} != image orientation {code}")
+        if label.shape != image.shape[:3]:
+            problems.append(f"{lpath}: label shape {label.shape} != image shape {image.shape[:3]}")
+        elif not np.allclose(label.spacing, image.spacing, rtol=1e-3):
+            problems.append(
+                f"{lpath}: label spacing {_mm(label.spacing)} != image spacing {_mm(image.spacing)}"
+            )
+        elif not np.allclose(label.affine, image.affine, rtol=1e-4, atol=1e-3):
+            problems.append(
+                f"{lpath}: label affine {label.affine[:3].round(4).tolist()} "
+                f"({label.orientation}) != affine {image.affine[:3].round(4).tolist()} "
+                f"({image.orientation}) of image {path}"
+            )
         else:
-            headers[stem] = (shape, sp, code)
+            headers[stem] = image
     return headers
 
 
-def _grid_problems(
-    headers: dict[str, Header], image_files: dict[str, str], target: np.ndarray | None
+def _spacing_problems(
+    headers: dict[str, nifti.Header], image_files: dict[str, str], target: np.ndarray | None
 ) -> list[str]:
-    """All volumes must share one orientation and, unless resampled to `target`, one spacing."""
-    problems = []
-    codes = {h[2] for h in headers.values()}
-    if len(codes) > 1:
-        problems.append(f"inconsistent orientations {sorted(codes)}; reorient the volumes first")
-    if target is None:
-        first, *rest = headers
-        for s in rest:
-            if not np.allclose(headers[s][1], headers[first][1], rtol=1e-3):
-                problems.append(
-                    f"{image_files[s]}: inconsistent spacing {_mm(headers[s][1])} vs "
-                    f"{_mm(headers[first][1])} of {first}; pass spacing=... to resample"
-                )
-    return problems
+    """Unless resampled to `target`, all volumes must share one spacing (after reorientation)."""
+    if target is not None:
+        return []
+    first, *rest = headers
+    return [
+        f"{image_files[s]}: inconsistent spacing {_mm(headers[s].spacing)} vs "
+        f"{_mm(headers[first].spacing)} of {first}; pass spacing=... to resample"
+        for s in rest
+        if not np.allclose(headers[s].spacing, headers[first].spacing, rtol=1e-3)
+    ]
+
+
+def _reoriented(headers: dict[str, nifti.Header]) -> list[str]:
+    """The report line on volumes stored in an orientation other than RAS, if any."""
+    codes = collections.Counter(h.orientation for h in headers.values() if h.orientation != "RAS")
+    if not codes:
+        return []
+    counts = ", ".join(f"{n} from {c}" for c, n in sorted(codes.items()))
+    return [f"reoriented {codes.total()} volume(s) to RAS (closest canonical): {counts}"]
 
 
 def _read(
@@ -187,12 +198,13 @@ def _read(
     entry: dict,
     *,
     pairs: dict[str, tuple[str, str]],
+    headers: dict[str, nifti.Header],
     target: np.ndarray | None,
     classes: Sequence[int] | None,
-    ratios: dict[str, np.ndarray],
     out_spacing: dict[str, np.ndarray],
 ) -> dict:
-    """One volume [D,H,W,C] float32, its mask and its CSV centre/box (a `pipeline.Reader`)."""
+    """One volume [D,H,W,C] float32 in canonical orientation, its mask, its CSV centre/box and
+    the file's geometry (a `pipeline.Reader`)."""
     path, lpath = pairs[stem]
     volume, sp = nifti.read(path)
     values, _ = nifti.read(lpath)
@@ -206,13 +218,17 @@ def _read(
     mask = files.mask_channels(values, classes, lpath)
     extra = files.extra_values(values, classes)
     volume = volume if volume.ndim == 4 else volume[..., None]
-    center, box = _volume_geometry(entry, ratios[stem], where, lpath)
+    head = headers[stem]
+    center, box = _volume_geometry(entry, head, head.spacing / out_spacing[stem], where, lpath)
     return dict(
         image=volume.astype(np.float32),
         mask=mask,
         center=center,
         box=box,
         spacing=out_spacing[stem],
+        file_shape=head.shape[:3],
+        affine=head.affine,
+        orientation=head.orientation,
         n_mask_files=1,
         notes=[] if extra is None else [(pipeline.MULTI_VALUED, f"{lpath} {extra}")],
     )
@@ -223,14 +239,16 @@ def _mm(spacing: np.ndarray) -> tuple[float, ...]:
 
 
 def _volume_geometry(
-    entry: dict, ratio: np.ndarray, where: Placement, name: str
+    entry: dict, head: nifti.Header, ratio: np.ndarray, where: Placement, name: str
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """CSV centre/box of a volume (voxel indices x, y, z) through resampling (voxel p -> p ·
-    ratio, first voxel fixed; box ends rounded to the nearest voxel) and padding."""
+    """CSV centre/box of a volume (the file's voxel indices x, y, z = i, j, k) through the
+    reorientation, resampling (voxel p -> p · ratio, first voxel fixed; box ends rounded to the
+    nearest voxel) and padding."""
     r = ratio[::-1]  # (x, y, z) order
     center, box = entry.get("center"), entry.get("box")
     if center is not None:
-        center = center * r
+        center = nifti.canonical_points(center, head.affine, head.shape) * r
     if box is not None:
-        box = np.round(box * np.concatenate([r, r]))
+        corners = nifti.canonical_points(box.reshape(2, 3), head.affine, head.shape)
+        box = np.round(np.concatenate([corners.min(0), corners.max(0)]) * np.concatenate([r, r]))
     return place_geometry(center, box, where, name)
