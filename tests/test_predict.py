@@ -12,12 +12,12 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO, subprocess_env
-from jaxseg.infer.io import read_inputs
 from PIL import Image
 
 from jaxseg.infer import cli, runs
 from jaxseg.infer import predict as predict_lib
 from jaxseg.infer.export import export
+from jaxseg.infer.io import read_inputs
 from jaxseg.train.loop import train_and_evaluate
 
 
@@ -165,3 +165,42 @@ def test_bad_runs_are_one_error_line(trained, tmp_path, capsys):
     assert cli.predict(["--from", str(tmp_path), "--input", str(tmp_path), "--output", "o"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --from=") and "neither a run" in err[0]
+
+
+def test_nifti_volumes_of_mixed_orientations_come_back_in_their_own_geometry(tmp_path):
+    """A tiny 3-D dense net (method 4's, the siamese study at scale=ci: 16³ windows) segments
+    two NIfTI volumes larger than its window, stored in different orientations with
+    non-identity affines: each label volume has its input's shape and affine, and the same
+    anatomy gets the same labels in both."""
+    import nibabel as nib
+    from conftest import make_run
+
+    from configs.studies import siamese
+    from jaxseg import data
+
+    study = siamese.get_config("scale=ci")
+    run = make_run(study, tmp_path / "study", "scratch")
+    train_and_evaluate(run.config, run.workdir, data.load(study.data))
+    rng = np.random.default_rng(0)
+    volume = rng.normal(0, 50, (24, 20, 28)).astype(np.float32)  # voxel axes i, j, k
+    volume[8:16, 6:14, 10:20] += 300  # a bright block
+    ras = np.diag([0.8, 0.9, 1.1, 1.0])
+    ras[:3, 3] = (-10, 5, 30)
+    # LPS: the same anatomy with voxel axes i and j reversed
+    to_ras_voxel = np.array([[-1, 0, 0, 23], [0, -1, 0, 19], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+    lps = ras @ to_ras_voxel
+    assert "".join(nib.aff2axcodes(lps)) == "LPS"
+    src = tmp_path / "nifti"
+    src.mkdir()
+    nib.save(nib.Nifti1Image(volume, ras), src / "a_ras.nii.gz")
+    nib.save(nib.Nifti1Image(volume[::-1, ::-1].copy(), lps), src / "b_lps.nii.gz")
+    out = tmp_path / "out"
+    assert cli.predict(["--from", run.workdir, "--input", str(src), "--output", str(out)]) == 0
+    labels = {}
+    for name, affine in (("a_ras", ras), ("b_lps", lps)):
+        written = nib.load(out / f"{name}_mask.nii.gz")
+        assert written.shape == (24, 20, 28)
+        np.testing.assert_allclose(written.affine, affine, atol=1e-5)
+        labels[name] = np.asarray(written.dataobj)
+    # back in RAS voxel order, both files hold the same labels for the same anatomy
+    np.testing.assert_array_equal(labels["a_ras"], labels["b_lps"][::-1, ::-1])

@@ -111,18 +111,15 @@ def _read_file(path: str) -> Input:
         pixels = files.read_image(path)
         pixels = pixels[..., None] if pixels.ndim == 2 else pixels
         return Input(name, pixels, kind, path)
-    volume, spacing = nifti.read(path)
+    pixels, spacing = nifti.read(path)  # canonical (RAS+) orientation, contract axes
     img = nib.load(path)
     to_canonical = orientations.io_orientation(img.affine)
-    pixels = _ijk(orientations.apply_orientation(_ijk(volume), to_canonical))
-    canonical_ijk = np.empty(3)
-    canonical_ijk[to_canonical[:, 0].astype(int)] = spacing[::-1]
     return Input(
         name,
         pixels if pixels.ndim == 4 else pixels[..., None],
         kind,
         path,
-        spacing=tuple(float(s) for s in canonical_ijk[::-1]),
+        spacing=tuple(float(s) for s in spacing),
         affine=img.affine,
         header=img.header,
         to_file=orientations.ornt_transform(_CANONICAL, to_canonical),
