@@ -204,3 +204,23 @@ def test_nifti_volumes_of_mixed_orientations_come_back_in_their_own_geometry(tmp
         labels[name] = np.asarray(written.dataobj)
     # back in RAS voxel order, both files hold the same labels for the same anatomy
     np.testing.assert_array_equal(labels["a_ras"], labels["b_lps"][::-1, ::-1])
+
+
+def test_resize_places_images_on_the_training_grid_and_maps_masks_back(trained, tmp_path):
+    """--resize pad: a 60×80 image is padded to 80², resized to the 32² window (as the import
+    does), predicted there and mapped back to 60×80."""
+    from jaxseg.data.importer.placement import place, placement, unplace
+
+    image = grey((60, 80), seed=5)
+    src = png_folder(tmp_path / "in", {"x": image})
+    out = tmp_path / "out"
+    argv = ["--from", trained["dirs"][0], "--input", src, "--output", str(out)]
+    assert cli.predict([*argv, "--resize", "pad", "--probabilities"]) == 0
+    prob = np.asarray(Image.open(out / "x_prob.tif"))
+    assert prob.shape == (60, 80)
+    networks = runs.load(trained["dirs"][:1])
+    where = placement((60, 80), "pad", 32, ())
+    assert where.scale == 32 / 80
+    placed = place(image[..., None].astype(np.float32), where, is_mask=False)
+    grid = np.asarray(networks.probabilities()(predict_lib.standardize(placed, "", 1)[None]))[0]
+    np.testing.assert_allclose(prob, unplace(grid, where, (60, 80), order=1)[..., 0], atol=1e-5)

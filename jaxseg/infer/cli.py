@@ -54,6 +54,7 @@ def _options(args: argparse.Namespace) -> Options:
         overlap=args.overlap,
         batch_size=args.batch_size,
         window=args.window,
+        resize=getattr(args, "resize", None) or "",
     )
 
 
@@ -84,6 +85,11 @@ def predict(argv: list[str]) -> int:
     parser.add_argument("--input", required=True, help="image folder, NIfTI folder or .npz")
     parser.add_argument("--probabilities", action="store_true", help="also write probabilities")
     parser.add_argument("--tta", action="store_true", help="average over all flips")
+    parser.add_argument(
+        "--resize", choices=("pad", "crop"), default=None,
+        help="place each 2-D image on the training grid as the import did (pad or crop to a "
+        "square, resize to the window) and map the masks back; default: the image's own grid",
+    )  # fmt: skip
     parser.add_argument(
         "--largest-component", action="store_true",
         help="keep each channel's largest connected component",

@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxseg.data import preprocess
 from jaxseg.data.derive import normalize_images
+from jaxseg.data.importer.placement import place, placement, unplace
 from jaxseg.infer import postprocess, tta, window
 from jaxseg.infer.io import Input, read_inputs, write_outputs
 from jaxseg.infer.runs import Networks, load, resolve
@@ -33,6 +34,7 @@ class Options:
     overlap: float = 0.5  # of neighbouring windows
     batch_size: int = 4  # windows per device call
     window: tuple[int, ...] = ()  # () = the training image size (data.image_size)
+    resize: str = ""  # '' = the input's own pixel grid; 'pad' / 'crop': onto the training grid
 
 
 def standardize(pixels: np.ndarray, steps: str, channels: int) -> np.ndarray:
@@ -86,17 +88,39 @@ def label_mask(probs: np.ndarray, options: Options) -> np.ndarray:
     return labels
 
 
+def on_training_grid(
+    pixels: np.ndarray, predict_grid: Callable[[np.ndarray], np.ndarray], policy: str, side: int
+) -> np.ndarray:
+    """Probabilities of a 2-D image placed as ``jaxseg data import --resize policy --size side``
+    places it (pad or crop to a square, then resize), mapped back to the image's own grid:
+    for runs trained on imported images whose pixel scale new images do not share."""
+    if pixels.ndim != 3:
+        raise ValueError("--resize places 2-D images; volumes keep their voxel grid")
+    where = placement(pixels.shape[:-1], policy, side, ())
+    probs = predict_grid(place(pixels.astype(np.float32), where, is_mask=False))
+    return unplace(probs, where, pixels.shape[:-1], order=1)
+
+
 def predict_inputs(
     networks: Networks, inputs: list[Input], options: Options
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(label masks [*S], probabilities [*S] for one channel else [*S,K]) per input."""
     predict = networks.probabilities()
+    steps = networks.config.data.get("preprocess", "")
+
+    def on_grid(pixels: np.ndarray) -> np.ndarray:
+        return probabilities(
+            standardize(pixels, steps, networks.channels), predict, networks, options
+        )
+
     masks, probs = [], []
     for item in inputs:
         try:
-            steps = networks.config.data.get("preprocess", "")
-            x = standardize(item.pixels, steps, networks.channels)
-            p = probabilities(x, predict, networks, options)
+            if options.resize:
+                side = training_window(networks, 2, options)[0]
+                p = on_training_grid(item.pixels, on_grid, options.resize, side)
+            else:
+                p = on_grid(item.pixels)
         except ValueError as err:
             raise ValueError(f"{item.source}: {err}") from None
         masks.append(label_mask(p, options))
