@@ -2,8 +2,8 @@
 
 ``predict`` maps a float32 batch [B, *window, C] to probabilities [B, *window, K] (a numpy or
 jax array; the caller jits it). ``sliding_window`` tiles the image with overlapping windows,
-batches the tiles (the last batch padded to ``batch_size`` so a jitted ``predict`` compiles
-once) and returns the weighted average of the overlapping outputs; ``whole_image`` runs the
+batches the tiles (batches of min(``batch_size``, tiles), the last one padded, so a jitted
+``predict`` compiles once per batch shape and a one-window image costs one window) and returns the weighted average of the overlapping outputs; ``whole_image`` runs the
 model once on the image padded to a multiple of its downsampling factor.
 
 Padding: an axis that is too short is zero-padded *centred* (the odd voxel goes at the end), as
@@ -106,6 +106,7 @@ def sliding_window(
     )
     weights = gaussian_weights(window) if weighting == "gaussian" else np.ones(window, np.float32)
     weights = weights[..., None]
+    batch_size = min(batch_size, len(starts))
     total = weight_sum = None
     for first in range(0, len(starts), batch_size):
         origins = starts[first : first + batch_size]
