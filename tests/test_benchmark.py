@@ -70,3 +70,16 @@ def test_segmentation_step_runs_a_3d_dense_net():
     step()
     assert not np.array_equal(before, step.state["params"]["head"]["conv"]["bias"])  # it trained
     assert step.peak_mib * 2**20 >= 4 * step.params > 0 and step.flops > 0
+
+
+def test_predict_benchmark_counts_windows_and_reports_consistent_speed():
+    cmd = [sys.executable, "benchmarks/predict.py", "--window=16", "--image=40", "--depth=2",
+           "--width=4", "--repeats=2", "--tta", "--header"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    header, _, row = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    assert cells["windows"] == str(4 * 4)  # starts 0, 8, 16, 24 per axis (the last flush with 40)
+    assert cells["TTA"] == "True"
+    seconds, rate = float(cells["s/image (median)"]), float(cells["images/s"])
+    assert seconds > 0 and abs(1 / rate - seconds) <= 0.0006  # seconds printed to 3 decimals
