@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.infer.window import gaussian_weights, sliding_window, tile_starts, whole_image
+from jaxseg.infer.window import gaussian_weights, sliding_window, tile_starts
 
 
 def pointwise(batch):
@@ -228,30 +228,6 @@ def test_sliding_window_refuses_images_without_two_or_three_spatial_axes(shape):
 def test_sliding_window_refuses_a_model_with_the_wrong_output_shape():
     with pytest.raises(ValueError, match="predict returned shape"):
         sliding_window(lambda b: b[:, :4], image((16, 16)), (8, 8))
-
-
-# ---- whole_image -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", [(13, 16), (5, 7, 9)])
-def test_whole_image_pads_to_a_multiple_and_crops_back(shape):
-    counting = Counting(pointwise)
-    x = image(shape)
-    out = whole_image(counting, x, multiple=8)
-    padded = tuple(-(-s // 8) * 8 for s in shape)
-    assert counting.shapes == [(1, *padded, 1)]
-    np.testing.assert_allclose(out, pointwise(x[None])[0], rtol=1e-6)
-
-
-def test_whole_image_pads_centred():
-    # 13 rows -> 16: 1 zero row above, 2 below.
-    out = whole_image(local_coordinate(0), image((13, 4)), multiple=8)
-    np.testing.assert_array_equal(out[:, 0, 0], np.arange(1, 14))
-
-
-def test_whole_image_refuses_a_non_positive_multiple():
-    with pytest.raises(ValueError, match="multiple"):
-        whole_image(pointwise, image((8, 8)), multiple=0)
 
 
 def test_windows_are_enumerated_in_order():

@@ -18,6 +18,7 @@ from jaxseg.infer import cli, runs
 from jaxseg.infer import predict as predict_lib
 from jaxseg.infer.export import export
 from jaxseg.infer.io import read_inputs
+from jaxseg.train import rundir
 from jaxseg.train.loop import train_and_evaluate
 
 
@@ -224,3 +225,76 @@ def test_resize_places_images_on_the_training_grid_and_maps_masks_back(trained, 
     placed = place(image[..., None].astype(np.float32), where, is_mask=False)
     grid = np.asarray(networks.probabilities()(predict_lib.standardize(placed, "", 1)[None]))[0]
     np.testing.assert_allclose(prob, unplace(grid, where, (60, 80), order=1)[..., 0], atol=1e-5)
+
+
+def test_held_out_masks_come_back_at_the_original_image_sizes(tiny_study, tmp_path):
+    """A study on imported non-square PNGs (padded to squares, resized to 32²): --held-out
+    predicts each example with the fold model that did not train on it and writes its mask at
+    the example's original size, mapped back through the stored placement."""
+    from conftest import make_run
+
+    from jaxseg import data
+    from jaxseg.data.importer import import_folders
+    from jaxseg.infer import held_out
+
+    sizes = [(40, 56), (56, 40), (48, 48), (36, 60)] * 3
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for k, shape in enumerate(sizes):
+        x = grey(shape, seed=k)
+        Image.fromarray(x).save(images / f"case{k}.png")
+        Image.fromarray(((x > 150) * 255).astype(np.uint8)).save(masks / f"case{k}_mask.png")
+    path = tmp_path / "data.npz"
+    import_folders(str(images), str(masks), str(path), size=32)
+    study = tiny_study.copy_and_resolve_references()
+    study.data.update(source="npz", path=str(path), image_size=32)
+    root = tmp_path / "study"
+    dataset = data.load(study.data)
+    for fold in (0, 1):
+        run = make_run(study, root, "scratch", fold=fold)
+        train_and_evaluate(run.config, run.workdir, dataset)
+    (root / "study_config.json").write_text(study.to_json_best_effort(sort_keys=True))
+    out = tmp_path / "held_out"
+    argv = ["--from", str(root), "--arm", "scratch", "--budget", "4", "--output", str(out)]
+    assert cli.predict([*argv, "--held-out", "--probabilities"]) == 0
+    for k, shape in enumerate(sizes):
+        assert np.asarray(Image.open(out / f"case{k}_mask.png")).shape == shape
+    # case 0 by hand: its fold's model on the training grid, unplaced
+    dirs = runs.study_runs(str(root), "scratch", "4")
+    fold = next(d for d in dirs if 0 in rundir.read_result(d)["test_index"])
+    grid = held_out.held_out_probabilities([fold], dataset, predict_lib.Options())[0]
+    placements, _, factor = held_out.stored_layout(study.data, dataset)
+    expected = held_out.back(grid, placements, 0, factor)[..., 0]
+    prob = np.asarray(Image.open(out / "case0_prob.tif"))
+    np.testing.assert_allclose(prob, expected, atol=1e-6)
+    with pytest.raises(SystemExit):  # --input and --held-out exclude each other
+        cli.predict([*argv[:2], "--input", "x", "--held-out", "--output", "o"])
+
+
+def test_held_out_volumes_go_back_to_their_files_grid_and_affine(tmp_path):
+    """back() undoes the pad16 offsets and the --spacing resampling; target() writes the mask
+    in the file's own orientation and affine (here LPS, so voxel order differs from RAS)."""
+    import nibabel as nib
+
+    from jaxseg.infer import held_out, io
+
+    lps = np.diag([-2.0, -1.0, 0.5, 1.0])
+    lps[:3, 3] = (40, 20, -5)
+    placements = {
+        "original_shapes": np.array([[10, 12, 14]]),  # after resampling, before placement
+        "placement_offsets": np.array([[3, 2, 1]]),  # centred in the 16³ grid
+        "placement_scales": np.array([1.0]),
+        "file_shapes": np.array([[20, 12, 7]]),  # D, H, W of the RAS-oriented file grid
+        "affines": lps[None],
+    }
+    grid = np.zeros((16, 16, 16, 1), np.float32)
+    grid[3:13, 2:14, 1:15] = 0.9  # exactly the placed volume
+    volume = held_out.back(grid, placements, 0, factor=1)
+    assert volume.shape == (20, 12, 7, 1)
+    np.testing.assert_allclose(volume, 0.9, atol=1e-6)  # nothing of the padding leaks in
+    item = held_out.target(placements, "case", volume.shape[:-1], 0)
+    (path,) = io.write_outputs([item], [(volume[..., 0] > 0.5).astype(np.uint8)], str(tmp_path))
+    written = nib.load(path)
+    np.testing.assert_allclose(written.affine, lps)
+    assert written.shape == (7, 12, 20) and np.asarray(written.dataobj).all()

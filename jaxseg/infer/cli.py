@@ -82,7 +82,12 @@ EXPORT = (
 def predict(argv: list[str]) -> int:
     """``jaxseg predict --from RUN|STUDY --input PATH --output DIR [...]``."""
     parser = _parser("jaxseg predict", PREDICT)
-    parser.add_argument("--input", required=True, help="image folder, NIfTI folder or .npz")
+    parser.add_argument("--input", help="image folder, NIfTI folder or .npz")
+    parser.add_argument(
+        "--held-out", action="store_true",
+        help="instead of --input: the study arm's held-out examples, each predicted by the fold "
+        "model that did not train on it, written in its original (imported) geometry",
+    )  # fmt: skip
     parser.add_argument("--probabilities", action="store_true", help="also write probabilities")
     parser.add_argument("--tta", action="store_true", help="average over all flips")
     parser.add_argument(
@@ -95,9 +100,17 @@ def predict(argv: list[str]) -> int:
         help="keep each channel's largest connected component",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if (args.input is None) == (not args.held_out):
+        parser.error("give --input PATH, or --held-out (with a study's --arm and --budget)")
+    from jaxseg.infer.held_out import held_out
     from jaxseg.infer.predict import predict as run_predict
 
     def work() -> list[str]:
+        if args.held_out:
+            return held_out(
+                args.source, args.arm, args.budget, args.output, _options(args),
+                write_probabilities=args.probabilities,
+            )  # fmt: skip
         return run_predict(
             args.source, args.input, args.output, _options(args), arm=args.arm,
             budget=args.budget, write_probabilities=args.probabilities,

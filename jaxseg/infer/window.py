@@ -3,8 +3,9 @@
 ``predict`` maps a float32 batch [B, *window, C] to probabilities [B, *window, K] (a numpy or
 jax array; the caller jits it). ``sliding_window`` tiles the image with overlapping windows,
 batches the tiles (batches of min(``batch_size``, tiles), the last one padded, so a jitted
-``predict`` compiles once per batch shape and a one-window image costs one window) and returns the weighted average of the overlapping outputs; ``whole_image`` runs the
-model once on the image padded to a multiple of its downsampling factor.
+``predict`` compiles once per batch shape and a one-window image costs one window) and returns
+the weighted average of the overlapping outputs. An image that fits in the window is predicted
+whole: one window, zero-padded.
 
 Padding: an axis that is too short is zero-padded *centred* (the odd voxel goes at the end), as
 nnU-Net and MONAI do, so the object keeps context on both sides; the output is cropped back.
@@ -125,15 +126,3 @@ def sliding_window(
 def _tile(origin: Sequence[int], window: Sequence[int]) -> tuple[slice, ...]:
     """Index of the window at ``origin`` in an [*S, C] array (all channels)."""
     return tuple(slice(o, o + w) for o, w in zip(origin, window, strict=True))
-
-
-def whole_image(predict: Predict, image: np.ndarray, multiple: int) -> np.ndarray:
-    """Probabilities [*S, K] float32 of an image [*S, C] from one ``predict`` on [1, *P, C], P
-    = each spatial size zero-padded (centred) up to a multiple of ``multiple`` (e.g. the
-    network's total downsampling factor), cropped back."""
-    image = np.asarray(image, dtype=np.float32)
-    _spatial_rank(image)
-    if multiple < 1:
-        raise ValueError(f"multiple {multiple} must be positive")
-    padded, crop = _pad_centred(image, [-(-s // multiple) * multiple for s in image.shape[:-1]])
-    return _run(predict, padded[None])[0][crop]
