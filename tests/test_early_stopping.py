@@ -57,8 +57,9 @@ def test_validation_split_needs_two_groups():
 
 def test_trainer_stops_early_and_evaluates_the_best_checkpoint(tiny_run, tiny_fundus, tmp_path):
     run = tiny_run(tmp_path, "scratch", budget=8)
-    # lr 0: the loss cannot improve after the first validation, so patience 1 stops at step 4.
-    run.config.optimizer.update(name="sgd", learning_rate=0.0)
+    # lr 1e-9 (0 is refused): the loss cannot improve by min_delta after the first validation,
+    # so patience 1 stops at step 4.
+    run.config.optimizer.update(name="sgd", learning_rate=1e-9)
     run.config.update(val_fraction=0.25, eval_every=2, monitor="loss", patience=1, min_delta=1e-3)
     result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
     assert result["n_val"] == 2 and result["n_train"] == 6
