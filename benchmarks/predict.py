@@ -6,8 +6,8 @@ and without flip TTA, and sliding windows over a larger image or volume.
     .venv/bin/python benchmarks/predict.py --window=128 --image=512
     .venv/bin/python benchmarks/predict.py --model=densenet --rank=3 --window=64 --image=128
 
-Prints one Markdown table row. The network is randomly initialised (speed does not depend on the
-weights) and wrapped as ``infer.runs.Networks.probabilities`` wraps a trained one (jitted
+Prints one Markdown table row. The network gets random numpy weights (speed does not depend on
+them) and is wrapped as ``infer.runs.Networks.probabilities`` wraps a trained one (jitted
 sigmoid of the logits); the timed call is ``infer.window.sliding_window`` (with
 ``infer.tta.flip_tta`` for --tta) on one standardised image, median over --repeats after a
 warm-up call that compiles.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import zlib
 
 from absl import app, flags, logging
 
@@ -36,6 +37,18 @@ flags.DEFINE_integer("repeats", 5, "Timed calls.")
 flags.DEFINE_bool("header", False, "Print the table header first.")
 
 
+def initial(path, leaf):
+    """A numpy value for one parameter or statistic, shaped and scaled as flax initialises it."""
+    import numpy as np
+
+    name = str(path[-1].key)
+    if name == "kernel":
+        fan_in = int(np.prod(leaf.shape[:-1]))
+        rng = np.random.default_rng(zlib.crc32(str(path).encode()))
+        return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+    return np.full(leaf.shape, 1.0 if name in ("scale", "var") else 0.0, leaf.dtype)
+
+
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -49,7 +62,12 @@ def main(argv: list[str]) -> None:
     cfg = models.config(name=FLAGS.model, depth=FLAGS.depth, width=FLAGS.width, **extra)
     model = models.build(cfg, "pixels", 1)
     shape = (FLAGS.window,) * FLAGS.rank
-    variables = model.init(jax.random.PRNGKey(0), np.zeros((1, *shape, 1), np.float32))
+    # numpy weights as flax initialises them (kernels lecun-normal, biases 0, BatchNorm scale and
+    # variance 1): compiling flax's initialisers takes longer than the measurement at small sizes
+    abstract = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *shape, 1), np.float32))
+    )
+    variables = jax.tree_util.tree_map_with_path(initial, abstract)
     predict = jax.jit(lambda x: jax.nn.sigmoid(model.apply(variables, x, train=False)))
     if FLAGS.tta:
         predict = tta.flip_tta(predict, FLAGS.rank)
