@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxseg import losses, models
+from jaxseg import checkpoint, losses, models
 from jaxseg.explain.capture import LoadedRun, load_run
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies.report import final_run_dirs
@@ -46,7 +46,7 @@ class Networks:
     @property
     def _first_kernel(self) -> np.ndarray:
         params = self.runs[0].variables["params"]
-        return next(v for p, v in _flat(params) if p.endswith("kernel"))
+        return next(v for p, v in checkpoint.flatten(params).items() if p.endswith("kernel"))
 
     @functools.cached_property
     def channels(self) -> int:
@@ -88,14 +88,6 @@ class Networks:
             return jax.nn.sigmoid(logits)
 
         return jax.jit(lambda x: jnp.mean(jnp.stack([one(r, x) for r in self.runs]), axis=0))
-
-
-def _flat(tree: dict, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-    out = []
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        out += _flat(value, path + "/") if isinstance(value, dict) else [(path, value)]
-    return out
 
 
 def study_runs(workdir: str, arm: str, budget: str) -> list[str]:
