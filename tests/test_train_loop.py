@@ -20,9 +20,10 @@ from conftest import REPO, checkpoint_steps, read_variables, subprocess_env
 
 from jaxseg import data, tasks
 from jaxseg.surgery import paths
-from jaxseg.train import batches
+from jaxseg.train import batches, programs
 from jaxseg.train.loop import load_parent, train_and_evaluate
 from jaxseg.train.setup import prepare_stage, split_indices
+from jaxseg.train.timing import PHASES as TIMING_PHASES
 from jaxseg.train.writers import read_jsonl
 
 TRANSFERRED = ("encoder", "bottleneck")
@@ -141,6 +142,10 @@ def test_outputs_of_a_stage(pretrained, tiny_fundus):
         assert json.loads((workdir / "config.json").read_text()) == json.loads(
             run.config.to_json_best_effort()
         )
+        timing = json.loads((workdir / "timing.json").read_text())
+        assert set(timing) == {*TIMING_PHASES, "other"}
+        assert timing["train"] > 0 and timing["startup"] > 0 and timing["evaluate"] > 0
+        assert timing["checkpoint_write"] > 0  # steps 3 and 6
     budget = pretrained["segment"].budget
     assert budget == 4 and pretrained["seg_result"]["n_train"] == budget
     # The pretext uses every training image of the fold ('all' labels): half of the 40 images.
@@ -188,6 +193,41 @@ def test_finished_run_reevaluates_without_training(scratch, tiny_fundus, capsys)
     assert checkpoint_steps(ckpt(run)) == [3, 6]
     again = read_variables(ckpt(run))
     assert all(np.array_equal(again[p], v) for p, v in scratch["variables"].items())
+
+
+def test_runs_of_one_program_share_its_compilation_and_match_a_fresh_one(
+    scratch, tiny_run, tiny_fundus, tmp_path
+):
+    """Fold 1 after fold 0 (the ``scratch`` fixture) reuses the compiled steps; the same run
+    compiled afresh ends with the same weights and metrics."""
+    reused = tiny_run(tmp_path / "reused", fold=1)
+    assert reused.config.split.fold == 1 and scratch["run"].config.split.fold == 0
+    result = train_and_evaluate(reused.config, reused.workdir, tiny_fundus)
+    assert json.loads(Path(reused.workdir, "timing.json").read_text())["compile"] == 0
+    programs._compiled.clear()
+    fresh = tiny_run(tmp_path / "fresh", fold=1)
+    again = train_and_evaluate(fresh.config, fresh.workdir, tiny_fundus)
+    assert json.loads(Path(fresh.workdir, "timing.json").read_text())["compile"] > 0
+    assert again["per_example"] == result["per_example"]
+    variables, fresh_variables = read_variables(ckpt(reused)), read_variables(ckpt(fresh))
+    assert all(np.array_equal(v, fresh_variables[p]) for p, v in variables.items())
+
+
+def test_a_program_key_changes_with_what_shapes_the_program(tiny_run, tiny_fundus, tmp_path):
+    run = tiny_run(tmp_path, "scratch")
+    stage = prepare_stage(run.config, tiny_fundus)
+    keys = programs.build(stage, 0).keys
+    moved = run.config.copy_and_resolve_references()
+    moved.split.fold, moved.seed, moved.name = 1, 7, "other"  # where the run sits: same program
+    assert programs.build(prepare_stage(moved, tiny_fundus), 0).keys == keys
+    faster = run.config.copy_and_resolve_references()
+    faster.optimizer.learning_rate *= 2  # baked into the update
+    other = programs.build(prepare_stage(faster, tiny_fundus), 0).keys
+    assert other["train_step"] != keys["train_step"] and other["eval_step"] == keys["eval_step"]
+    wider = run.config.copy_and_resolve_references()
+    wider.model.width *= 2
+    other = programs.build(prepare_stage(wider, tiny_fundus), 0).keys
+    assert other["train_step"] != keys["train_step"] and other["eval_step"] != keys["eval_step"]
 
 
 # ---------------------------------------------------------------------------------------------

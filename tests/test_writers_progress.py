@@ -30,26 +30,26 @@ def clock(monkeypatch):
     return c
 
 
-def test_progress_excludes_compile_time(clock):
+def test_progress_excludes_the_first_step(clock):
     p = Progress(total_steps=101, batch_size=4)
     assert math.isnan(p.images_per_s(0)) and math.isnan(p.eta_s(0))
-    assert "ETA ?" in p.line(0, 1.0)
-    clock.t = 110.0  # the first step (with compilation) took 10 s
+    assert "ETA ?" in p.line(0, 1.0, 0.0)
+    clock.t = 110.0  # the first step (warm-up) took 10 s
     p.tick(1)
-    assert p.compile_s == pytest.approx(10.0)
-    assert math.isnan(p.images_per_s(1))  # no step after the compiled one yet
+    assert p.first_s == pytest.approx(10.0)
+    assert math.isnan(p.images_per_s(1))  # no step after the first one yet
     clock.t = 120.0  # 10 more steps in 10 s
     p.tick(11)  # later ticks do not restart the clock
-    assert p.compile_s == pytest.approx(10.0)
+    assert p.first_s == pytest.approx(10.0)
     assert p.images_per_s(11) == pytest.approx(4.0)  # 10 steps × 4 images / 10 s
     assert p.eta_s(11) == pytest.approx(90.0)  # 90 steps left at 1 step/s
-    line = p.line(11, 0.123456)
+    line = p.line(11, 0.123456, 10.0)
     for part in ("step 11/101", "loss 0.1235", "4.0 img/s", "ETA 1m30s", "compile 10.0s"):
         assert part in line, (part, line)
     clock.t = 140.0  # 30 steps in 30 s since the first tick, at step 31
     assert p.images_per_s(31) == pytest.approx(4.0)
     assert p.eta_s(31) == pytest.approx(70.0)
-    assert "ETA 1m10s" in p.line(31, 0.5)
+    assert "ETA 1m10s" in p.line(31, 0.5, 10.0)
 
 
 def test_progress_eta_long_and_zero(clock):
@@ -59,7 +59,7 @@ def test_progress_eta_long_and_zero(clock):
     clock.t = 111.0  # 5 steps in 10 s: 0.5 step/s -> 994 steps left = 1988 s
     assert p.images_per_s(6) == pytest.approx(1.0)
     assert p.eta_s(6) == pytest.approx(1988.0)
-    assert "ETA 33m08s" in p.line(6, 0.0)
+    assert "ETA 33m08s" in p.line(6, 0.0, 0.0)
     assert p.eta_s(1000) == pytest.approx(0.0)
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 import ml_collections
 from absl import logging
 
 from jaxseg import atomic, data, locking
 from jaxseg.studies import plan as plan_lib
-from jaxseg.studies import preflight
+from jaxseg.studies import preflight, time_report
 from jaxseg.studies import results as results_lib
 from jaxseg.studies import workdir as workdir_lib
 from jaxseg.studies.report import write_report
@@ -44,18 +45,26 @@ def run_study(
     run of the study is cleared and trained again). A workdir holding the same study with other
     budgets, seeds or folds is extended; another study, a directory of other files or report
     files jaxseg did not write are refused (``studies.workdir``). Everything is checked before
-    anything is written; one process at a time holds the workdir.
+    anything is written; one process at a time holds the workdir. The report ends with where the
+    time went (``time_report``).
     """
+    start = time.perf_counter()
     workdir_lib.check(workdir)
     config = config if overwrite else workdir_lib.extend(config, workdir)
     planned, datasets = check_study(config, workdir, overwrite)
     with study_lock(workdir):
         study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
         atomic.write_text(study_config, rundir.config_text(config))
+        setup_s = time.perf_counter() - start
         rows = train_all(planned, datasets, overwrite)
+        reporting = time.perf_counter()
         report = write_results(config, workdir, rows, datasets(config.data))
         if "explain" in config and config.explain.enabled:
             link_explain(workdir, report, explain_first_split(config, workdir, planned))
+        report_s = time.perf_counter() - reporting
+        runs = [run.workdir for chain in planned for run in chain.runs]
+        wall_s = time.perf_counter() - start
+        time_report.record(workdir, time_report.summary(runs, setup_s, report_s, wall_s))
         workdir_lib.record_outputs(workdir)
     return rows
 
@@ -68,6 +77,7 @@ def report_study(workdir: str) -> list[plan_lib.Run]:
     runs are listed on stderr. The explain figures are linked when present, not redrawn. Raises
     ValueError when ``workdir`` holds no study or no chain finished.
     """
+    start = time.perf_counter()
     recorded = workdir_lib.recorded(workdir)
     if recorded is None:
         raise ValueError(f"{workdir} is not a study workdir (no {workdir_lib.STUDY_CONFIG})")
@@ -83,6 +93,7 @@ def report_study(workdir: str) -> list[plan_lib.Run]:
     print_missing(workdir, missing, len(runs))
     with locking.hold(workdir):
         workdir_lib.check(workdir)
+        reporting = time.perf_counter()
         report = write_results(config, workdir, rows, data.load(config.data))
         index = os.path.join("explain", "index.md")
         if (
@@ -91,6 +102,10 @@ def report_study(workdir: str) -> list[plan_lib.Run]:
             and os.path.exists(os.path.join(workdir, index))
         ):
             link_explain(workdir, report, index)
+        now = time.perf_counter()
+        time_report.record(
+            workdir, time_report.summary(runs, reporting - start, now - reporting, now - start)
+        )
         workdir_lib.record_outputs(workdir)
     return missing
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
-import optax
 
 from jaxseg import checkpoint, data
-from jaxseg.surgery import freeze, transfer
 from jaxseg.surgery import schedule as schedule_lib
-from jaxseg.train import batches, distributed, rundir, steps
+from jaxseg.surgery import transfer
+from jaxseg.train import batches, distributed, programs, rundir, steps
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
@@ -35,18 +33,8 @@ from jaxseg.train.settings import check_settings
 from jaxseg.train.setup import Stage, prepare_stage
 from jaxseg.train.sigterm import Preempted, catch_sigterm
 from jaxseg.train.state import TrainMetrics, TrainState
+from jaxseg.train.timing import Clock
 from jaxseg.train.writers import MetricWriter, NullMetricWriter
-
-
-@dataclasses.dataclass(frozen=True)
-class Program:
-    """Freeze plan ``plan``'s optimizer, partition labels and compiled steps."""
-
-    plan: int
-    optimizer: optax.GradientTransformation
-    labels: Any
-    train_step: Callable
-    eval_step: Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,33 +45,12 @@ class Outputs:
     checkpoints: Any  # orbax CheckpointManager of the latest steps
     best: Any | None  # of the best validated step; None without a validation split
     writer: MetricWriter | NullMetricWriter
+    clock: Clock
 
     def close(self) -> None:
         for closing in (self.checkpoints, self.best, self.writer):
             if closing is not None:
                 closing.close()
-
-
-def plan_optimizer(stage: Stage, plan: int) -> tuple[optax.GradientTransformation, Any]:
-    """The optimizer and partition labels of freeze plan ``plan``."""
-    labels = stage.schedule.labels(plan)
-    return freeze.partition_labels(stage.optimizer, labels), labels
-
-
-def compile_plan(stage: Stage, plan: int) -> Program:
-    """Jit the train step (state replicated, batch sharded over ``data``) and eval step."""
-    optimizer, labels = plan_optimizer(stage, plan)
-    model, config = stage.model(plan), stage.config
-    replicated = mesh_lib.replicated(stage.mesh)
-    train_step = jax.jit(
-        steps.make_train_step(model, stage.task, optimizer, stage.augment, config.steps),
-        in_shardings=(replicated, replicated, mesh_lib.batch_sharded(stage.mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0, 1),
-    )
-    eval_step = jax.jit(steps.make_eval_step(model, stage.task), out_shardings=replicated)
-    print(f"{config.name}: {stage.schedule.describe(plan)}", flush=True)
-    return Program(plan, optimizer, labels, train_step, eval_step)
 
 
 def saved_plan(stage: Stage, step: int) -> int:
@@ -111,22 +78,25 @@ def load_parent(
     return variables
 
 
-def start(stage: Stage, variables: dict[str, Any], out: Outputs) -> tuple[TrainState, Program]:
+def start(
+    stage: Stage, variables: dict[str, Any], out: Outputs
+) -> tuple[TrainState, programs.Program]:
     """The state to train from: the newest intact checkpoint, else step 0 of ``variables``."""
     replicated = mesh_lib.replicated(stage.mesh)
 
     def target(step: int) -> TrainState:  # structure and shardings of a state saved at step
-        tx = plan_optimizer(stage, saved_plan(stage, step))[0]
+        tx = programs.plan_optimizer(stage, saved_plan(stage, step))[0]
         shapes = jax.eval_shape(lambda v: steps.new_state(v, tx, stage.config.seed), variables)
         return checkpoint.abstract(shapes, replicated)
 
     state = None
     if out.checkpoints.all_steps():
-        state = checkpoint.restore(out.checkpoints, target)
+        with out.clock("checkpoint_read"):
+            state = checkpoint.restore(out.checkpoints, target)
         name, resumed = stage.config.name, int(state["step"])
         print(f"{name}: resumed from step {resumed} ({out.workdir})", flush=True)
     step = int(state["step"]) if state is not None else 0
-    program = compile_plan(stage, saved_plan(stage, step))
+    program = programs.build(stage, saved_plan(stage, step))
     if state is None:
         state = steps.new_state(variables, program.optimizer, stage.config.seed)
         state = mesh_lib.put_replicated(state, stage.mesh)
@@ -142,14 +112,23 @@ def early_stopping(stage: Stage, workdir: str, step: int) -> EarlyStopping:
     return EarlyStopping(**saved) if saved and saved["step"] <= step else stopper
 
 
+def evaluate(
+    stage: Stage, program: programs.Program, out: Outputs, state, split: str
+) -> dict[str, Any]:
+    """Per-example metrics of ``state`` on ``split`` (timed as ``evaluate``)."""
+    config, arrays = stage.config, stage.arrays[split]
+    with out.clock("evaluate"):
+        first = next(batches.eval_batches(arrays, stage.task.keys, config.batch_size))
+        args = (state, mesh_lib.put_batch(first, stage.mesh))
+        eval_step = programs.compiled(program, "eval_step", args, out.clock)
+        return steps.evaluate(eval_step, state, arrays, stage.task, config.batch_size, stage.mesh)
+
+
 def validate(
-    stage: Stage, program: Program, out: Outputs, stopper: EarlyStopping, step: int, state
+    stage: Stage, program: programs.Program, out: Outputs, stopper: EarlyStopping, step: int, state
 ) -> None:
     """Evaluate on the validation split; keep the state if it is the best so far."""
-    per = steps.evaluate(
-        program.eval_step, state, stage.arrays["val"], stage.task, stage.config.batch_size,
-        stage.mesh,
-    )  # fmt: skip
+    per = evaluate(stage, program, out, state, "val")
     if stopper.monitor not in per:
         raise ValueError(
             f"stage {stage.config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
@@ -158,8 +137,14 @@ def validate(
     means, _ = steps.finite_means(per)
     out.writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
     if stopper.update(step, means[stopper.monitor]):
-        checkpoint.save(out.best, step, state)
+        save(out, out.best, step, state)
     rundir.write_json(out.workdir, rundir.EARLY_STOPPING, stopper.to_dict())
+
+
+def save(out: Outputs, manager: Any, step: int, state) -> None:
+    """Checkpoint ``state`` at ``step`` with ``manager`` (timed as ``checkpoint_write``)."""
+    with out.clock("checkpoint_write"):
+        checkpoint.save(manager, step, state)
 
 
 def raise_if_nonfinite(summary: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -177,7 +162,8 @@ def log(stage: Stage, out: Outputs, acc: Any, step: int, progress: Progress) -> 
     summary = jax.device_get(acc.compute())
     raise_if_nonfinite(summary, stage.config, out.workdir)
     loss = float(summary["loss"])
-    print(f"{stage.config.name}: {progress.line(step, loss)}", flush=True)
+    line = progress.line(step, loss, out.clock.seconds["compile"])
+    print(f"{stage.config.name}: {line}", flush=True)
     scalars = {"train/loss": loss, "train/img_per_s": progress.images_per_s(step)}
     out.writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
 
@@ -186,16 +172,17 @@ def preempt(stage: Stage, out: Outputs, step: int, state, acc: Any, saved: bool)
     """After SIGTERM: checkpoint ``step`` (unless just saved; never a NaN state), raise."""
     if not saved:
         raise_if_nonfinite(jax.device_get(acc.compute()), stage.config, out.workdir)
-        checkpoint.save(out.checkpoints, step, state)
+        save(out, out.checkpoints, step, state)
     out.close()
+    rundir.add_timing(out.workdir, out.clock.totals())
     print(f"{stage.config.name}: SIGTERM: saved step {step}, stopping", flush=True)
     raise Preempted(step, out.workdir)
 
 
-def next_plan(stage: Stage, program: Program, state: TrainState, step: int):
+def next_plan(stage: Stage, program: programs.Program, state: TrainState, step: int):
     """At an unfreezing step: the next plan's program (compiled once) and the state with the
     optimizer state carried over for groups whose members did not change."""
-    new = compile_plan(stage, stage.schedule.index_at(step))
+    new = programs.build(stage, stage.schedule.index_at(step))
     opt_state = schedule_lib.carry_state(
         state["opt_state"], program.labels, new.optimizer.init(state["params"]), new.labels
     )
@@ -203,54 +190,63 @@ def next_plan(stage: Stage, program: Program, state: TrainState, step: int):
 
 
 def fit(
-    stage: Stage, out: Outputs, state: TrainState, program: Program, stopper: EarlyStopping
-) -> tuple[TrainState, Program, int]:
+    stage: Stage, out: Outputs, state: TrainState, program: programs.Program, stopper: EarlyStopping
+) -> tuple[TrainState, programs.Program, int]:
     """Train from ``state`` to ``config.steps`` or an early stop; returns the last state, its
-    program and the step reached."""
-    config, keys = stage.config, stage.task.keys
-    train, validating = stage.arrays["train"], "val" in stage.arrays
-    eval_every = config.eval_every or config.checkpoint_every
-    replicated = mesh_lib.replicated(stage.mesh)
+    program and the step reached. Steps are timed as ``train`` up to the log step that waits
+    for them; checkpoints, validation and compilation are timed apart."""
+    config, keys, train = stage.config, stage.task.keys, stage.arrays["train"]
     step = int(state["step"])
-    if step and validating and stopper.step < step and step % eval_every == 0:
+    if step and stopper.step < step and evaluating_at(stage, step):
         validate(stage, program, out, stopper, step, state)  # killed before validating it
     progress = Progress(config.steps, config.batch_size)
-    acc = jax.device_put(TrainMetrics.empty(), replicated)
-    with catch_sigterm() as sigterm:
+    acc, train_step = fresh_metrics(stage), None
+    with catch_sigterm() as sigterm, out.clock("train"):
         while step < config.steps and not stopper.should_stop:
             if stage.schedule.index_at(step) != program.plan:  # a block unfreezes
-                program, state = next_plan(stage, program, state, step)
+                (program, state), train_step = next_plan(stage, program, state, step), None
             index = batches.train_indices(len(train[keys[0]]), config.batch_size, step, config.seed)
             batch = mesh_lib.put_batch(batches.take(train, index, keys), stage.mesh)
-            state, acc = program.train_step(state, acc, batch)
+            args = (state, acc, batch)
+            train_step = train_step or programs.compiled(program, "train_step", args, out.clock)
+            state, acc = train_step(*args)
             step += 1
-            if progress.compile_s is None:
+            if progress.first_s is None:
                 jax.block_until_ready(state)
                 progress.tick(step)
-            last = step == config.steps
-            evaluating = validating and (step % eval_every == 0 or last)
-            saving = step % config.checkpoint_every == 0 or last or evaluating
-            logging_step = step % config.log_every == 0 or saving
+            saving = step % config.checkpoint_every == 0 or step == config.steps
+            saving = saving or evaluating_at(stage, step)
+            logging_step = saving or step % config.log_every == 0
             if logging_step:
-                log(stage, out, acc, step, progress)
-                acc = jax.device_put(TrainMetrics.empty(), replicated)
+                log(stage, out, acc, step, progress)  # waits for the steps so far
+                acc = fresh_metrics(stage)
                 if saving:
-                    checkpoint.save(out.checkpoints, step, state)
-                if evaluating:
+                    save(out, out.checkpoints, step, state)
+                if evaluating_at(stage, step):
                     validate(stage, program, out, stopper, step, state)
             if sigterm.agreed(sync_point=logging_step):
                 preempt(stage, out, step, state, acc, saved=saving)
     return state, program, step
 
 
+def evaluating_at(stage: Stage, step: int) -> bool:
+    """Whether the stage validates after ``step`` (every ``eval_every`` steps and at the end)."""
+    config = stage.config
+    every = config.eval_every or config.checkpoint_every
+    return "val" in stage.arrays and (step % every == 0 or step == config.steps)
+
+
+def fresh_metrics(stage: Stage) -> TrainMetrics:
+    """Empty training metrics on the mesh."""
+    return jax.device_put(TrainMetrics.empty(), mesh_lib.replicated(stage.mesh))
+
+
 def held_out_result(
-    stage: Stage, program: Program, out: Outputs, state, step: int, stopper: EarlyStopping
+    stage: Stage, program: programs.Program, out: Outputs, state, step: int, stopper: EarlyStopping
 ) -> dict[str, Any]:
     """Evaluate ``state`` on the held-out fold; the result ``result.json`` holds."""
     task, rows = stage.task, stage.index
-    per_example = steps.evaluate(
-        program.eval_step, state, stage.arrays["test"], task, stage.config.batch_size, stage.mesh
-    )
+    per_example = evaluate(stage, program, out, state, "test")
     means, nonfinite = steps.finite_means(per_example)
     out.writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})
     return {
@@ -273,11 +269,11 @@ def held_out_result(
     }
 
 
-def open_outputs(workdir: str, validating: bool) -> Outputs:
+def open_outputs(workdir: str, validating: bool, clock: Clock) -> Outputs:
     """Checkpoint managers and (process 0 only) the metric writer of the run in ``workdir``."""
     best = checkpoint.manager(rundir.best(workdir), max_to_keep=1) if validating else None
     writer = MetricWriter(workdir) if distributed.is_primary() else NullMetricWriter()
-    return Outputs(workdir, checkpoint.manager(rundir.checkpoints(workdir)), best, writer)
+    return Outputs(workdir, checkpoint.manager(rundir.checkpoints(workdir)), best, writer, clock)
 
 
 def train_and_evaluate(
@@ -299,6 +295,7 @@ def train_and_evaluate(
     ran there. SIGTERM during training checkpoints the current step and raises ``Preempted``.
     """
     check_settings(config)
+    clock = Clock()
     with rundir.lock(workdir):
         if overwrite:
             rundir.clear(workdir)
@@ -311,16 +308,21 @@ def train_and_evaluate(
                 flush=True,
             )
             return finished
-        dataset = dataset if dataset is not None else data.load(config.data)
-        return train(prepare_stage(config, dataset), workdir, parent)
+        with clock("startup"):
+            dataset = dataset if dataset is not None else data.load(config.data)
+            stage = prepare_stage(config, dataset)
+        return train(stage, workdir, parent, clock)
 
 
-def train(stage: Stage, workdir: str, parent: str | None) -> dict[str, Any]:
+def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[str, Any]:
     """Train and evaluate the prepared ``stage`` in ``workdir``; returns the result. A loss that
-    became NaN/inf marks the run failed (``rundir.FAILED``) before the error propagates."""
+    became NaN/inf marks the run failed (``rundir.FAILED``) before the error propagates. The
+    run's time per phase is added to ``rundir.TIMING``."""
     config = stage.config
-    variables = load_parent(stage, stage.variables, workdir, parent)
-    out = open_outputs(workdir, "val" in stage.arrays)
+    with clock("checkpoint_read"):
+        variables = load_parent(stage, stage.variables, workdir, parent)
+    with clock("startup"):
+        out = open_outputs(workdir, "val" in stage.arrays, clock)
     state, program = start(stage, variables, out)
     stopper = early_stopping(stage, workdir, int(state["step"]))
     try:
@@ -328,6 +330,7 @@ def train(stage: Stage, workdir: str, parent: str | None) -> dict[str, Any]:
     except FloatingPointError as err:
         rundir.mark_failed(workdir, str(err))
         out.close()
+        rundir.add_timing(workdir, clock.totals())
         raise
     if stopper.should_stop:
         print(
@@ -337,9 +340,12 @@ def train(stage: Stage, workdir: str, parent: str | None) -> dict[str, Any]:
         )
     if out.best is not None:  # evaluate the best validated state
         target = checkpoint.abstract(state, mesh_lib.replicated(stage.mesh))
-        state = checkpoint.restore(out.best, target)
+        with clock("checkpoint_read"):
+            state = checkpoint.restore(out.best, target)
     result = held_out_result(stage, program, out, state, step, stopper)
-    out.close()
+    with clock("checkpoint_write"):
+        out.close()  # waits for pending checkpoint writes
+    rundir.add_timing(workdir, clock.totals())
     rundir.write_json(workdir, rundir.RESULT, result)
     return result
 

@@ -1,4 +1,5 @@
-"""Throughput and ETA with compile time excluded (the first step is timed apart)."""
+"""Throughput and ETA from the steps after the first (the first includes warm-up: allocation,
+and compilation where a step is compiled at first call)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,21 @@ import time
 
 
 class Progress:
-    """Call ``tick(step)`` after each step has *finished*; the first tick ends the compile."""
+    """Call ``tick(step)`` after each step has *finished*; the first tick ends the warm-up."""
 
     def __init__(self, total_steps: int, batch_size: int):
         self.total = total_steps
         self.batch_size = batch_size
         self.t0 = time.perf_counter()
-        self.compile_s: float | None = None
+        self.first_s: float | None = None
         self.t_run = self.t0
         self.run_step = 0
 
     def tick(self, step: int) -> None:
         """``step`` = number of steps done so far."""
-        if self.compile_s is None:
+        if self.first_s is None:
             now = time.perf_counter()
-            self.compile_s = now - self.t0
+            self.first_s = now - self.t0
             self.t_run, self.run_step = now, step
 
     def images_per_s(self, step: int) -> float:
@@ -36,10 +37,11 @@ class Progress:
         rate = self.images_per_s(step)
         return "?" if rate != rate else f"{rate:.1f}"
 
-    def line(self, step: int, loss: float) -> str:
+    def line(self, step: int, loss: float, compile_s: float) -> str:
+        """The log line at ``step``; ``compile_s`` is the run's compile time so far."""
         eta = self.eta_s(step)
         eta_text = "?" if eta != eta else f"{int(eta // 60)}m{int(eta % 60):02d}s"
         return (
             f"step {step}/{self.total}  loss {loss:.4f}  {self._rate_text(step)} img/s  "
-            f"ETA {eta_text}  (compile {self.compile_s or 0:.1f}s)"
+            f"ETA {eta_text}  (compile {compile_s:.1f}s)"
         )

@@ -2,7 +2,8 @@
 
 Layout of ``<run>/``: ``config.json`` (the run's config; a run of another config is refused),
 ``checkpoints/`` and ``checkpoints_best/`` (orbax), ``early_stopping.json``, ``metrics.jsonl`` and
-``tb/``, ``transfer.json`` (what was loaded from the parent run), ``result.json`` (present only
+``tb/``, ``transfer.json`` (what was loaded from the parent run), ``timing.json`` (seconds per
+phase, ``train.timing``, summed over the run's attempts), ``result.json`` (present only
 when the run finished) or ``failed.json`` (the run stopped on a non-finite loss), and ``.lock``
 (held by the process training it). The trainer, the studies and every reader of finished runs
 go through this module, so the layout is written down once. With several processes every one
@@ -20,18 +21,20 @@ from typing import Any
 import ml_collections
 
 from jaxseg import atomic, checkpoint, locking
-from jaxseg.train import distributed
+from jaxseg.train import distributed, timing
 
 CONFIG = "config.json"
 RESULT = "result.json"
 TRANSFER = "transfer.json"
 EARLY_STOPPING = "early_stopping.json"
 FAILED = "failed.json"
+TIMING = "timing.json"
 CHECKPOINTS = "checkpoints"
 BEST = "checkpoints_best"
 # Everything a run writes: ``clear`` deletes these (other files in the directory stay).
 OUTPUTS = (
-    CHECKPOINTS, BEST, RESULT, FAILED, "metrics.jsonl", EARLY_STOPPING, "tb", TRANSFER, CONFIG
+    CHECKPOINTS, BEST, RESULT, FAILED, "metrics.jsonl", EARLY_STOPPING, "tb", TRANSFER, TIMING,
+    CONFIG,
 )  # fmt: skip
 
 
@@ -122,6 +125,11 @@ def write_json(run: str, name: str, obj: Any) -> None:
 def read_result(run: str) -> dict[str, Any] | None:
     """The result of a finished run, or None."""
     return read_json(run, RESULT)
+
+
+def add_timing(run: str, seconds: dict[str, float]) -> None:
+    """Add one attempt's seconds per phase to the run's ``timing.json``."""
+    write_json(run, TIMING, timing.add(read_json(run, TIMING) or {}, seconds))
 
 
 def checkpoints(run: str) -> str:

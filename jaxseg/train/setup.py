@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -111,29 +112,37 @@ def init_variables(
 ) -> dict[str, Any]:
     """Fresh {'params', 'batch_stats'} of the stage's model from ``config.seed``; ``sample`` is
     one input [1, ...]."""
-    model = models.build(config.model, task.head, task.outputs)
     init_rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
-    variables = dict(model.init(init_rng, sample, train=False))
-    variables.setdefault("batch_stats", {})
-    return variables
-
-
-@functools.lru_cache(maxsize=64)
-def _abstract_variables(signature: str) -> dict[str, Any]:
-    """Shapes of ``init_variables`` for a JSON [model config, head, outputs, input shape]."""
-    model_cfg, head, outputs, shape = json.loads(signature)
-    model = models.build(ml_collections.ConfigDict(model_cfg), head, outputs)
-    sample = np.zeros((1, *shape), np.float32)
-    variables = dict(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False)))
-    variables.setdefault("batch_stats", {})
-    return variables
+    return _initializer(_signature(config, task, sample))(init_rng, sample)
 
 
 def abstract_variables(config, task: Task, sample: np.ndarray) -> dict[str, Any]:
-    """``init_variables``' shapes and dtypes (``jax.ShapeDtypeStruct`` leaves), computed once per
-    model, task head and input shape."""
-    signature = [config.model.to_dict(), task.head, task.outputs, sample.shape[1:]]
-    return _abstract_variables(json.dumps(signature))
+    """``init_variables``' shapes and dtypes (``jax.ShapeDtypeStruct`` leaves), no compute."""
+    init = _initializer(_signature(config, task, sample))
+    return jax.eval_shape(init, jax.random.PRNGKey(0), sample)
+
+
+def _signature(config, task: Task, sample: np.ndarray) -> str:
+    """JSON of what a model's variables depend on: model config, task head and outputs, input
+    shape and dtype."""
+    shape = [sample.shape[1:], str(sample.dtype)]
+    return json.dumps([config.model.to_dict(), task.head, task.outputs, shape])
+
+
+@functools.lru_cache(maxsize=16)
+def _initializer(signature: str) -> Callable:
+    """(rng, sample) -> variables of the model in ``signature``, jitted: one compilation per
+    model in a process instead of one per initializer call (eager ``init`` compiles every
+    initializer op anew: 10-20 s for a small U-Net)."""
+    model_cfg, head, outputs, _ = json.loads(signature)
+    model = models.build(ml_collections.ConfigDict(model_cfg), head, outputs)
+
+    def init(rng: jax.Array, sample: jax.Array) -> dict[str, Any]:
+        variables = dict(model.init(rng, sample, train=False))
+        variables.setdefault("batch_stats", {})
+        return variables
+
+    return jax.jit(init)
 
 
 def prepare_stage(

@@ -1,0 +1,72 @@
+"""Where a study's time went: each run's seconds per phase (``train.timing``, its
+``timing.json``) summed, beside the study's own set-up and report writing; the last section of
+``report.md`` and ``summary.json``'s ``time``.
+
+The wall time is that of the command which trained (or reported) the study; runs finished by an
+earlier command still count in the phase sums, so on an extended or resumed study the sums can
+exceed the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+from jaxseg import atomic
+from jaxseg.train import rundir, timing
+
+TRAINING = "train"
+
+
+def run_sums(runs: Iterable[str]) -> tuple[dict[str, float], int]:
+    """Phase-wise sums over the distinct run directories that have a ``timing.json``, and how
+    many of them had one."""
+    found = [t for t in (rundir.read_json(r, rundir.TIMING) for r in dict.fromkeys(runs)) if t]
+    return timing.add(*found), len(found)
+
+
+def summary(runs: Iterable[str], setup_s: float, report_s: float, wall_s: float) -> dict:
+    """``summary.json``'s ``time``: run phase sums, study set-up and report seconds, the wall
+    time and the share of it that was training steps."""
+    sums, timed = run_sums(runs)
+    share = sums.get(TRAINING, 0.0) / wall_s if wall_s > 0 else float("nan")
+    return {
+        "runs": sums,
+        "timed_runs": timed,
+        "study_setup": setup_s,
+        "report": report_s,
+        "wall": wall_s,
+        "training_share": share,
+    }
+
+
+def markdown(time: dict) -> str:
+    """The report section: one row per phase with seconds and share of the wall time."""
+    wall = time["wall"]
+    study = [("study set-up", time["study_setup"]), ("report", time["report"])]
+    rows = [*time["runs"].items(), *study]
+    lines = [
+        "## Where the time went",
+        "",
+        f"Wall time {wall:.1f} s; training steps {100 * time['training_share']:.1f} % of it. "
+        f"Run phases are summed over {time['timed_runs']} runs (`timing.json` in each run; runs "
+        "finished by an earlier command count too).",
+        "",
+        "| phase | seconds | % of wall |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {s:.1f} | {100 * s / wall if wall else 0:.1f} |" for name, s in rows]
+    return "\n".join(lines) + "\n"
+
+
+def record(workdir: str, time: dict) -> None:
+    """Add ``time`` to ``summary.json`` and its section to the end of ``report.md``."""
+    path = os.path.join(workdir, "summary.json")
+    with open(path) as f:
+        saved = json.load(f)
+    atomic.write_json(path, {**saved, "time": time})
+    report = os.path.join(workdir, "report.md")
+    with open(report) as f:
+        text = f.read()
+    atomic.write_text(report, text.rstrip("\n") + "\n\n" + markdown(time))
