@@ -109,6 +109,7 @@ def test_masks_saved_lower_is_better_and_shared_pairs():
     single = masks_saved.masks_saved(one, scratch)[0]
     assert single["needed"] == pytest.approx(8.0) and math.isnan(single["needed_low"])
     assert masks_saved.masks_saved({4.0: {(0, 0): 1.0}}, {4.0: {(1, 0): 1.0}}) == []
+    assert masks_saved.masks_saved(pretrained, {}) == []  # an arm without results
 
 
 def test_markdown_table():

@@ -122,3 +122,17 @@ def test_correction_name():
     assert statistics.correction_name("bh") == "Benjamini–Hochberg"
     with pytest.raises(ValueError, match="correction 'fdr'"):
         statistics.correction_name("fdr")
+
+
+def test_compare_wilcoxon_drops_zero_differences():
+    # A zero difference is dropped (zero_method='wilcox', scipy's default): p over 4 pairs.
+    a = {(0, s): v for s, v in enumerate([0.9, 0.8, 0.7, 0.6, 0.5])}
+    b = {(0, s): v for s, v in enumerate([0.9, 0.5, 0.4, 0.3, 0.1])}
+    x, y = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    p = statistics.compare(a, b)["p_wilcoxon"]
+    assert p == pytest.approx(stats.wilcoxon(x, y).pvalue, rel=1e-12)
+    assert p == pytest.approx(stats.wilcoxon(x[1:], y[1:]).pvalue, rel=1e-12)
+    assert p == pytest.approx(2 / 2**4)
+    # Only common keys pair up.
+    c = {(1, 0): 0.2, **dict(reversed(list(b.items())))}
+    assert statistics.compare(a, c)["p_wilcoxon"] == p

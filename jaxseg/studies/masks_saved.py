@@ -58,9 +58,10 @@ def masks_saved(
     """Per budget B of both arms ({budget: {(fold, seed): value}}): n (pairs), mean and
     reference_mean at B, the reference arm's equivalent budget ``needed`` with its bootstrap
     interval ``needed_low``/``needed_high``, and ``saved`` (= needed − B) with its interval; the
-    interval is NaN under 2 pairs. [] when no pair is shared at every budget."""
+    interval is NaN under 2 pairs. [] when no pair is shared at every budget (or no budget)."""
     budgets = sorted(set(treated) & set(reference))
-    keys = sorted(set.intersection(*(set(treated[b]) & set(reference[b]) for b in budgets)))
+    shared = [set(treated[b]) & set(reference[b]) for b in budgets]
+    keys = sorted(set.intersection(*shared)) if shared else []
     if not keys:
         return []
     a = np.array([[treated[b][k] for k in keys] for b in budgets])  # [budgets, pairs]
