@@ -40,6 +40,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.scratch = stage("segmentation", examples="budget", steps=150, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
+    config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.explain = configs.explain()
     if "tiny" in args:
         model.update(depth=2, width=4)

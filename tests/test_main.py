@@ -131,6 +131,23 @@ def test_arm_with_unknown_stage_is_a_one_line_error(tmp_path):
     assert not (workdir / "fold_0").exists()
 
 
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--config.compare=(('pretrained','scratch'),('nope','scratch'))",
+         "error: compare names arm 'nope'; arms are ['pretrained', 'scratch']"),
+        ("--config.correction=fdr", "error: correction 'fdr' is not one of holm, bh"),
+    ],
+)  # fmt: skip
+def test_bad_compare_or_correction_is_a_one_line_error(tmp_path, flag, message):
+    workdir = tmp_path / "bad"
+    proc = jaxseg_main(workdir, flag)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [message], proc.stderr
+    assert not (workdir / "fold_0").exists()
+
+
 @pytest.mark.skipif(not BUSI.is_file(), reason=f"BUSI not found at {BUSI} (set JAXSEG_BUSI)")
 def test_busi_tiny_study(tmp_path):
     workdir = tmp_path / "busi"

@@ -1,14 +1,16 @@
 """Tests for jaxseg.studies.results: rows, CSV round trip, summary statistics (checked against
-numpy / scipy on the same numbers: paired t and Wilcoxon signed-rank) and the Markdown table."""
+numpy / scipy on the same numbers), comparisons of several pairs with corrected p-values, the
+compare forms of a study config and the Markdown tables."""
 
 import functools
 import math
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
 
-from jaxseg.studies import results
+from jaxseg.studies import results, statistics
 from jaxseg.studies.plan import Run
 
 FOLDS, SEEDS, BUDGETS = (0, 1, 2), (0, 1), (4, 8)
@@ -76,8 +78,8 @@ def test_rows_for():
         results.rows_for("pretrained", [loc, seg], [{"metrics": {}, "n_train": 1, "n_test": 1}])
 
 
-def test_summarize_means_sds_and_paired_t():
-    summary = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
+def test_summarize_means_sds():
+    summary = results.summarize(_rows(), "dice")
     assert [(s["budget"], s["arm"]) for s in summary] == [
         (4.0, "pretrained"),
         (4.0, "scratch"),
@@ -86,42 +88,84 @@ def test_summarize_means_sds_and_paired_t():
     ]
     for s in summary:
         v = np.array(_values(s["arm"], int(s["budget"])))
+        assert set(s) == {"budget", "arm", "metric", "n", "mean", "sd"}
         assert s["metric"] == "dice"
         assert s["n"] == len(FOLDS) * len(SEEDS) == 6
         assert s["mean"] == pytest.approx(v.mean(), rel=1e-12)
         assert s["sd"] == pytest.approx(v.std(ddof=1), rel=1e-12)
-        if s["arm"] == "pretrained":
-            ref = stats.ttest_rel(v, _values("scratch", int(s["budget"]))).pvalue
-            assert s["p_t"] == pytest.approx(ref, rel=1e-9)
-            assert 0 < s["p_t"] < 0.01  # pretrained is 0.1 better throughout
-        else:
-            assert math.isnan(s["p_t"]) and math.isnan(s["p_wilcoxon"])
 
 
-def test_summarize_pairs_by_fold_and_seed():
+def test_comparisons_match_scipy_and_are_corrected():
+    comps = results.comparisons(_rows(), "dice", (("pretrained", "scratch"),))
+    assert [(c["budget"], c["arm"], c["reference"]) for c in comps] == [
+        (4.0, "pretrained", "scratch"),
+        (8.0, "pretrained", "scratch"),
+    ]
+    raw = []
+    for c in comps:
+        a, b = _values("pretrained", int(c["budget"])), _values("scratch", int(c["budget"]))
+        assert c["n"] == 6 and c["metric"] == "dice"
+        assert c["diff"] == pytest.approx(np.mean(a) - np.mean(b), rel=1e-12)
+        assert c["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+        assert c["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-12)
+        assert c["p_wilcoxon"] == pytest.approx(2 / 2**6)  # 6 pairs, all one way: exact
+        assert 0 < c["p_t"] < 0.01  # pretrained is 0.1 better throughout
+        raw.append(c["p_t"])
+    # Holm over the 2 budgets: the smaller p doubled, the larger kept unless below that
+    low, high = sorted(raw)
+    by_raw = {p: c["p_t_corrected"] for p, c in zip(raw, comps, strict=True)}
+    assert by_raw[low] == pytest.approx(2 * low, rel=1e-12)
+    assert by_raw[high] == pytest.approx(max(high, 2 * low), rel=1e-12)
+    assert all(c["p_wilcoxon_corrected"] == pytest.approx(2 * 2 / 2**6) for c in comps)
+    bh = results.comparisons(_rows(), "dice", (("pretrained", "scratch"),), "bh")
+    ref = stats.false_discovery_control(raw, method="bh")
+    assert [c["p_t_corrected"] for c in bh] == pytest.approx(ref, rel=1e-12)
+
+
+def _three_arm_rows() -> list[dict]:
+    """_rows plus an arm 'finetune' between scratch and pretrained."""
+    rows = _rows()
+    rows += [dict(r, arm="finetune", value=float(r["value"]) + 0.05 + 0.01 * r["fold"])
+             for r in rows if r["arm"] == "scratch"]  # fmt: skip
+    return rows
+
+
+def test_comparisons_of_several_pairs_share_one_family():
+    pairs = (("pretrained", "scratch"), ("finetune", "scratch"), ("pretrained", "finetune"))
+    comps = results.comparisons(_three_arm_rows(), "dice", pairs)
+    assert [(c["arm"], c["reference"], c["budget"]) for c in comps] == [
+        (a, r, b) for a, r in pairs for b in (4.0, 8.0)
+    ]
+    raw = np.array([c["p_t"] for c in comps])
+    assert [c["p_t_corrected"] for c in comps] == pytest.approx(statistics.holm(raw))
+    smallest = min(comps, key=lambda c: c["p_t"])
+    assert smallest["p_t_corrected"] == pytest.approx(6 * smallest["p_t"])  # 6 tests, not 2
+    one = results.comparisons(_three_arm_rows(), "dice", pairs[1:2])
+    assert one[0]["p_t"] == comps[2]["p_t"]
+    assert one[0]["p_t_corrected"] < comps[2]["p_t_corrected"]
+
+
+def test_comparisons_pair_by_fold_and_seed():
     rows = [r for r in _rows() if not (r["arm"] == "scratch" and r["fold"] == 0 and r["seed"] == 1)]
     rows = list(reversed(rows))  # row order must not matter
-    summary = results.summarize(rows, "dice", ("pretrained", "scratch"))
-    s4 = next(s for s in summary if s["budget"] == 4 and s["arm"] == "pretrained")
+    c4 = results.comparisons(rows, "dice", (("pretrained", "scratch"),))[0]
     pairs = [(f, s) for f in FOLDS for s in SEEDS if (f, s) != (0, 1)]
     a = [_value("pretrained", f, s, 4) for f, s in pairs]
     b = [_value("scratch", f, s, 4) for f, s in pairs]
-    assert s4["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
-    assert s4["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-9)
-    scratch4 = next(s for s in summary if s["budget"] == 4 and s["arm"] == "scratch")
-    assert scratch4["n"] == 5
+    assert c4["n"] == 5
+    assert c4["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert c4["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-9)
+    pretrained4 = next(s for s in results.summarize(rows, "dice") if s["budget"] == 4)
+    assert pretrained4["arm"] == "pretrained" and pretrained4["n"] == 6
 
 
-def test_identical_arms_p_is_one_and_single_pair_nan():
+def test_comparisons_identical_arms_and_missing_reference():
     rows = [dict(r) for r in _rows() if r["arm"] == "scratch"]
     twin = [dict(r, arm="twin") for r in rows]
-    summary = results.summarize(rows + twin, "dice", ("twin", "scratch"))
-    assert all(s["p_t"] == s["p_wilcoxon"] == 1.0 for s in summary if s["arm"] == "twin")
-    assert math.isnan(results.paired_p({(0, 0): 1.0}, {(0, 0): 2.0}))
-    assert math.isnan(results.paired_p({(0, 0): 1.0, (0, 1): 2.0}, {(1, 0): 1.0}))
-    a, b = {(0, 0): 1.0, (0, 1): 2.0, (1, 0): 4.0}, {(0, 0): 1.5, (0, 1): 2.1, (1, 0): 3.0}
-    ref = stats.ttest_rel([1.0, 2.0, 4.0], [1.5, 2.1, 3.0]).pvalue
-    assert results.paired_p(a, b) == pytest.approx(ref, rel=1e-12)
+    comps = results.comparisons(rows + twin, "dice", (("twin", "scratch"), ("twin", "none")))
+    same, missing = comps[:2], comps[2:]
+    assert all(c["p_t"] == c["p_t_corrected"] == 1.0 and c["diff"] == 0 for c in same)
+    assert all(c["n"] == 0 and math.isnan(c["p_t_corrected"]) for c in missing)
 
 
 def test_mean_sd():
@@ -157,62 +201,85 @@ def test_csv_round_trip(tmp_path):
     for r, b in zip(rows, back, strict=True):
         assert {k: str(v) for k, v in r.items()} == b
         assert float(b["value"]) == r["value"]  # repr round-trips floats exactly
-    compare = ("pretrained", "scratch")
-    assert results.summarize(back, "dice", compare) == results.summarize(rows, "dice", compare)
+    assert results.summarize(back, "dice") == results.summarize(rows, "dice")
+    pairs = (("pretrained", "scratch"),)
+    assert results.comparisons(back, "dice", pairs) == results.comparisons(rows, "dice", pairs)
     assert results.pretext_summary(back) == results.pretext_summary(rows)
 
 
 def test_markdown_table():
-    summary = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
-    table = results.markdown_table(summary, ("pretrained", "scratch"))
-    lines = table.splitlines()
+    summary = results.summarize(_rows(), "dice")
+    lines = results.markdown_table(summary).splitlines()
+    assert lines[:2] == ["| budget | arm | n | dice mean ± sd |", "|---:|---|---:|---|"]
     assert len(lines) == 2 + len(BUDGETS) * 2
-    assert "dice mean ± sd" in lines[0] and "pretrained vs scratch" in lines[0]
-    body = lines[2:]
-    for line, s in zip(body, summary, strict=True):
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[0] == str(int(s["budget"]))  # 4, not 4.0
-        assert cells[1] == s["arm"]
-        assert cells[2] == "6"
-        assert cells[3] == f"{s['mean']:.3f} ± {s['sd']:.3f}"
-        assert cells[4] == ("" if s["arm"] == "scratch" else f"{s['p_t']:.3g}")
-        assert cells[5] == ("" if s["arm"] == "scratch" else f"{s['p_wilcoxon']:.3g}")
-    assert "paired t" in lines[0] and "Wilcoxon" in lines[0]
-    assert lines[1] == "|---:|---|---:|---|---:|---:|"
-    frac = [
-        dict(budget=0.25, arm="a", metric="dice", n=1, mean=0.5, sd=math.nan, p_t=math.nan,
-             p_wilcoxon=math.nan)
+    for line, s in zip(lines[2:], summary, strict=True):
+        assert line == (
+            f"| {int(s['budget'])} | {s['arm']} | 6 | {s['mean']:.3f} ± {s['sd']:.3f} |"
+        )  # 4, not 4.0
+    frac = [dict(budget=0.25, arm="a", metric="dice", n=1, mean=0.5, sd=math.nan)]
+    assert "| 0.25 | a | 1 | 0.500 ± nan |" in results.markdown_table(frac)
+
+
+def test_comparison_table():
+    pairs = (("pretrained", "scratch"), ("finetune", "scratch"))
+    comps = results.comparisons(_three_arm_rows(), "dice", pairs, "bh")
+    lines = results.comparison_table(comps, "bh").splitlines()
+    assert "p (t, Benjamini–Hochberg)" in lines[0] and "d_z" in lines[0]
+    assert len(lines) == 2 + len(comps)
+    c = comps[0]
+    cells = [x.strip() for x in lines[2].strip("|").split("|")]
+    assert cells == [
+        "4", "pretrained − scratch", "6",
+        f"{c['diff']:.3f} [{c['ci_t_low']:.3f}, {c['ci_t_high']:.3f}]",
+        f"[{c['ci_boot_low']:.3f}, {c['ci_boot_high']:.3f}]",
+        f"{c['p_t']:.3g}", f"{c['p_t_corrected']:.3g}", f"{c['p_wilcoxon']:.3g}",
+        f"{c['p_wilcoxon_corrected']:.3g}", f"{c['d_z']:.2f}",
     ]  # fmt: skip
-    assert "| 0.25 | a | 1 | 0.500 ± nan |  |  |" in results.markdown_table(frac, ("a", "b"))
+    empty = results.comparisons(_rows(), "dice", (("pretrained", "none"),))
+    row = results.comparison_table(empty, "holm").splitlines()[2]
+    assert row == "| 4 | pretrained − none | 0 |  |  |  |  |  |  |  |"
 
 
-def test_summarize_wilcoxon_matches_scipy():
-    summary = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
-    for s in summary:
-        if s["arm"] == "pretrained":
-            a, b = _values("pretrained", int(s["budget"])), _values("scratch", int(s["budget"]))
-            assert s["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-12)
-            assert s["p_wilcoxon"] == pytest.approx(2 / 2**6)  # 6 pairs, all one way: exact
-            assert s["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+def test_compare_pairs_forms():
+    one = (("pretrained", "scratch"),)
+    assert results.compare_pairs(("pretrained", "scratch")) == one
+    assert results.compare_pairs(["pretrained", "scratch"]) == one  # from study_config.json
+    assert results.compare_pairs("pretrained:scratch") == one
+    assert results.compare_pairs(("pretrained:scratch",)) == one
+    two = (("pretrained", "scratch"), ("finetune", "scratch"))
+    assert results.compare_pairs((("pretrained", "scratch"), ("finetune", "scratch"))) == two
+    assert results.compare_pairs([["pretrained", "scratch"], ["finetune", "scratch"]]) == two
+    assert results.compare_pairs(("pretrained:scratch", "finetune:scratch")) == two
+    assert results.compare_pairs(("pretrained:scratch", ("finetune", "scratch"))) == two
+    assert results.compare_pairs(("a:b", "a:b")) == (("a", "b"),)
+    arms = {"pretrained": "x", "scratch": "y", "finetune": "z"}
+    assert results.compare_pairs(two, arms) == two
+    for bad, match in [
+        (("a", "b", "c"), "'a' is not a pair"),
+        ("a:b:c", "'a:b:c' is not a pair"),
+        (("a:b", "c"), "'c' is not a pair"),
+        ((), "no pair"),
+        ((("a", ""),), "is not a pair"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            results.compare_pairs(bad)
+    with pytest.raises(ValueError, match=r"^compare names arm 'nope'; arms are \['pretrained'"):
+        results.compare_pairs((("pretrained", "scratch"), ("nope", "scratch")), arms)
 
 
-def test_wilcoxon_p_edge_cases():
-    assert math.isnan(results.wilcoxon_p({}, {}))
-    assert math.isnan(results.wilcoxon_p({(0, 0): 1.0}, {(0, 0): 2.0}))  # one pair
-    assert math.isnan(results.wilcoxon_p({(0, 0): 1.0, (0, 1): 2.0}, {(1, 0): 1.0}))  # none shared
-    same = {(0, 0): 0.5, (0, 1): 0.7, (1, 0): 0.9}
-    assert results.wilcoxon_p(same, dict(same)) == 1.0
-    # A zero difference is dropped (zero_method='wilcox', scipy's default): p over 4 pairs.
-    a = {(0, s): v for s, v in enumerate([0.9, 0.8, 0.7, 0.6, 0.5])}
-    b = {(0, s): v for s, v in enumerate([0.9, 0.5, 0.4, 0.3, 0.1])}
-    x, y = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
-    p = results.wilcoxon_p(a, b)
-    assert p == pytest.approx(stats.wilcoxon(x, y).pvalue, rel=1e-12)
-    assert p == pytest.approx(stats.wilcoxon(x[1:], y[1:]).pvalue, rel=1e-12)
-    assert p == pytest.approx(2 / 2**4)
-    # Only common keys pair up; key order does not matter.
-    c = {(1, 0): 0.2, **dict(reversed(list(b.items())))}
-    assert results.wilcoxon_p(a, c) == p
+def test_report_keys():
+    # a study recorded before config.correction existed: Holm
+    config = ml_collections.ConfigDict(dict(arms=dict(a="s", b="t"), compare=["a", "b"]))
+    assert results.report_keys(config) == ((("a", "b"),), "holm")
+    config.correction = "bh"
+    config.compare = ("a:b", "b:a")
+    assert results.report_keys(config) == ((("a", "b"), ("b", "a")), "bh")
+    config.correction = "bonferroni"
+    with pytest.raises(ValueError, match="correction 'bonferroni' is not one of holm, bh"):
+        results.report_keys(config)
+    config.correction, config.compare = "holm", ("a", "c")
+    with pytest.raises(ValueError, match="compare names arm 'c'"):
+        results.report_keys(config)
 
 
 def test_summarize_any_metric_lower_is_better():
@@ -222,15 +289,19 @@ def test_summarize_any_metric_lower_is_better():
         for r in _rows()
         if r["final"] and r["metric"] == "dice"
     ]
-    summary = results.summarize(rows, "center_error", ("pretrained", "scratch"))
-    dice = results.summarize(_rows(), "dice", ("pretrained", "scratch"))
+    summary = results.summarize(rows, "center_error")
+    dice = results.summarize(_rows(), "dice")
     assert len(summary) == len(dice) == 4
     for s, d in zip(summary, dice, strict=True):
         assert s["metric"] == "center_error" and s["arm"] == d["arm"]
         assert s["mean"] == pytest.approx(10 * (1 - d["mean"]))
         assert s["sd"] == pytest.approx(10 * d["sd"])
-        if s["arm"] == "pretrained":
-            assert s["p_t"] == pytest.approx(d["p_t"], rel=1e-6)
-            assert s["p_wilcoxon"] == pytest.approx(d["p_wilcoxon"], rel=1e-9)
-    assert "center_error mean ± sd" in results.markdown_table(summary, ("pretrained", "scratch"))
-    assert results.summarize(rows, "nope", ("pretrained", "scratch")) == []
+    pairs = (("pretrained", "scratch"),)
+    for c, d in zip(results.comparisons(rows, "center_error", pairs),
+                    results.comparisons(_rows(), "dice", pairs), strict=True):  # fmt: skip
+        assert c["diff"] == pytest.approx(-10 * d["diff"])
+        assert c["p_t"] == pytest.approx(d["p_t"], rel=1e-6)
+        assert c["p_wilcoxon"] == pytest.approx(d["p_wilcoxon"], rel=1e-9)
+    assert "center_error mean ± sd" in results.markdown_table(summary)
+    assert results.summarize(rows, "nope") == []
+    assert results.comparisons(rows, "nope", pairs) == []

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from scipy import stats
 
 from jaxseg import plotting
 from jaxseg.studies import figures, machine
@@ -36,25 +37,25 @@ def read_png(path) -> np.ndarray:
     return img
 
 
-def summary_rows(budgets=(4, 16, 64), p_t=(0.003, 0.03, 0.4)) -> list[dict]:
+def summary_rows(budgets=(4, 16, 64)) -> list[dict]:
     rows = []
-    for b, p in zip(budgets, p_t, strict=True):
-        rows.append(
-            dict(
-                budget=float(b),
-                arm="pretrained",
-                metric="dice",
-                n=5,
-                mean=0.6 + 0.002 * b,
-                sd=0.05,
-                p_t=p,
-                p_wilcoxon=0.0625,
-            )
-        )
+    for b in budgets:
+        rows.append(dict(budget=float(b), arm="pretrained", metric="dice", n=5,
+                         mean=0.6 + 0.002 * b, sd=0.05))  # fmt: skip
         rows.append(dict(budget=float(b), arm="scratch", metric="dice", n=5,
-                         mean=0.4 + 0.004 * b, sd=math.nan if b == 4 else 0.06, p_t=math.nan,
-                         p_wilcoxon=math.nan))  # fmt: skip
+                         mean=0.4 + 0.004 * b, sd=math.nan if b == 4 else 0.06))  # fmt: skip
     return rows
+
+
+def comparison_rows(budgets=(4, 16, 64), p=(0.003, 0.03, 0.4), raw=None) -> list[dict]:
+    """Comparisons of pretrained vs scratch with corrected paired-t p-values ``p`` (raw ones
+    ``raw``, default the same)."""
+    raw = p if raw is None else raw
+    return [
+        dict(budget=float(b), arm="pretrained", reference="scratch", metric="dice", p_t=r,
+             p_t_corrected=q)
+        for b, q, r in zip(budgets, p, raw, strict=True)
+    ]  # fmt: skip
 
 
 def test_significance():
@@ -65,24 +66,51 @@ def test_significance():
 
 def test_budget_curve(tmp_path):
     out = tmp_path / "sub" / "budget.png"
-    assert figures.budget_curve(summary_rows(), "dice", COMPARE, str(out)) == str(out)
+    assert figures.budget_curve(summary_rows(), comparison_rows(), "dice", str(out)) == str(out)
     img = read_png(out)
     h, w = (round(x * plotting.DPI) for x in figures.PLOT_IN[::-1])
     assert img.shape[:2] == (h, w)
-    fractions = summary_rows(budgets=(0.25, 0.5, 1.0))  # linear axis, fraction labels
-    read_png(figures.budget_curve(fractions, "dice", COMPARE, str(tmp_path / "frac.png")))
-    one = summary_rows(budgets=(4,), p_t=(0.5,))
-    read_png(figures.budget_curve(one, "dice", COMPARE, str(tmp_path / "one.png")))
+    fractions = (0.25, 0.5, 1.0)  # linear axis, fraction labels
+    path = str(tmp_path / "frac.png")
+    read_png(figures.budget_curve(summary_rows(fractions), comparison_rows(fractions), "dice",
+                                  path, "bh"))  # fmt: skip
+    one = figures.budget_curve(summary_rows((4,)), comparison_rows((4,), (0.5,)), "dice",
+                               str(tmp_path / "one.png"))  # fmt: skip
+    read_png(one)
+    read_png(figures.budget_curve(summary_rows(), [], "dice", str(tmp_path / "none.png")))
+
+
+def test_budget_curve_stars_corrected_p(tmp_path):
+    """The stars follow ``p_t_corrected``: raw p-values alone change nothing in the figure."""
+
+    def draw(name, **kw):
+        path = figures.budget_curve(summary_rows(), comparison_rows(**kw), "dice",
+                                    str(tmp_path / name))  # fmt: skip
+        return read_png(path)
+
+    raw_significant = draw("a.png", p=(0.2, 0.2, 0.2), raw=(0.001, 0.001, 0.001))
+    none_significant = draw("b.png", p=(0.2, 0.2, 0.2), raw=(0.5, 0.5, 0.5))
+    corrected_significant = draw("c.png", p=(0.001, 0.2, 0.2), raw=(0.5, 0.5, 0.5))
+    assert np.array_equal(raw_significant, none_significant)
+    assert not np.array_equal(corrected_significant, none_significant)
+    two_pairs = comparison_rows() + [
+        dict(c, arm="scratch", reference="pretrained") for c in comparison_rows()
+    ]
+    path = figures.budget_curve(summary_rows(), two_pairs, "dice", str(tmp_path / "two.png"))
+    assert not np.array_equal(read_png(path), draw("d.png"))
 
 
 def test_budget_curve_rejects_bad_input(tmp_path):
     out = str(tmp_path / "x.png")
     with pytest.raises(ValueError, match="metric 'loss'"):
-        figures.budget_curve(summary_rows(), "loss", COMPARE, out)
-    with pytest.raises(ValueError, match="nope"):
-        figures.budget_curve(summary_rows(), "dice", ("pretrained", "nope"), out)
+        figures.budget_curve(summary_rows(), comparison_rows(), "loss", out)
+    nope = [dict(c, reference="nope") for c in comparison_rows()]
+    with pytest.raises(ValueError, match=r"comparisons name arms \['nope'\]"):
+        figures.budget_curve(summary_rows(), nope, "dice", out)
     with pytest.raises(ValueError, match="two summary rows"):
-        figures.budget_curve(summary_rows() + summary_rows()[:1], "dice", COMPARE, out)
+        figures.budget_curve(summary_rows() + summary_rows()[:1], comparison_rows(), "dice", out)
+    with pytest.raises(ValueError, match="correction 'fdr'"):
+        figures.budget_curve(summary_rows(), comparison_rows(), "dice", out, "fdr")
     assert not os.path.exists(out)
 
 
@@ -225,6 +253,8 @@ def test_write_report_sections_and_files(tmp_path, tiny_study, tiny_fundus, caps
     for section in ("## dice on the held-out fold", "## Figures", "## Config", "## Machine"):
         assert section in text
     assert "paired t" in text and "Wilcoxon" in text
+    assert "Corrected p: Holm over 1 tests: 1 pair(s) × 1 budget(s), metric dice" in text
+    assert "Holm-corrected paired-t p < 0.05" in text  # the figure's caption
     links = linked_files(text)
     assert links == ["figures/budget_dice.png", "figures/convergence_dice_budget_4.png"]
     for link in links:
@@ -238,7 +268,11 @@ def test_write_report_sections_and_files(tmp_path, tiny_study, tiny_fundus, caps
     assert f"| jax | {jax.__version__} |" in text
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
-    assert {"p_t", "p_wilcoxon"} <= set(summary["final"][0])
+    assert set(summary["final"][0]) == {"budget", "arm", "metric", "n", "mean", "sd"}
+    (test,) = summary["comparisons"]["dice"]
+    assert (test["arm"], test["reference"], test["n"]) == ("pretrained", "scratch", 2)
+    assert summary["correction"]["method"] == "holm" and summary["correction"]["tests"] == 1
+    assert [s["budget"] for s in summary["masks_saved"]] == [4.0]
 
 
 def test_write_report_without_validation_records(tmp_path, tiny_study, tiny_fundus):
@@ -249,3 +283,52 @@ def test_write_report_without_validation_records(tmp_path, tiny_study, tiny_fund
     assert linked_files(text) == ["figures/budget_dice.png"]
     assert os.listdir(os.path.join(workdir, "figures")) == ["budget_dice.png"]
     assert "Validation dice" not in text
+
+
+def test_write_report_several_pairs_and_masks_saved(tmp_path, tiny_study, tiny_fundus):
+    """Three arms, two compared pairs (one as 'a:b'), four budgets, Benjamini–Hochberg: every
+    pair × budget is tested and corrected in one family, and masks saved comes first."""
+    study = tiny_study.copy_and_resolve_references()
+    study.arms.twin = "scratch"
+    study.compare = ("pretrained:scratch", ("twin", "scratch"))
+    study.correction = "bh"
+    study.protocol.update(budgets=(4, 8, 16, 32), seeds=(0, 1, 2))
+    workdir = str(tmp_path / "study")
+    os.makedirs(workdir)
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, runs in plan_lib.plan(study, workdir):
+        budget = runs[-1].budget  # pretrained = scratch at twice the budget
+        dice = 0.3 + 0.1 * np.log2(budget * (2 if arm == "pretrained" else 1))
+        made_up = [{"metrics": {"dice": float(dice + 0.01 * rng.normal()), "center_error": 3.0},
+                    "n_train": 4, "n_test": 20} for _ in runs]  # fmt: skip
+        rows += results_lib.rows_for(arm, runs, made_up)
+    text = report_lib.write_report(study, workdir, rows, tiny_fundus)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    tests = summary["comparisons"]["dice"]
+    assert [(t["arm"], t["reference"], t["budget"]) for t in tests] == [
+        (a, "scratch", b) for a in ("pretrained", "twin") for b in (4.0, 8.0, 16.0, 32.0)
+    ]
+    assert all(t["n"] == 6 for t in tests)  # 2 folds × 3 seeds
+    ref = stats.false_discovery_control([t["p_t"] for t in tests], method="bh")
+    assert [t["p_t_corrected"] for t in tests] == pytest.approx(ref)
+    assert all(t["p_t_corrected"] < 0.01 for t in tests[:4])  # pretrained ~0.1 better
+    assert summary["correction"] == dict(
+        method="bh", name="Benjamini–Hochberg", metric="dice", tests=8, pairs=2, budgets=4,
+        headline="p_t_corrected", confidence=0.95, bootstrap_resamples=9999, bootstrap_seed=0,
+    )  # fmt: skip
+    saved = [s for s in summary["masks_saved"] if s["arm"] == "pretrained"]
+    assert [s["budget"] for s in saved] == [4.0, 8.0, 16.0, 32.0]
+    assert saved[0]["unit"] == "masks" and saved[0]["n"] == 6
+    for s in saved[:2]:  # scratch needs about 2B: B masks saved
+        assert s["needed_low"] <= 2 * s["budget"] <= s["needed_high"]
+        assert s["saved"] == pytest.approx(s["budget"], rel=0.15)
+    assert saved[3]["needed"] == math.inf  # 64 masks: beyond the study's budgets
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## Masks saved", "## dice on the held-out fold (mean ± sd over "
+                            "folds × seeds)"]  # fmt: skip
+    assert "| 32 | " in text and "| > 32 [> 32, > 32] | > 0 [> 0, > 0] |" in text
+    assert "Corrected p: Benjamini–Hochberg over 8 tests: 2 pair(s) × 4 budget(s)" in text
+    assert "| 8 | twin − scratch | 6 |" in text
+    read_png(os.path.join(workdir, "figures", "budget_dice.png"))

@@ -44,7 +44,8 @@ def test_extension_unions_budgets_seeds_and_folds(tmp_path, capsys):
     assert "budgets (4, 16) -> (4, 8, 16); seeds (0,) -> (0, 1)" in capsys.readouterr().out
     changed = study(budgets=(8,))
     changed.stages.a.steps = 5  # judged per run, not here
-    changed.compare = ("b", "b")  # report only
+    changed.compare = (("b", "b"), ("a", "b"))  # report only: a recorded single pair, now two
+    changed.correction = "bh"  # report only, and absent from the recorded study
     assert tuple(workdir.extend(changed, str(tmp_path)).protocol.budgets) == (4, 8, 16)
 
 

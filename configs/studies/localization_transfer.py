@@ -56,6 +56,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.scratch = stage("segmentation", examples="budget", steps=seg_steps, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
+    config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.explain = configs.explain()
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=loc_steps)

@@ -99,6 +99,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
              two_step="pretext,boxes,seg_boxes")
     )  # fmt: skip
     config.compare = ("two_step", "none")
+    config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()
     if ci:

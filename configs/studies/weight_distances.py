@@ -68,6 +68,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.arms = ml_collections.ConfigDict(arms)
     a, b = structures[:2]
     config.compare = (f"{a}_to_{b}", b)  # fine-tuned onto b vs b from scratch
+    config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
     config.explain = configs.explain()
     if s is SCALES["ci"]:

@@ -70,6 +70,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             arms[f"{end}_{k}"] = f"pretrain,{end}_{k}"
     config.arms = ml_collections.ConfigDict(arms)
     config.compare = ("contracting", "expanding")
+    config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.report_metrics = ("dice", "pixel_error", "ari")  # method 2's three
     config.explain = configs.explain()
     if s is SCALES["ci"]:

@@ -1,6 +1,6 @@
-"""PNG figures of a study: metric vs label budget with significance marks (method 1), metric vs
-trainable blocks when unfreezing progressively (method 2), validation curves over steps
-(method 4) and prediction overlays per arm; annotated heat maps (e.g. weight distances) are
+"""PNG figures of a study: metric vs label budget with corrected significance marks (method 1),
+metric vs trainable blocks when unfreezing progressively (method 2), validation curves over
+steps (method 4) and prediction overlays per arm; annotated heat maps (e.g. weight distances) are
 ``jaxseg.plotting.heatmap``.
 
 Figures are built with ``jaxseg.plotting`` (``matplotlib.figure.Figure`` on an explicit Agg
@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
+from jaxseg.studies import statistics
 
 PLOT_IN = (5.0, 3.5)
 COLORS = colormaps["tab10"].colors
@@ -58,11 +59,16 @@ def _nan_to_zero(values: Iterable[float]) -> np.ndarray:
 
 
 def budget_curve(
-    summary_rows: list[dict], metric: str, compare: tuple[str, str], out_path: str
+    summary_rows: list[dict],
+    comparisons: list[dict],
+    metric: str,
+    out_path: str,
+    correction: str = "holm",
 ) -> str:
     """``metric`` (mean ± sd) vs label budget, one line per arm, from ``results.summarize`` rows;
-    above each budget where ``compare[0]`` vs ``compare[1]`` has paired-t ``p_t`` < 0.05 a '*'
-    (< 0.01: '**'). A log x axis when the budgets span a factor of 4 or more."""
+    above each budget where a pair of ``results.comparisons`` has a corrected paired-t p
+    (``p_t_corrected``, by ``correction``) < 0.05 a '*' (< 0.01: '**'), one row of marks per
+    pair (the title says which). A log x axis when the budgets span a factor of 4 or more."""
     rows = [r for r in summary_rows if r["metric"] == metric]
     if not rows:
         metrics = sorted({r["metric"] for r in summary_rows})
@@ -73,9 +79,10 @@ def budget_curve(
         if budget in by_arm[r["arm"]]:
             raise ValueError(f"two summary rows for arm {r['arm']!r} at budget {budget:g}")
         by_arm[r["arm"]][budget] = r
-    unknown = [a for a in compare if a not in by_arm]
-    if len(compare) != 2 or unknown:
-        raise ValueError(f"compare {tuple(compare)} names arms {unknown}; arms are {list(by_arm)}")
+    pairs = list(dict.fromkeys((c["arm"], c["reference"]) for c in comparisons))
+    unknown = [a for pair in pairs for a in pair if a not in by_arm]
+    if unknown:
+        raise ValueError(f"comparisons name arms {unknown}; arms are {list(by_arm)}")
     budgets = sorted({b for points in by_arm.values() for b in points})
     log = _log_x(budgets)
     span = (budgets[-1] - budgets[0]) or 1.0
@@ -89,22 +96,27 @@ def budget_curve(
             yerr=_nan_to_zero(points[b]["sd"] for b in xs),
             marker="o", capsize=3, label=arm, color=COLORS[i % len(COLORS)],
         )  # fmt: skip
-    for budget, row in by_arm[compare[0]].items():
-        mark = significance(float(row.get("p_t", math.nan)))
-        if mark:
+    for c in comparisons:
+        mark = significance(float(c.get("p_t_corrected", math.nan)))
+        budget = float(c["budget"])
+        if mark and c["metric"] == metric:
             top = max(
                 p[budget]["mean"] + _nan_to_zero([p[budget]["sd"]])[0]
                 for p in by_arm.values()
                 if budget in p
             )
-            ax.annotate(mark, (budget, top), xytext=(0, 4), textcoords="offset points",
+            row = pairs.index((c["arm"], c["reference"]))
+            ax.annotate(mark, (budget, top), xytext=(0, 4 + 11 * row), textcoords="offset points",
                         ha="center", va="bottom", fontsize=12)  # fmt: skip
     if log:
         ax.set_xscale("log", base=2)
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(budgets, [_budget_label(b) for b in budgets])
-    ax.margins(x=0.08, y=0.15)
-    ax.set_title(f"* p<0.05, ** p<0.01: {compare[0]} vs {compare[1]}, paired t", fontsize=9)
+    ax.margins(x=0.08, y=0.15 + 0.05 * max(len(pairs) - 1, 0))
+    order = "; ".join(f"{a} vs {b}" for a, b in pairs)
+    order = f"rows bottom to top: {order}" if len(pairs) > 1 else order
+    name = statistics.correction_name(correction)
+    ax.set_title(f"* p<0.05, ** p<0.01, paired t, {name}-corrected\n{order}", fontsize=8)
     _finish(ax, "label budget", f"{metric} (mean ± sd)")
     return save_png(fig, out_path)
 

@@ -4,7 +4,9 @@ and figures of ``report.md`` (with ``figures/`` and ``machine.json``). Reads run
 
 from __future__ import annotations
 
+import math
 import os
+from collections import defaultdict
 
 import ml_collections
 import numpy as np
@@ -12,7 +14,7 @@ import numpy as np
 from jaxseg import atomic, data, plotting, tasks
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
-from jaxseg.studies import analyses, machine
+from jaxseg.studies import analyses, machine, masks_saved, statistics
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
@@ -40,18 +42,27 @@ def report_figures(
     config: ml_collections.ConfigDict,
     workdir: str,
     summary: list[dict],
+    comparisons: list[dict],
     metric: str,
-    compare: tuple[str, str],
+    correction: str,
 ) -> list[str]:
     """Draw the study's figures into ``<workdir>/figures/``; returns the Markdown lines that
-    embed them (paths relative to ``workdir``): the budget curve when the summary has both
-    compared arms, and per budget the validation curves of ``val/<metric>`` when a last-stage
-    run logged that key (none otherwise)."""
+    embed them (paths relative to ``workdir``): the budget curve (with the comparisons whose
+    arms the summary has), and per budget the validation curves of ``val/<metric>`` when a
+    last-stage run logged that key (none otherwise)."""
     lines = []
-    if {r["arm"] for r in summary} >= set(compare):
+    arms = {r["arm"] for r in summary}
+    shown = [c for c in comparisons if {c["arm"], c["reference"]} <= arms]
+    if shown:
         path = os.path.join("figures", f"budget_{metric}.png")
-        figures_lib.budget_curve(summary, metric, compare, os.path.join(workdir, path))
-        lines += [f"![{metric} vs label budget]({path})", ""]
+        figures_lib.budget_curve(summary, shown, metric, os.path.join(workdir, path), correction)
+        lines += [
+            f"![{metric} vs label budget]({path})",
+            "",
+            f"Stars: {statistics.correction_name(correction)}-corrected paired-t p < 0.05 (*) "
+            "or < 0.01 (**), the corrected p of the tables below.",
+            "",
+        ]
     for budget, run_dirs in final_run_dirs(config, workdir).items():
         curves = figures_lib.read_curves(run_dirs, f"val/{metric}")
         curves = {arm: c for arm, c in curves.items() if c}
@@ -120,6 +131,8 @@ PRIMARY = {
     "localization": "center_error",
     "classification": "accuracy",
 }
+# Primary metrics where lower is better (masks saved: "reaching" a target means falling to it).
+LOWER_IS_BETTER = ("center_error", "loss")
 # What the report says about labels a task derives instead of reading them.
 DERIVED = {
     "localization": "centres are the mask centroids (derived, not annotated) and images with "
@@ -143,23 +156,137 @@ def data_notes(config: ml_collections.ConfigDict) -> str:
     return text
 
 
+def correction_record(
+    tests: list[dict], metric: str, pairs: tuple[tuple[str, str], ...], correction: str
+) -> dict:
+    """What the corrected p-values were corrected over (``summary.json``'s ``correction``)."""
+    counted = [c for c in tests if not math.isnan(c["p_t"])]  # NaN: a test that could not run
+    return dict(method=correction, name=statistics.correction_name(correction), metric=metric,
+                tests=len(counted), pairs=len(pairs),
+                budgets=len({c["budget"] for c in counted}), headline="p_t_corrected",
+                confidence=statistics.CONFIDENCE,
+                bootstrap_resamples=statistics.BOOTSTRAP_RESAMPLES,
+                bootstrap_seed=statistics.BOOTSTRAP_SEED)  # fmt: skip
+
+
+def statistics_section(
+    summaries: dict[str, list[dict]],
+    tests: dict[str, list[dict]],
+    metric: str,
+    pairs: tuple[tuple[str, str], ...],
+    correction: str,
+) -> list[str]:
+    """Per metric the mean ± sd table and the paired comparisons table, then what was
+    computed: pairs, intervals, tests, effect size and the correction."""
+    lines = []
+    for m, summary in summaries.items():
+        lines += [
+            f"## {m} on the held-out fold (mean ± sd over folds × seeds)",
+            "",
+            results_lib.markdown_table(summary),
+            "",
+            f"Paired differences of {m} (arm − reference):",
+            "",
+            results_lib.comparison_table(tests[m], correction),
+            "",
+        ]
+    record = correction_record(tests[metric], metric, pairs, correction)
+    return [
+        *lines,
+        "Pairs are the (fold, seed) runs both arms have. diff: mean paired difference with its "
+        "95 % interval by t (n − 1 df) and by a BCa bootstrap over pairs "
+        f"({statistics.BOOTSTRAP_RESAMPLES} resamples, seed {statistics.BOOTSTRAP_SEED}); "
+        "p: two-sided paired t-test and Wilcoxon signed-rank test (Wilcoxon drops pairs with "
+        "equal values; with n pairs its smallest p is 2/2^n, e.g. 0.0625 for 5); d_z: Cohen's "
+        "d_z = mean / sd of the differences (no Hedges correction).",
+        f"Corrected p: {record['name']} over {record['tests']} tests: {record['pairs']} pair(s) "
+        f"× {record['budgets']} budget(s), metric {metric}; each test (t, Wilcoxon) corrected "
+        "separately, the t-test's is the headline (the figure's stars). Other metrics are "
+        "corrected over their own tests the same way.",
+        "",
+    ]
+
+
+def budget_unit(config: ml_collections.ConfigDict) -> str | None:
+    """'masks' when the budgets are counts, 'fraction of the training images' when they are
+    fractions, None when they mix (masks saved then has no unit)."""
+    kinds = {isinstance(b, int) for b in config.protocol.budgets}
+    if len(kinds) > 1:
+        return None
+    return "masks" if kinds == {True} else "fraction of the training images"
+
+
+def masks_saved_rows(
+    config: ml_collections.ConfigDict,
+    rows: list[dict],
+    metric: str,
+    pairs: tuple[tuple[str, str], ...],
+) -> list[dict]:
+    """``masks_saved.masks_saved`` rows of ``metric`` for every compared pair, each with its
+    arm, reference, metric and budget unit ([] when the budgets mix counts and fractions)."""
+    unit = budget_unit(config)
+    if unit is None:
+        return []
+    per_arm: dict[str, dict[float, dict]] = defaultdict(dict)
+    for (budget, arm), values in results_lib.final_values(rows, metric).items():
+        per_arm[arm][budget] = values
+    higher = metric not in LOWER_IS_BETTER
+    return [
+        dict(arm=arm, reference=ref, metric=metric, unit=unit, **row)
+        for arm, ref in pairs
+        for row in masks_saved.masks_saved(per_arm[arm], per_arm[ref], higher)
+    ]
+
+
+def masks_saved_section(saved: list[dict]) -> list[str]:
+    """The masks-saved tables of report.md, one per compared pair ([] without rows)."""
+    if not saved:
+        return []
+    lines = ["## Masks saved", ""]
+    for arm, ref in dict.fromkeys((s["arm"], s["reference"]) for s in saved):
+        table = [s for s in saved if (s["arm"], s["reference"]) == (arm, ref)]
+        first = table[0]
+        lines += [
+            f"{ref} vs {arm}: the budget {ref} needs to reach {arm}'s mean {first['metric']} at "
+            f"each budget, and masks saved = that budget − the budget (in {first['unit']}; "
+            f"{first['n']} (fold, seed) pairs):",
+            "",
+            masks_saved.markdown_table(table, arm, ref, [s["budget"] for s in table]),
+            "",
+        ]
+    return [
+        *lines,
+        "The reference arm's mean curve is interpolated linearly in log(budget) and its first "
+        "crossing of the target counts; '> B' means not reached within the study's budgets, "
+        "'< B' already exceeded at the smallest. 95 % interval: percentile bootstrap over "
+        f"(fold, seed) pairs ({statistics.BOOTSTRAP_RESAMPLES} resamples, seed "
+        f"{statistics.BOOTSTRAP_SEED}), both curves and the crossing recomputed in each "
+        "resample.",
+        "",
+    ]
+
+
 def write_report(
     config: ml_collections.ConfigDict, workdir: str, rows: list[dict], dataset: data.Dataset
 ) -> str:
     """Print the summary and write ``report.md`` (with figures under ``figures/`` and the
     machine description in ``machine.json``); returns the report text."""
-    compare = tuple(config.compare)
-    final_stage = config.stages[plan_lib.arm_stages(config, compare[0])[-1]]
+    pairs, correction = results_lib.report_keys(config)
+    final_stage = config.stages[plan_lib.arm_stages(config, pairs[0][0])[-1]]
     metric = PRIMARY.get(final_stage.task, "loss")
     metrics = [metric, *(m for m in config.get("report_metrics", ()) if m != metric)]
-    summaries = {m: results_lib.summarize(rows, m, compare) for m in metrics}
+    summaries = {m: results_lib.summarize(rows, m) for m in metrics}
+    tests = {m: results_lib.comparisons(rows, m, pairs, correction) for m in metrics}
     summary = summaries[metric]
+    saved = masks_saved_rows(config, rows, metric, pairs)
     pretext = results_lib.pretext_summary(rows)
     atomic.write_json(
         os.path.join(workdir, "summary.json"),
-        {"final": summary, "metrics": summaries, "pretext": pretext},
-    )
-    figures = report_figures(config, workdir, summary, metric, compare)
+        {"final": summary, "metrics": summaries, "comparisons": tests,
+         "correction": correction_record(tests[metric], metric, pairs, correction),
+         "masks_saved": saved, "pretext": pretext},
+    )  # fmt: skip
+    figures = report_figures(config, workdir, summary, tests[metric], metric, correction)
     figures += first_split_figures(config, workdir, dataset)
     extra = analyses.unfreeze_section(config, workdir, summary, metric)
     extra += analyses.weight_distance_section(config, workdir)
@@ -175,20 +302,8 @@ def write_report(
         f"{tuple(config.protocol.budgets)} (nested), seeds {tuple(config.protocol.seeds)}.",
         "Arms: " + "; ".join(f"{a} = {config.arms[a]}" for a in config.arms) + ".",
         "",
-        *(
-            line
-            for m in metrics
-            for line in (
-                f"## {m} on the held-out fold (mean ± sd over folds × seeds)",
-                "",
-                results_lib.markdown_table(summaries[m], compare),
-                "",
-            )
-        ),
-        "p: two-sided paired t-test and Wilcoxon signed-rank test over (fold, seed) pairs "
-        "(Wilcoxon drops pairs with equal values; with n pairs its smallest p is 2/2^n, "
-        "e.g. 0.0625 for 5).",
-        "",
+        *masks_saved_section(saved),
+        *statistics_section(summaries, tests, metric, pairs, correction),
         *extra,
         "## Earlier stages",
         "",

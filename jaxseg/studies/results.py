@@ -1,19 +1,6 @@
-"""The tidy results table of a study and its summary: mean ± sd per arm × budget and two paired
-tests between the compared arms per budget (pairs = the same fold and seed): the t-test and the
-Wilcoxon signed-rank test.
-
-Both tests are two-sided and symmetric in the arms, so they serve metrics where higher is better
-(Dice) and where lower is better (centre error) alike; the summary reports, it does not rank.
-
-Zero differences in the Wilcoxon test use scipy's default ``zero_method='wilcox'``: a pair whose
-arms scored exactly the same (e.g. both Dice 0 on a fold where nothing was learnt) says nothing
-about which arm is better and is dropped, as in Wilcoxon's original test and R's
-``wilcox.test(paired=TRUE)``, so the p-value equals a plain ``scipy.stats.wilcoxon(x, y)``.
-'zsplit' would keep such pairs as half a rank for each side, pulling p towards 1 by an amount
-that depends on the ranks of the zeros among the real differences, which is harder to read. With
-n ≤ 13 nonzero pairs scipy's p is exact (with ties or zeros, by enumerating all sign flips).
-Note that with n pairs the smallest two-sided Wilcoxon p is 2/2^n: 0.0625 for 5 pairs, so five
-folds × one seed can never reach p < 0.05 with it, whatever the effect.
+"""The tidy results table of a study and its summary: mean ± sd per arm × budget, and per
+compared pair of arms × budget the paired statistics of ``studies.statistics`` (pairs = the same
+fold and seed), with the p-values corrected over all the pairs × budgets of the metric.
 """
 
 from __future__ import annotations
@@ -24,7 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import numpy as np
-from scipy import stats
+
+from jaxseg.studies import statistics
 
 FIELDS = ("arm", "stage", "final", "fold", "seed", "budget", "metric", "value", "n_train", "n_test")
 
@@ -61,55 +49,80 @@ def mean_sd(values) -> tuple[int, float, float]:
     return len(v), float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
 
-def _pairs(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """The values of the keys both dicts share (sorted by key); None under 2 pairs."""
-    keys = sorted(set(a) & set(b))
-    if len(keys) < 2:
-        return None
-    return np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+def compare_pairs(compare, arms=None) -> tuple[tuple[str, str], ...]:
+    """``config.compare`` as (arm, reference) pairs, from any of its forms: one pair
+    ``("a", "b")`` (the form of older study configs), ``"a:b"``, or a sequence of pairs and
+    ``"a:b"`` strings. With ``arms``, every name must be one of them. One-line ValueError."""
+    if isinstance(compare, str):
+        items = [compare]
+    elif len(compare) == 2 and all(isinstance(c, str) and ":" not in c for c in compare):
+        items = [tuple(compare)]
+    else:
+        items = list(compare)
+    pairs = []
+    for item in items:
+        pair = tuple(item.split(":")) if isinstance(item, str) else tuple(item)
+        if len(pair) != 2 or not all(isinstance(arm, str) and arm for arm in pair):
+            raise ValueError(
+                f"compare: {item!r} is not a pair of arms; write ('a', 'b'), 'a:b' or a tuple "
+                "of those"
+            )
+        pairs.append(pair)
+    if not pairs:
+        raise ValueError("compare names no pair of arms; write ('a', 'b'), 'a:b' or a tuple")
+    unknown = [arm for pair in pairs for arm in pair if arms is not None and arm not in arms]
+    if unknown:
+        raise ValueError(f"compare names arm {unknown[0]!r}; arms are {list(arms)}")
+    return tuple(dict.fromkeys(pairs))
 
 
-def paired_p(a: dict, b: dict) -> float:
-    """Paired t-test p-value over the keys both dicts share; NaN under 2 pairs, 1 if identical."""
-    pairs = _pairs(a, b)
-    if pairs is None:
-        return math.nan
-    x, y = pairs
-    return 1.0 if np.array_equal(x, y) else float(stats.ttest_rel(x, y).pvalue)
+def report_keys(config) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The checked (pairs, correction) of a study config; ``correction`` defaults to 'holm' (study
+    configs recorded before it existed)."""
+    correction = config.get("correction", "holm")
+    statistics.correction_name(correction)
+    return compare_pairs(config.compare, config.arms), correction
 
 
-def wilcoxon_p(a: dict, b: dict) -> float:
-    """Wilcoxon signed-rank p-value (two-sided, ``zero_method='wilcox'``: zero differences are
-    dropped, see the module doc) over the keys both dicts share; NaN under 2 pairs, 1 if
-    identical."""
-    pairs = _pairs(a, b)
-    if pairs is None:
-        return math.nan
-    x, y = pairs
-    return 1.0 if np.array_equal(x, y) else float(stats.wilcoxon(x, y).pvalue)
-
-
-def summarize(rows: list[dict], metric: str, compare: tuple[str, str]) -> list[dict]:
-    """Per budget × arm (final stages, ``metric``, any name): n, mean, sd; on ``compare[0]``'s row
-    the paired t-test (``p_t``) and Wilcoxon signed-rank (``p_wilcoxon``) p-values against
-    ``compare[1]`` over (fold, seed) pairs; NaN on the other rows."""
+def final_values(rows: list[dict], metric: str) -> dict[tuple[float, str], dict[tuple, float]]:
+    """{(budget, arm): {(fold, seed): value}} of ``metric`` in the final stages' rows."""
     values: dict[tuple, dict[tuple, float]] = defaultdict(dict)
     for r in rows:
         if int(r["final"]) and r["metric"] == metric:
             key = (float(r["budget"]), r["arm"])
             values[key][(int(r["fold"]), int(r["seed"]))] = float(r["value"])
+    return values
+
+
+def summarize(rows: list[dict], metric: str) -> list[dict]:
+    """Per budget × arm (final stages, ``metric``, any name): n, mean, sd over folds × seeds."""
+    values = final_values(rows, metric)
     out = []
     for budget, arm in sorted(values):
         n, mean, sd = mean_sd(values[(budget, arm)].values())
-        p_t = p_w = math.nan
-        if arm == compare[0]:
-            other = values.get((budget, compare[1]), {})
-            p_t = paired_p(values[(budget, arm)], other)
-            p_w = wilcoxon_p(values[(budget, arm)], other)
-        out.append(
-            dict(budget=budget, arm=arm, metric=metric, n=n, mean=mean, sd=sd, p_t=p_t,
-                 p_wilcoxon=p_w)
-        )  # fmt: skip
+        out.append(dict(budget=budget, arm=arm, metric=metric, n=n, mean=mean, sd=sd))
+    return out
+
+
+def comparisons(
+    rows: list[dict], metric: str, pairs: tuple[tuple[str, str], ...], correction: str = "holm"
+) -> list[dict]:
+    """Per pair (arm, reference) × budget where the arm has results: ``statistics.compare`` of
+    the arm − the reference, with ``p_t_corrected`` and ``p_wilcoxon_corrected``: each test's
+    p-values adjusted by ``correction`` over all the pairs × budgets of ``metric``."""
+    values = final_values(rows, metric)
+    budgets = sorted({b for b, _ in values})
+    out = [
+        dict(budget=b, arm=arm, reference=ref, metric=metric,
+             **statistics.compare(values[(b, arm)], values.get((b, ref), {})))
+        for arm, ref in pairs
+        for b in budgets
+        if (b, arm) in values
+    ]  # fmt: skip
+    for test in ("p_t", "p_wilcoxon"):
+        adjusted = statistics.correct([c[test] for c in out], correction)
+        for c, p in zip(out, adjusted, strict=True):
+            c[f"{test}_corrected"] = float(p)
     return out
 
 
@@ -136,18 +149,46 @@ def format_budget(budget: float) -> str:
     return str(int(budget)) if float(budget).is_integer() else str(budget)
 
 
-def markdown_table(summary: list[dict], compare: tuple[str, str]) -> str:
-    """The summary as a Markdown table (one line per arm × budget) with both p-values."""
-    vs = f"{compare[0]} vs {compare[1]}"
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a Markdown table, one line per budget × arm."""
     lines = [
-        f"| budget | arm | n | {summary[0]['metric'] if summary else 'metric'} mean ± sd "
-        f"| p ({vs}, paired t) | p ({vs}, Wilcoxon) |",
-        "|---:|---|---:|---|---:|---:|",
+        f"| budget | arm | n | {summary[0]['metric'] if summary else 'metric'} mean ± sd |",
+        "|---:|---|---:|---|",
     ]
     for s in summary:
         lines.append(
             f"| {format_budget(s['budget'])} | {s['arm']} | {s['n']} | "
-            f"{s['mean']:.3f} ± {s['sd']:.3f} | {format_p(s['p_t'])} | "
-            f"{format_p(s['p_wilcoxon'])} |"
+            f"{s['mean']:.3f} ± {s['sd']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _number(value: float, digits: str = ".3f") -> str:
+    """A number for a table; '' for NaN (a test that could not run)."""
+    return "" if math.isnan(value) else format(value, digits)
+
+
+def _interval(c: dict, kind: str) -> str:
+    low, high = c[f"ci_{kind}_low"], c[f"ci_{kind}_high"]
+    return "" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+
+
+def comparison_table(comparisons: list[dict], correction: str) -> str:
+    """``comparisons`` as a Markdown table, one line per pair × budget: the mean paired
+    difference with its t and bootstrap 95 % intervals, both p-values raw and corrected, d_z."""
+    name = statistics.correction_name(correction)
+    lines = [
+        "| budget | arm − reference | pairs | diff [95 % CI, t] | 95 % CI, bootstrap | p (t) "
+        f"| p (t, {name}) | p (Wilcoxon) | p (Wilcoxon, {name}) | d_z |",
+        "|---:|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in comparisons:
+        diff = f"{_number(c['diff'])} {_interval(c, 't')}".strip()
+        lines.append(
+            f"| {format_budget(c['budget'])} | {c['arm']} − {c['reference']} | {c['n']} | "
+            f"{diff} | {_interval(c, 'boot')} | "
+            f"{format_p(c['p_t'])} | {format_p(c['p_t_corrected'])} | "
+            f"{format_p(c['p_wilcoxon'])} | {format_p(c['p_wilcoxon_corrected'])} | "
+            f"{_number(c['d_z'], '.2f')} |"
         )
     return "\n".join(lines)

@@ -156,9 +156,7 @@ def check_study(
 ) -> tuple[list[plan_lib.Chain], Datasets]:
     """The planned runs and their datasets, after every run was checked (config, data, shapes,
     transfers; a finished run of another config in its directory is refused)."""
-    for arm in tuple(config.compare):
-        if arm not in config.arms:
-            raise ValueError(f"compare names arm {arm!r}; arms are {list(config.arms)}")
+    results_lib.report_keys(config)  # compare pairs and correction, before any training
     planned = plan_lib.plan(config, workdir)
     for chain in planned:
         for run in chain.runs:  # a finished run of another config must not pass for this one's

@@ -4,10 +4,10 @@
   files is refused, so a mistyped ``--workdir`` never fills a source tree or a home folder.
 - The study it holds may be *extended*: the same study with more label budgets, seeds or folds
   run adds runs and rows (the recorded and the new budgets/seeds are both run and reported).
-  Changing what only the report shows (``compare``, ``report_metrics``, ``explain``) is allowed;
-  a stage's settings are judged per run (a finished run of another config is refused, a failed
-  one started over: ``train.rundir``). Any other difference is another study: refused unless
-  ``overwrite``.
+  Changing what only the report shows (``compare``, ``correction``, ``report_metrics``,
+  ``explain``) is allowed; a stage's settings are judged per run (a finished run of another
+  config is refused, a failed one started over: ``train.rundir``). Any other difference is
+  another study: refused unless ``overwrite``.
 - Report files (``REPORT_FILES``, ``figures/``, ``explain/``) are replaced only when
   ``outputs.json`` shows jaxseg wrote them as they are (same SHA-256): a user's own or edited
   file there is refused, never overwritten.
@@ -32,7 +32,8 @@ OUTPUTS = "outputs.json"
 REPORT_FILES = ("results.csv", "summary.json", "report.md", "machine.json", STUDY_CONFIG)
 REPORT_DIRS = ("figures", "explain")
 EXTENSIBLE = ("budgets", "seeds", "run_folds")  # protocol keys whose change adds runs
-REPORT_ONLY = ("compare", "report_metrics", "explain")  # top-level keys that change no run
+# top-level keys that change no run
+REPORT_ONLY = ("compare", "correction", "report_metrics", "explain")
 OWN = (STUDY_CONFIG, OUTPUTS, ".lock")
 
 
