@@ -1,6 +1,7 @@
 """Run a study: every planned run in order (finished ones are read back, not retrained), then
 ``results.csv``, the summary table on stdout and ``report.md`` (with ``figures/`` and
-``machine.json``) in the workdir; or rebuild those from the finished runs (``report_study``)."""
+``machine.json``) in the workdir; or one shard of the runs next to other workers (``run_shard``);
+or rebuild the report from the finished runs (``report_study``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jaxseg import atomic, data, locking
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
+from jaxseg.studies import shards as shards_lib
 from jaxseg.studies import workdir as workdir_lib
 from jaxseg.studies.report import write_report
 from jaxseg.train import distributed, rundir
@@ -50,14 +52,95 @@ def run_study(
     config = config if overwrite else workdir_lib.extend(config, workdir)
     planned, datasets = check_study(config, workdir, overwrite)
     with study_lock(workdir):
-        study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
-        atomic.write_text(study_config, rundir.config_text(config))
+        write_study_config(config, workdir)
         rows = train_all(planned, datasets, overwrite)
-        report = write_results(config, workdir, rows, datasets(config.data))
-        if "explain" in config and config.explain.enabled:
-            link_explain(workdir, report, explain_first_split(config, workdir, planned))
-        workdir_lib.record_outputs(workdir)
+        write_study_report(config, workdir, planned, rows, datasets)
     return rows
+
+
+def run_shard(
+    config: ml_collections.ConfigDict, workdir: str, shard: int, count: int
+) -> list[plan_lib.Run]:
+    """Train shard ``shard`` of ``count`` of the study (``studies.shards``: whole families of
+    chains) next to the other shards' workers; returns the runs skipped as busy.
+
+    Checked as ``run_study`` checks; the study lock is held only to record the study config
+    (every worker writes the same), so a sequential study on the workdir is refused while
+    workers run, and workers are refused while it runs. A run held by another process is
+    skipped with its family. The last worker to finish writes the report; the others say how
+    many runs have no result yet (``jaxseg report`` rebuilds it any time).
+    """
+    workdir_lib.check(workdir)
+    config = workdir_lib.extend(config, workdir)
+    planned, datasets = check_study(config, workdir, overwrite=False)
+    with study_lock(workdir, wait=STUDY_LOCK_WAIT):
+        write_study_config(config, workdir)
+    families = shards_lib.families(shards_lib.share(planned, shard, count))
+    print(
+        f"shard {shard}/{count}: {sum(len(shards_lib.runs(f)) for f in families)} of "
+        f"{len(shards_lib.runs(planned))} runs ({len(families)} families of chains)",
+        flush=True,
+    )
+    busy = train_families(families, datasets)
+    if busy:
+        print(
+            f"shard {shard}/{count}: skipped {len(busy)} runs held by other processes, and the "
+            "runs of their families:",
+            file=sys.stderr,
+        )
+        for run in busy:
+            print(f"  busy: {os.path.relpath(run.workdir, workdir)}", file=sys.stderr)
+    rows, missing = finished_rows(planned)
+    if missing:
+        print(
+            f"shard {shard}/{count} done; {len(missing)} runs of other shards"
+            f"{' (or busy)' * bool(busy)} have no result yet: run `jaxseg report {workdir}` when "
+            "they finish",
+            flush=True,
+        )
+        return busy
+    try:
+        with study_lock(workdir):
+            workdir_lib.check(workdir)
+            write_study_report(config, workdir, planned, rows, datasets)
+    except locking.BusyError:  # another worker (or `jaxseg report`) is writing it
+        print(f"shard {shard}/{count} done; the report is written by another process", flush=True)
+    return busy
+
+
+def train_families(families: list[list[plan_lib.Chain]], datasets: Datasets) -> list[plan_lib.Run]:
+    """Every run of each family in order; a family with a run another process holds is left
+    for it (its dependants need that run). Returns the busy runs."""
+    busy = []
+    for family in families:
+        for run in shards_lib.runs(family):
+            try:
+                train_run(run, datasets, overwrite=False)
+            except locking.BusyError as err:
+                print(f"skipping its family: {err}", file=sys.stderr, flush=True)
+                busy.append(run)
+                break
+    return busy
+
+
+def write_study_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Record the study's config in ``workdir`` (``studies.workdir``)."""
+    study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
+    atomic.write_text(study_config, rundir.config_text(config))
+
+
+def write_study_report(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    planned: list[plan_lib.Chain],
+    rows: list[dict],
+    datasets: Datasets,
+) -> None:
+    """``results.csv``, the report, the explain figures when enabled, and the manifest."""
+    report = write_results(config, workdir, rows, datasets(config.data))
+    if "explain" in config and config.explain.enabled:
+        link_explain(workdir, report, explain_first_split(config, workdir, planned))
+    workdir_lib.record_outputs(workdir)
 
 
 def report_study(workdir: str) -> list[plan_lib.Run]:
@@ -154,12 +237,15 @@ def check_study(
     return planned, datasets
 
 
-def study_lock(workdir: str) -> contextlib.AbstractContextManager:
+STUDY_LOCK_WAIT = 30.0  # seconds a shard worker waits for another's brief hold of the study lock
+
+
+def study_lock(workdir: str, wait: float = 0.0) -> contextlib.AbstractContextManager:
     """The workdir's lock for the study (process 0; the others follow its lead)."""
     if not distributed.is_primary():
         os.makedirs(workdir, exist_ok=True)
         return contextlib.nullcontext()
-    return locking.hold(workdir, f"--workdir={workdir}")
+    return locking.hold(workdir, f"--workdir={workdir}", wait)
 
 
 def train_all(planned: list[plan_lib.Chain], datasets: Datasets, overwrite: bool) -> list[dict]:
