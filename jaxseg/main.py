@@ -111,13 +111,14 @@ def main(argv: list[str]) -> None:
         workdir = check_workdir(_WORKDIR.value)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    from jaxseg.train.distributed import initialize_from_env
+    from jaxseg.train import distributed
 
-    if initialize_from_env() and shard is not None:  # joined N processes (launch/): one run each
+    if shard is not None and distributed.settings_from_env() is not None:
         sys.exit(
             "error: a shard worker is one process (its claims are process 0's locks); start "
             "shards without JAXSEG_COORDINATOR/JAXSEG_DISTRIBUTED"
         )
+    distributed.initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
     import jax

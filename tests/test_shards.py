@@ -177,13 +177,22 @@ def test_two_workers_one_killed_and_restarted_give_the_sequential_results(demo, 
     assert (workdir / "results.csv").read_bytes() == csv
 
 
-def test_a_worker_skips_the_family_of_a_run_another_process_holds(tiny_study, tmp_path, capsys):
+def test_a_worker_skips_the_family_of_a_run_another_process_holds(
+    tiny_study, tmp_path, capsys, monkeypatch
+):
+    """(In this process: flock refuses a second open file of the same process too.)"""
+    from jaxseg.studies import run as run_lib
     from jaxseg.studies.run import run_shard
 
     workdir = tmp_path / "busy"
     workdir.mkdir()  # as another worker left it: the study recorded, a run claimed
     (workdir / "study_config.json").write_text(rundir.config_text(tiny_study))
     localize = workdir / "fold_1/seed_0/localize"
+    monkeypatch.setattr(run_lib, "STUDY_LOCK_WAIT", 0.2)  # a sequential study holds the workdir
+    refused = pytest.raises(locking.BusyError, match=f"--workdir={workdir} is in use")
+    with locking.hold(str(workdir)), refused:
+        run_shard(tiny_study, str(workdir), 1, 2)
+    assert not (workdir / "fold_1").exists()
     with locking.hold(str(localize)):
         busy = run_shard(tiny_study, str(workdir), 1, 2)
     out = capsys.readouterr()
@@ -206,6 +215,10 @@ def test_a_worker_skips_the_family_of_a_run_another_process_holds(tiny_study, tm
          "error: --overwrite with --shard is refused: it would "
          "clear runs other workers are training; delete the workdir first, or run the study "
          "without shards"),
+        (["--shard=0/1"], {"JAXSEG_COORDINATOR": "localhost:0", "JAXSEG_NUM_PROCESSES": "1",
+                           "JAXSEG_PROCESS_ID": "0"},
+         "error: a shard worker is one process (its claims are process 0's locks); start "
+         "shards without JAXSEG_COORDINATOR/JAXSEG_DISTRIBUTED"),
     ],
 )  # fmt: skip
 def test_bad_shard_or_overwrite_with_shard_is_one_error_line(tmp_path, args, env, error):
