@@ -64,14 +64,16 @@ def run_shard(
     """Train shard ``shard`` of ``count`` of the study (``studies.shards``: whole families of
     chains) next to the other shards' workers; returns the runs skipped as busy.
 
-    Checked as ``run_study`` checks; the study lock is held only to record the study config
-    (every worker writes the same), so a sequential study on the workdir is refused while
-    workers run, and workers are refused while it runs. A run held by another process is
-    skipped with its family. The last worker to finish writes the report; the others say how
-    many runs have no result yet (``jaxseg report`` rebuilds it any time).
+    Checked as ``run_study`` checks. The study lock is held only to read and to record the
+    study config (every worker writes the same): a sequential study started meanwhile stops at
+    the first run a worker holds, and a worker is refused while a sequential study holds the
+    workdir. A run held by another process is skipped with its family. The last worker to
+    finish writes the report; the others say how many runs have no result yet (``jaxseg
+    report`` rebuilds it any time).
     """
-    workdir_lib.check(workdir)
-    config = workdir_lib.extend(config, workdir)
+    with study_lock(workdir, wait=STUDY_LOCK_WAIT):  # not while another writes the report
+        workdir_lib.check(workdir)
+        config = workdir_lib.extend(config, workdir)
     planned, datasets = check_study(config, workdir, overwrite=False)
     with study_lock(workdir, wait=STUDY_LOCK_WAIT):
         write_study_config(config, workdir)
