@@ -1,10 +1,12 @@
-"""``jaxseg train --config=configs/NAME.py[:ARGS] --workdir=DIR [--overwrite]``: train and
-evaluate a study (aliases: ``jaxseg --config=...``, ``python -m jaxseg.main --config=...``).
+"""``jaxseg train --config=configs/NAME.py[:ARGS] --workdir=DIR [--overwrite | --shard=i/n]``:
+train and evaluate a study (aliases: ``jaxseg --config=...``, ``python -m jaxseg.main ...``).
 
 Override any config key with ``--config.KEY=VALUE``, e.g. ``--config.stages.segment.steps=50``;
 the config is locked, so a misspelt key is an error, not a silently ignored setting. A bad config
 file, argument, override or workdir ends in one ``error: ...`` line before anything trains.
-Finished runs in DIR are read back, not retrained (unless --overwrite).
+Finished runs in DIR are read back, not retrained (unless --overwrite). ``--shard=i/n`` (or a
+SLURM array task's ``SLURM_ARRAY_TASK_ID``/``_COUNT``) trains one of n shares of the runs, next to
+the other shards' workers (``studies.shards``, ``launch/``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Retrain and rewrite finished runs instead of reading them back."
 )
+_SHARD = flags.DEFINE_string(
+    "shard",
+    None,
+    "i/n: train shard i of n of the study's runs (whole families of chains), next to the other "
+    "shards' workers. Default: from a SLURM array task (SLURM_ARRAY_TASK_ID/_COUNT), else all.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 WORKDIR_ERRORS = {
     FileExistsError: "is a file, not a directory",
@@ -80,21 +88,42 @@ def check_workdir(path: str) -> str:
     return os.path.abspath(path)
 
 
+def shard_of(flag: str | None, overwrite: bool) -> tuple[int, int] | None:
+    """The worker's ``(i, n)`` from ``--shard`` or a SLURM array task, or None (every run).
+    ``--overwrite`` would clear runs other workers are training: refused with a shard."""
+    from jaxseg.studies import shards
+
+    shard = shards.parse(flag) if flag is not None else shards.from_env()
+    if shard is not None and overwrite:
+        where = "--shard" if flag is not None else f"a SLURM array task ({shards.SLURM_ID})"
+        raise ValueError(
+            f"--overwrite with {where} is refused: it would clear runs other workers are "
+            "training; delete the workdir first, or run the study without shards"
+        )
+    return shard
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
+        shard = shard_of(_SHARD.value, _OVERWRITE.value)
         workdir = check_workdir(_WORKDIR.value)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    from jaxseg.train.distributed import initialize_from_env
+    from jaxseg.train import distributed
 
-    initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR etc.; else no-op
+    if shard is not None and distributed.settings_from_env() is not None:
+        sys.exit(
+            "error: a shard worker is one process (its claims are process 0's locks); start "
+            "shards without JAXSEG_COORDINATOR/JAXSEG_DISTRIBUTED"
+        )
+    distributed.initialize_from_env()  # joins N processes when launch/ set JAXSEG_COORDINATOR
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
     import jax
 
-    from jaxseg.studies.run import run_study
+    from jaxseg.studies.run import run_shard, run_study
     from jaxseg.train.sigterm import Preempted
 
     # Every fold and seed compiles the same programs: a persistent cache compiles them once.
@@ -103,7 +132,10 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     logging.info("jax devices: %s", jax.devices())
     try:
-        run_study(_CONFIG.value, workdir, _OVERWRITE.value)
+        if shard is None:
+            run_study(_CONFIG.value, workdir, _OVERWRITE.value)
+        else:
+            run_shard(_CONFIG.value, workdir, *shard)
     except Preempted as err:  # SIGTERM: the step was checkpointed; the same command resumes
         print(f"preempted: {err}", file=sys.stderr, flush=True)
         sys.exit(Preempted.EXIT_CODE)

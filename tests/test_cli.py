@@ -16,7 +16,7 @@ from jaxseg import cli
 
 HELP = {  # argv: what its help must name
     ("--help",): list(cli.VERBS),
-    ("train", "--help"): ["usage: jaxseg train", "--config", "--workdir", "--overwrite",
+    ("train", "--help"): ["usage: jaxseg train", "--config", "--workdir", "--overwrite", "--shard",
                           "--config.KEY=VALUE"],
     ("data", "--help"): ["usage: jaxseg data", "import", "inspect"],
     ("data", "import", "--help"): ["usage: jaxseg data import", "--size", "--csv"],

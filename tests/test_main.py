@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -295,7 +296,7 @@ def test_a_second_process_on_a_busy_workdir_is_refused(tmp_path):
         assert second.returncode == 1
         last = second.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: --workdir={workdir} is in use by another jaxseg process")
-        assert f"(pid {first.pid}," in last
+        assert f"(pid {first.pid}@{socket.gethostname()}," in last
     finally:
         first.kill()
         first.communicate(timeout=60)

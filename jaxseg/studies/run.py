@@ -1,6 +1,7 @@
 """Run a study: every planned run in order (finished ones are read back, not retrained), then
 ``results.csv``, the summary table on stdout and ``report.md`` (with ``figures/`` and
-``machine.json``) in the workdir; or rebuild those from the finished runs (``report_study``)."""
+``machine.json``) in the workdir; or one shard of the runs next to other workers (``run_shard``);
+or rebuild the report from the finished runs (``report_study``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jaxseg import atomic, data, locking
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight, time_report
 from jaxseg.studies import results as results_lib
+from jaxseg.studies import shards as shards_lib
 from jaxseg.studies import workdir as workdir_lib
 from jaxseg.studies.report import write_report
 from jaxseg.train import distributed, rundir
@@ -53,20 +55,114 @@ def run_study(
     config = config if overwrite else workdir_lib.extend(config, workdir)
     planned, datasets = check_study(config, workdir, overwrite)
     with study_lock(workdir):
-        study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
-        atomic.write_text(study_config, rundir.config_text(config))
+        write_study_config(config, workdir)
         setup_s = time.perf_counter() - start
         rows = train_all(planned, datasets, overwrite)
-        reporting = time.perf_counter()
-        report = write_results(config, workdir, rows, datasets(config.data))
-        if "explain" in config and config.explain.enabled:
-            link_explain(workdir, report, explain_first_split(config, workdir, planned))
-        report_s = time.perf_counter() - reporting
-        runs = [run.workdir for chain in planned for run in chain.runs]
-        wall_s = time.perf_counter() - start
-        time_report.record(workdir, time_report.summary(runs, setup_s, report_s, wall_s))
-        workdir_lib.record_outputs(workdir)
+        write_study_report(config, workdir, planned, rows, datasets, (start, setup_s))
     return rows
+
+
+def run_shard(
+    config: ml_collections.ConfigDict, workdir: str, shard: int, count: int
+) -> list[plan_lib.Run]:
+    """Train shard ``shard`` of ``count`` of the study (``studies.shards``: whole families of
+    chains) next to the other shards' workers; returns the runs skipped as busy.
+
+    Checked as ``run_study`` checks. The study lock is held only to read and to record the
+    study config (every worker writes the same): a sequential study started meanwhile stops at
+    the first run a worker holds, and a worker is refused while a sequential study holds the
+    workdir. A run held by another process is skipped with its family. The last worker to
+    finish writes the report; the others say how many runs have no result yet (``jaxseg
+    report`` rebuilds it any time).
+    """
+    start = time.perf_counter()
+    with study_lock(workdir, wait=STUDY_LOCK_WAIT):  # not while another writes the report
+        workdir_lib.check(workdir)
+        config = workdir_lib.extend(config, workdir)
+    planned, datasets = check_study(config, workdir, overwrite=False)
+    with study_lock(workdir, wait=STUDY_LOCK_WAIT):
+        write_study_config(config, workdir)
+    setup_s = time.perf_counter() - start
+    families = shards_lib.families(shards_lib.share(planned, shard, count))
+    print(
+        f"shard {shard}/{count}: {sum(len(shards_lib.runs(f)) for f in families)} of "
+        f"{len(shards_lib.runs(planned))} runs ({len(families)} families of chains)",
+        flush=True,
+    )
+    busy = train_families(families, datasets)
+    if busy:
+        print(
+            f"shard {shard}/{count}: skipped {len(busy)} runs held by other processes, and the "
+            "runs of their families:",
+            file=sys.stderr,
+        )
+        for run in busy:
+            print(f"  busy: {os.path.relpath(run.workdir, workdir)}", file=sys.stderr)
+    rows, missing = finished_rows(planned)
+    if missing:
+        print(
+            f"shard {shard}/{count} done; {len(missing)} runs of other shards"
+            f"{' (or busy)' * bool(busy)} have no result yet: run `jaxseg report {workdir}` when "
+            "they finish",
+            flush=True,
+        )
+        return busy
+    try:
+        with study_lock(workdir):
+            workdir_lib.check(workdir)
+            write_study_report(config, workdir, planned, rows, datasets, (start, setup_s))
+    except locking.BusyError:  # another worker (or `jaxseg report`) is writing it
+        print(f"shard {shard}/{count} done; the report is written by another process", flush=True)
+    return busy
+
+
+def train_families(families: list[list[plan_lib.Chain]], datasets: Datasets) -> list[plan_lib.Run]:
+    """Every run of each family in order; a family with a run another process holds is left
+    for it (its dependants need that run). Returns the busy runs."""
+    busy = []
+    for family in families:
+        for run in shards_lib.runs(family):
+            try:
+                train_run(run, datasets, overwrite=False)
+            except locking.BusyError as err:
+                print(f"skipping its family: {err}", file=sys.stderr, flush=True)
+                busy.append(run)
+                break
+    return busy
+
+
+def write_study_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Record the study's config in ``workdir`` (``studies.workdir``)."""
+    study_config = os.path.join(workdir, workdir_lib.STUDY_CONFIG)
+    atomic.write_text(study_config, rundir.config_text(config))
+
+
+def write_study_report(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    planned: list[plan_lib.Chain],
+    rows: list[dict],
+    datasets: Datasets,
+    clock: tuple[float, float],
+) -> None:
+    """``results.csv``, the report, the explain figures when enabled, where the time went
+    (``clock``: the command's ``perf_counter`` start and set-up seconds), and the manifest."""
+    reporting = time.perf_counter()
+    report = write_results(config, workdir, rows, datasets(config.data))
+    if "explain" in config and config.explain.enabled:
+        link_explain(workdir, report, explain_first_split(config, workdir, planned))
+    record_time(workdir, planned, clock[1], reporting, clock[0])
+    workdir_lib.record_outputs(workdir)
+
+
+def record_time(
+    workdir: str, planned: list[plan_lib.Chain], setup_s: float, reporting: float, start: float
+) -> None:
+    """``time_report.record`` of the study's runs; ``reporting`` and ``start`` are the
+    ``perf_counter`` times the report and the command started."""
+    runs = [run.workdir for chain in planned for run in chain.runs]
+    now = time.perf_counter()
+    time_report.record(workdir, time_report.summary(runs, setup_s, now - reporting, now - start))
 
 
 def report_study(workdir: str) -> list[plan_lib.Run]:
@@ -102,10 +198,7 @@ def report_study(workdir: str) -> list[plan_lib.Run]:
             and os.path.exists(os.path.join(workdir, index))
         ):
             link_explain(workdir, report, index)
-        now = time.perf_counter()
-        time_report.record(
-            workdir, time_report.summary(runs, reporting - start, now - reporting, now - start)
-        )
+        record_time(workdir, planned, reporting - start, reporting, start)
         workdir_lib.record_outputs(workdir)
     return missing
 
@@ -167,12 +260,15 @@ def check_study(
     return planned, datasets
 
 
-def study_lock(workdir: str) -> contextlib.AbstractContextManager:
+STUDY_LOCK_WAIT = 30.0  # seconds a shard worker waits for another's brief hold of the study lock
+
+
+def study_lock(workdir: str, wait: float = 0.0) -> contextlib.AbstractContextManager:
     """The workdir's lock for the study (process 0; the others follow its lead)."""
     if not distributed.is_primary():
         os.makedirs(workdir, exist_ok=True)
         return contextlib.nullcontext()
-    return locking.hold(workdir, f"--workdir={workdir}")
+    return locking.hold(workdir, f"--workdir={workdir}", wait)
 
 
 def train_all(planned: list[plan_lib.Chain], datasets: Datasets, overwrite: bool) -> list[dict]:
