@@ -146,6 +146,7 @@ def test_outputs_of_a_stage(pretrained, tiny_fundus):
         assert set(timing) == {*TIMING_PHASES, "other"}
         assert timing["train"] > 0 and timing["startup"] > 0 and timing["evaluate"] > 0
         assert timing["checkpoint_write"] > 0  # steps 3 and 6
+        assert (timing["host_metrics"] > 0) == (stage == "segment")  # Hausdorff, boundaries
     budget = pretrained["segment"].budget
     assert budget == 4 and pretrained["seg_result"]["n_train"] == budget
     # The pretext uses every training image of the fold ('all' labels): half of the 40 images.

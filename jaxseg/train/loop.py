@@ -115,13 +115,16 @@ def early_stopping(stage: Stage, workdir: str, step: int) -> EarlyStopping:
 def evaluate(
     stage: Stage, program: programs.Program, out: Outputs, state, split: str
 ) -> dict[str, Any]:
-    """Per-example metrics of ``state`` on ``split`` (timed as ``evaluate``)."""
+    """Per-example metrics of ``state`` on ``split`` (timed as ``evaluate``: device steps, and
+    ``host_metrics`` apart)."""
     config, arrays = stage.config, stage.arrays[split]
     with out.clock("evaluate"):
         first = next(batches.eval_batches(arrays, stage.task.keys, config.batch_size))
         args = (state, mesh_lib.put_batch(first, stage.mesh))
         eval_step = programs.compiled(program, "eval_step", args, out.clock)
-        return steps.evaluate(eval_step, state, arrays, stage.task, config.batch_size, stage.mesh)
+        return steps.evaluate(
+            eval_step, state, arrays, stage.task, config.batch_size, stage.mesh, out.clock
+        )
 
 
 def validate(

@@ -18,6 +18,7 @@ from jaxseg.tasks import Task
 from jaxseg.train import batches
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.state import TrainMetrics, TrainState
+from jaxseg.train.timing import Clock
 
 PREDICTION = "_prediction"  # eval-step output handed to the task's host metrics, never stored
 
@@ -91,9 +92,17 @@ def make_eval_step(model, task: Task):
 
 
 def evaluate(
-    eval_step, state: TrainState, arrays: dict, task: Task, batch_size: int, mesh
+    eval_step,
+    state: TrainState,
+    arrays: dict,
+    task: Task,
+    batch_size: int,
+    mesh,
+    clock: Clock | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-example metrics over ``arrays`` (padding dropped): {name: np.ndarray [N]}."""
+    """Per-example metrics over ``arrays`` (padding dropped): {name: np.ndarray [N]}; the task's
+    host metrics are timed as ``host_metrics`` on ``clock``."""
+    clock = clock or Clock()
     out: dict[str, list[np.ndarray]] = {}
     for batch in batches.eval_batches(arrays, task.keys, batch_size):
         valid = batch["weight"] > 0
@@ -101,7 +110,8 @@ def evaluate(
         if PREDICTION in result:
             host_batch = {k: v[valid] for k, v in batch.items()}
             result = {k: np.asarray(v)[valid] for k, v in result.items()}
-            result.update(task.host_metrics(result.pop(PREDICTION), host_batch))
+            with clock("host_metrics"):
+                result.update(task.host_metrics(result.pop(PREDICTION), host_batch))
             valid = np.ones(int(valid.sum()), dtype=bool)
         for name, values in result.items():
             out.setdefault(name, []).append(np.asarray(values)[valid])

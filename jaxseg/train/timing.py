@@ -2,10 +2,12 @@
 
 Phases: ``startup`` (data arrays, model initialisation, checkpoint managers), ``compile`` (XLA
 compilation of the train and eval steps), ``train`` (optimizer steps, waited for), ``evaluate``
-(validation and held-out evaluation: device steps and host metrics), ``checkpoint_write`` and
-``checkpoint_read`` (orbax, checksums included; the parent's subtrees are a read), and ``other``
-(the rest of the run's wall time: logging, result files). Only ``train`` is training; a study
-reports the sums (``studies.report``) so its non-training share is visible.
+(validation and held-out evaluation on the device), ``host_metrics`` (the task's metrics that
+are computed on the host from the predictions: Hausdorff distances, boundaries),
+``checkpoint_write`` and ``checkpoint_read`` (orbax, checksums included; the parent's subtrees
+are a read), and ``other`` (the rest of the run's wall time: logging, result files). Only
+``train`` is training; a study reports the sums (``studies.time_report``) so its non-training
+share is visible.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping
 
-PHASES = ("startup", "compile", "train", "evaluate", "checkpoint_write", "checkpoint_read")
+PHASES = (
+    "startup", "compile", "train", "evaluate", "host_metrics", "checkpoint_write",
+    "checkpoint_read",
+)  # fmt: skip
 OTHER = "other"
 
 
