@@ -64,11 +64,10 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
     inference mode (dropout off); their BatchNorms use the stored statistics unless
     ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale and bias stay
-    frozen). ``val_fraction`` > 0
-    carves a group-aware validation split from the stage's training images, validated every
-    ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's primary metric);
-    ``patience`` evaluations without a ``min_delta`` gain stop the stage (0: never), and the
-    test metrics come from the best validation checkpoint. ``augment``
+    frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
+    training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
+    ('' = the task's primary metric); ``patience`` evaluations without a ``min_delta`` gain stop
+    the stage (0: never), and the test metrics come from the best validation checkpoint. ``augment``
     (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
     (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
     (``optimizer=dict(weight_decay=0.01)``)."""
