@@ -14,7 +14,7 @@ import pytest
 from jaxseg import models
 from jaxseg.models.unet import UNet
 from jaxseg.surgery import freeze, presets, schedule
-from jaxseg.surgery.paths import flatten, unflatten
+from jaxseg.surgery.paths import flatten, matches, unflatten
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +133,56 @@ def test_frozen_leaves_stay_bit_identical_under_adamw_with_weight_decay(params):
     assert len(moments) == 2 * n_train  # mu and nu for trainable leaves only
 
 
-def test_frozen_norm_regex_selects_batchnorms_with_frozen_scale(params):
+def test_frozen_regex_selects_modules_inside_fully_frozen_subtrees(params):
     resolved = freeze.resolve(params, presets.static("encoder", params))
-    regex = freeze.frozen_norm_regex(resolved)
-    assert re.match(regex, "encoder/stage_1/norm_0/bn/") and re.match(
-        regex, "bottleneck/norm_1/bn/"
-    )
-    assert not re.match(regex, "decoder/stage_0/norm_0/bn/")
-    assert not re.match(regex, "encoder/stage_1/norm_0/bn/x/")
-    assert (
-        freeze.frozen_norm_regex(
-            freeze.resolve(params, "none=frozen,.*=train".replace("none=frozen,", ""))
-        )
-        == ""
-    )
+    regex = freeze.frozen_regex(resolved)
+    frozen = [
+        "encoder/stage_1/norm_0/bn/",  # a BatchNorm: stored statistics
+        "bottleneck/norm_1/bn/",
+        "encoder/stage_0/",  # the block applying a dropout: dropout off
+        "encoder/stage_0/Dropout_0/",
+    ]
+    assert all(re.match(regex, p) for p in frozen)
+    assert not any(re.match(regex, p) for p in ("decoder/stage_0/norm_0/bn/", "decoder/stage_0/"))
+    assert not re.match(regex, "encoder_x/stage_0/")  # whole names only
+    assert freeze.frozen_regex(freeze.resolve(params, ".*=train")) == ""
+
+
+def test_frozen_regex_needs_every_parameter_of_a_subtree_frozen(params):
+    """Training one conv of a block leaves the block (its dropout) live; its BatchNorms, fully
+    frozen, still use stored statistics."""
+    resolved = freeze.resolve(params, "encoder/stage_0/conv_1/=train, encoder/=frozen, .*=train")
+    regex = freeze.frozen_regex(resolved)
+    assert re.match(regex, "encoder/stage_0/norm_1/bn/") and re.match(regex, "encoder/stage_1/")
+    assert not re.match(regex, "encoder/stage_0/") and not re.match(regex, "encoder/")
+    scale_only = freeze.resolve(params, r"encoder/stage_0/norm_0/bn/bias=train, .*=frozen")
+    assert not re.match(freeze.frozen_regex(scale_only), "encoder/stage_0/norm_0/bn/")
+
+
+def test_frozen_regex_adapt_leaves_batchnorms_out(params):
+    resolved = freeze.resolve(params, presets.static("encoder", params))
+    regex = freeze.frozen_regex(resolved, "adapt")
+    assert re.match(regex, "encoder/stage_0/") and re.match(regex, "bottleneck/")
+    assert not re.match(regex, "encoder/stage_1/norm_0/bn/")
+    assert not re.match(regex, "decoder/stage_0/")
+    with pytest.raises(ValueError, match=r"frozen_norm='adpt' is unknown"):
+        freeze.frozen_regex(resolved, "adpt")
+
+
+@pytest.mark.parametrize("direction", presets.PROGRESSIVE)
+def test_frozen_regex_follows_each_progressive_plan(params, direction):
+    """Plan k's regex selects exactly the blocks still frozen in plan k: a block's dropout turns
+    on in the plan that unfreezes it."""
+    blocks = presets.blocks(params)
+    plans = presets.progressive(direction, params)
+    for plan in plans:
+        resolved = freeze.resolve(params, plan)
+        regex = freeze.frozen_regex(resolved)
+        for block in blocks:
+            leaves = [p for p in resolved if re.match(block, p + "/")]
+            block_frozen = all(resolved[p] == freeze.FROZEN for p in leaves)
+            module = leaves[0].rsplit("/", 2)[0]  # e.g. 'encoder/stage_0'
+            assert matches(regex, module) == block_frozen, (plan, module)
 
 
 # --- presets --------------------------------------------------------------------------------

@@ -149,6 +149,16 @@ def test_bad_compare_or_correction_is_a_one_line_error(tmp_path, flag, message):
     assert not (workdir / "fold_0").exists()
 
 
+def test_unknown_frozen_norm_is_a_one_line_error(tmp_path):
+    workdir = tmp_path / "frozen_norm"
+    proc = jaxseg_main(workdir, "--config.stages.segment.frozen_norm=adpt")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "frozen_norm='adpt' must be one of stored, adapt" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "fold_0").exists()
+
+
 @pytest.mark.skipif(not BUSI.is_file(), reason=f"BUSI not found at {BUSI} (set JAXSEG_BUSI)")
 def test_busi_tiny_study(tmp_path):
     workdir = tmp_path / "busi"

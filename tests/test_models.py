@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg import models
+from jaxseg.models.aspp import ASPP
 from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.unet import Localizer, UNet
 from jaxseg.surgery.paths import select, selector
@@ -295,6 +296,60 @@ def test_dropout_only_in_train_mode():
     np.testing.assert_array_equal(train_a, train_a2)
     assert not np.allclose(train_a, train_b)
     assert not np.allclose(train_a, eval_a)
+
+
+class _TwoASPP(nn.Module):
+    """Two ASPPs (each ends in dropout 0.5), named like the parts a freeze plan selects."""
+
+    frozen: str = ""
+
+    @nn.compact
+    def __call__(self, x, train):
+        for name in ("encoder", "decoder"):
+            x = ASPP((1, 2, 3), features=4, frozen=self.frozen, name=name)(x, train)
+        return x
+
+
+def _dense(frozen: str) -> nn.Module:
+    cfg = ml_collections.ConfigDict(
+        dict(name="densenet", width=4, growth=4, dense_layers=(1, 1), groups=2, dropout=0.5,
+             dtype="float32")
+    )  # fmt: skip
+    return models.build(cfg, "pixels", 1, frozen=frozen)
+
+
+@pytest.mark.parametrize(
+    "build,shape",
+    [
+        (lambda frozen: UNet(depth=2, width=4, norm="batch", dropout=0.5, frozen=frozen),
+         (2, 16, 16, 1)),
+        (_dense, (2, 8, 8, 1)),
+        (lambda frozen: _TwoASPP(frozen), (2, 4, 4, 3)),
+    ],
+    ids=["unet", "densenet", "aspp"],
+)  # fmt: skip
+def test_frozen_subtree_runs_in_inference_mode_while_the_rest_keeps_dropout(build, shape):
+    """With ``encoder`` frozen, its training-mode output is the same for any dropout key and
+    equals the eval-mode output (dropout off, stored statistics); the decoder's still varies.
+    Unfrozen, the encoder's output varies too, so the equality is dropout being off."""
+    model = build(selector("encoder"))
+    variables = numpy_init(model, shape)
+    x = np.random.default_rng(3).normal(1.0, 2.0, shape).astype(np.float32)
+
+    def part(model, name: str, train: bool, key: int):
+        _, state = model.apply(variables, x, train=train, rngs={"dropout": jax.random.key(key)},
+                               mutable=True, capture_intermediates=True)  # fmt: skip
+        return jax.tree.leaves(state["intermediates"][name]["__call__"])
+
+    def same(a, b) -> bool:
+        return all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+    encoder = part(model, "encoder", True, 1)
+    assert same(encoder, part(model, "encoder", True, 2))
+    assert same(encoder, part(model, "encoder", False, 1))
+    assert not same(part(model, "decoder", True, 1), part(model, "decoder", True, 2))
+    live = model.clone(frozen="")
+    assert not same(part(live, "encoder", True, 1), part(live, "encoder", True, 2))
 
 
 def test_no_dropout_layer_when_rate_is_zero():

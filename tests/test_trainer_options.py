@@ -1,16 +1,18 @@
-"""Stage options inside the trainer: freeze plans, progressive unfreezing, augmentation."""
+"""Stage options inside the trainer: freeze plans, progressive unfreezing, frozen modules in
+inference mode (``frozen_norm``), augmentation."""
 
 from __future__ import annotations
 
 import os
 import re
 
+import jax
 import numpy as np
 import pytest
 from conftest import read_variables
 
 from jaxseg.surgery import presets
-from jaxseg.surgery.paths import flatten
+from jaxseg.surgery.paths import flatten, matches, unflatten
 from jaxseg.train.loop import train_and_evaluate
 from jaxseg.train.setup import prepare_stage
 
@@ -103,6 +105,82 @@ def test_frozen_preset_keeps_params_and_batch_stats_bit_identical_under_adamw(
     train_and_evaluate(run.config, run.workdir, tiny_fundus)
     moved = moved_blocks(run, tiny_fundus)
     assert moved == {3, 4}  # decoder/stage_1, decoder/stage_0 + head; encoder and bottleneck not
+
+
+# --- frozen means inference mode -------------------------------------------------------------
+
+FROZEN_PARTS = ("encoder", "bottleneck")  # the 'encoder' preset
+
+
+@pytest.fixture(scope="module")
+def frozen_runs(tiny_run, tiny_fundus, tmp_path_factory):
+    """Two 2-step runs of the scratch stage with the 'encoder' preset (U-Net with BatchNorm and
+    dropout), checkpointed at both steps: frozen_norm 'stored' and 'adapt'."""
+    runs = {}
+    for norms in ("stored", "adapt"):
+        run = tiny_run(tmp_path_factory.mktemp(norms), "scratch")
+        assert run.config.model.dropout > 0 and run.config.model.norm == "batch"
+        run.config.update(freeze="encoder", frozen_norm=norms, steps=2, checkpoint_every=1)
+        train_and_evaluate(run.config, run.workdir, tiny_fundus)
+        runs[norms] = run
+    return runs
+
+
+def test_frozen_encoder_output_is_bit_identical_across_training_steps(frozen_runs, tiny_fundus):
+    """The training-mode forward of the stage's model at step 1 and step 2 (each with its own
+    dropout key) gives the frozen encoder's and bottleneck's outputs bit for bit; the decoder's
+    dropout is live, and so would the encoder's be if it were not frozen."""
+    run = frozen_runs["stored"]
+    stage = prepare_stage(run.config, tiny_fundus)
+    model = stage.model(0)
+    x = stage.arrays["train"][stage.task.keys[0]][:4]  # a fixed batch
+    ckpt = os.path.join(run.workdir, "checkpoints")
+
+    def outputs(model, step: int, key: int, part: str) -> list[np.ndarray]:
+        variables = unflatten(read_variables(ckpt, step))
+        _, state = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(key)},
+                               mutable=True, capture_intermediates=True)  # fmt: skip
+        return [np.asarray(a) for a in jax.tree.leaves(state["intermediates"][part]["__call__"])]
+
+    def same(a: list, b: list) -> bool:
+        return all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+    for part in FROZEN_PARTS:
+        assert same(outputs(model, 1, 1, part), outputs(model, 2, 2, part)), part
+    assert not same(outputs(model, 2, 1, "decoder"), outputs(model, 2, 2, "decoder"))
+    live = model.clone(frozen="")
+    assert not same(outputs(live, 1, 1, "encoder"), outputs(live, 2, 2, "encoder"))
+
+
+def test_frozen_norm_adapt_moves_frozen_statistics_not_parameters(frozen_runs, tiny_fundus):
+    run = frozen_runs["adapt"]
+    initial = flatten(prepare_stage(run.config, tiny_fundus).variables)
+    final = read_variables(os.path.join(run.workdir, "checkpoints"))
+    frozen = [p for p in final if p.split("/")[1] in FROZEN_PARTS]
+    stats = [p for p in frozen if p.startswith("batch_stats/")]
+    assert stats and all(not np.array_equal(final[p], initial[p]) for p in stats)
+    params = [p for p in frozen if p.startswith("params/")]
+    assert params and all(np.array_equal(final[p], initial[p]) for p in params)
+
+
+def test_each_progressive_plan_builds_its_own_frozen_modules(tiny_run, tiny_fundus, tmp_path):
+    """shallow_to_deep: plan k trains the k+1 shallowest blocks; the model of plan k treats the
+    rest as frozen (dropout off), so a block's dropout turns on with its unfreezing."""
+    run = tiny_run(tmp_path, "scratch")
+    run.config.update(freeze="shallow_to_deep", unfreeze_at=(1, 2, 3, 4))
+    stage = prepare_stage(run.config, tiny_fundus, abstract=True)
+    blocks = ["encoder/stage_0", "encoder/stage_1", "bottleneck", "decoder/stage_1"]
+    for k in range(len(blocks)):
+        frozen = stage.model(k).frozen
+        assert [matches(frozen, b) for b in blocks] == [i > k for i in range(len(blocks))], k
+
+
+def test_unknown_frozen_norm_is_refused(tiny_run, tiny_fundus, tmp_path):
+    run = tiny_run(tmp_path, "scratch")
+    run.config.update(frozen_norm="adpt")
+    with pytest.raises(ValueError, match="stage 'scratch': frozen_norm='adpt' must be one of "):
+        train_and_evaluate(run.config, run.workdir, tiny_fundus)
+    assert not os.path.exists(run.workdir)
 
 
 def test_augmentation_in_the_step_is_deterministic_and_changes_training(

@@ -92,7 +92,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str = "") -> nn.Module:
     """The module for ``cfg.name`` with a ``head`` of ``outputs`` channels.
 
-    ``frozen`` is a path regex; BatchNorm layers under matching subtrees use running statistics.
+    ``frozen`` is a path regex of frozen subtrees: their modules run in inference mode
+    (BatchNorm on running statistics, dropout off; ``layers``).
     """
     cfg = resolve(cfg)
     if cfg.name not in MODELS:

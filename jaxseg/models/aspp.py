@@ -3,7 +3,8 @@
 Five parallel branches on [B,h,w,C], each conv + norm + ReLU to ``features`` channels:
 ``conv_0``/``norm_0`` 1×1; ``conv_{1,2,3}``/``norm_{1,2,3}`` 3×3 dilated by ``rates``;
 ``pool``/``pool_norm`` on the global average (broadcast back to h×w). They are concatenated and
-projected (``project``/``project_norm`` 1×1, ReLU, dropout 0.5 in training) to [B,h,w,features].
+projected (``project``/``project_norm`` 1×1, ReLU, dropout 0.5 in training unless the ASPP is
+frozen) to [B,h,w,features].
 Convs have no bias unless ``norm='none'``.
 """
 
@@ -15,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import Norm
+from jaxseg.models.layers import Norm, dropout
 
 DROPOUT = 0.5  # after the projection, as torchvision
 
@@ -56,4 +57,4 @@ class ASPP(nn.Module):
         y = self.branch(
             jnp.concatenate(branches, axis=-1), train, 1, 1, ("project", "project_norm")
         )
-        return nn.Dropout(DROPOUT, deterministic=not train)(y)
+        return dropout(self, y, DROPOUT, train, self.frozen)

@@ -77,7 +77,7 @@ class BackboneUNet(nn.Module):
 
 def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) -> nn.Module:
     """The U-Net over ``cfg.backbone`` with a ``head`` ('pixels' | 'pooled' | 'reconstruction')
-    of ``outputs`` channels; BatchNorms under the ``frozen`` path regex use running statistics.
+    of ``outputs`` channels; modules under the ``frozen`` path regex run in inference mode.
     """
     if head not in HEADS:
         raise ValueError(f"model 'unet' over a backbone has no head {head!r}; use one of {HEADS}")

@@ -33,7 +33,7 @@ def dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
 def backbone(cfg: ml_collections.ConfigDict, frozen: str, output_stride: int = 0) -> nn.Module:
     """The unnamed encoder module for ``cfg.backbone`` (its parent names it ``encoder``).
 
-    ``frozen`` is the path regex whose BatchNorms use running statistics (layers.Norm).
+    ``frozen`` is the path regex of frozen subtrees, which run in inference mode (layers).
     """
     if cfg.backbone not in BACKBONES:
         raise ValueError(

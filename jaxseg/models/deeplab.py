@@ -73,7 +73,7 @@ class DeepLabV3(nn.Module):
 
 def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) -> nn.Module:
     """DeepLabv3 over ``cfg.backbone`` with a ``head`` ('pixels' | 'pooled') of ``outputs``
-    channels; BatchNorms under the ``frozen`` path regex use running statistics.
+    channels; modules under the ``frozen`` path regex run in inference mode.
     """
     if head not in HEADS:
         raise ValueError(f"model 'deeplabv3' has no head {head!r}; use one of {HEADS}")

@@ -19,8 +19,9 @@ Group norm layer"). With L = len(dense_layers) and w = width, the tree is:
   unit to the input's channel count): the autoencoder branch method 4 uses as a regulariser.
 
 Dropout (``dropout`` > 0, training only) follows each dense layer's new features and ends each
-bottleneck, decoder and reconstruction block. GroupNorm keeps no batch statistics, so nothing
-here depends on a freeze plan.
+bottleneck, decoder and reconstruction block, unless that block is frozen (``frozen``,
+``layers.dropout``). GroupNorm keeps no batch statistics, so dropout is all a freeze plan
+switches off here.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import ml_collections
 
 from jaxseg.models import dtypes
 from jaxseg.models.conv import Conv
-from jaxseg.models.layers import Norm, pooled_head
+from jaxseg.models.layers import Norm, dropout, pooled_head
 from jaxseg.models.resample import UpConv
 
 HEADS = ("pixels", "pooled", "reconstruction")
@@ -80,11 +81,12 @@ class Settings(nn.Module):
     groups: int = 8
     dropout: float = 0.0
     remat: bool = False
+    frozen: str = ""  # regex of frozen subtrees: their dropout is off (layers.dropout)
     dtype: Any = jnp.float32
 
     def shared(self) -> dict:
         """The shared fields, to build a part with the same settings."""
-        names = ("growth", "dense_layers", "width", "groups", "dropout", "remat", "dtype")
+        names = ("growth", "dense_layers", "width", "groups", "dropout", "remat", "frozen", "dtype")
         return {f: getattr(self, f) for f in names}
 
     def unit(self, features: int, name: str, **kwargs: Any) -> Unit:
@@ -96,9 +98,7 @@ class Settings(nn.Module):
         return nn.remat(cls, static_argnums=(2,)) if self.remat else cls
 
     def drop(self, x: jax.Array, train: bool) -> jax.Array:
-        if self.dropout > 0:
-            x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return x
+        return dropout(self, x, self.dropout, train, self.frozen)
 
 
 class EncoderStage(Settings):
@@ -253,9 +253,9 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
     with defaults, ``growth`` (16), ``dense_layers`` ((2, 2, 4, 8)), ``groups`` (8),
     ``reconstruct`` (False), ``remat`` (False: ``nn.remat`` every encoder stage and decoder block
     to save memory: the backward pass recomputes a stage's activations from its input).
-    ``frozen`` is accepted for the registry's signature; GroupNorm has no statistics to freeze.
+    ``frozen`` is the regex of frozen subtrees, whose dropout is off (GroupNorm has no
+    statistics to freeze).
     """
-    del frozen
     if head not in HEADS:
         raise ValueError(f"model 'densenet' has no head kind {head!r}; use one of {HEADS}")
     compute_dtype = dtypes.dtype(cfg.dtype)
@@ -271,6 +271,7 @@ def build(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str =
         groups=_positive_int("groups", cfg.get("groups", 8)),
         dropout=float(cfg.dropout),
         remat=bool(cfg.get("remat", False)),
+        frozen=frozen,
         dtype=compute_dtype,
         head=head,
         outputs=_positive_int("outputs", outputs),

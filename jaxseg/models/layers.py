@@ -1,8 +1,16 @@
-"""Building blocks shared by every model: normalisation that can be frozen, U-Net blocks."""
+"""Building blocks shared by every model: normalisation and dropout that a freeze plan puts in
+inference mode, U-Net blocks.
+
+Every model takes ``frozen``, a regex of frozen subtrees (``surgery.freeze.frozen_regex``, or a
+``surgery.paths.selector``). A module is *frozen* when ``frozen`` ``re.match``es its path,
+'/'-terminated ('encoder/stage_0/norm_0/bn/'), and runs in inference mode whatever ``train``
+says, so a frozen subtree computes in training what it computes in evaluation.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -14,12 +22,31 @@ NORMS = ("batch", "group", "none")
 UPSAMPLES = ("transpose", "resize")
 
 
+def is_frozen(frozen: str, path: Sequence[str]) -> bool:
+    """Whether the module at scope ``path`` (('encoder', 'stage_0')) lies in a subtree the
+    ``frozen`` regex selects: ``re.match`` on 'encoder/stage_0/' ('' selects nothing)."""
+    return bool(frozen) and re.match(frozen, "/".join(path) + "/") is not None
+
+
+def dropout(parent: nn.Module, x: jax.Array, rate: float, train: bool, frozen: str) -> jax.Array:
+    """``nn.Dropout(rate)`` applied inside ``parent`` (as its 'Dropout_k'; nothing if rate is 0).
+
+    Active only when ``train`` and ``parent`` (the block applying it) is not frozen: a frozen
+    block's output carries no dropout noise, so the modules after it learn on the features
+    they are evaluated on.
+    """
+    if rate <= 0:
+        return x
+    off = not train or is_frozen(frozen, parent.scope.path)
+    return nn.Dropout(rate, deterministic=off)(x)
+
+
 class Norm(nn.Module):
     """BatchNorm, GroupNorm or identity.
 
-    BatchNorm runs on its running averages when ``train`` is False *or* when the path of its
-    parameters ('.../norm_i/bn/') matches the ``frozen`` regex: a frozen subtree keeps its
-    statistics bit-identical, as the optimizer's freeze mask keeps its parameters.
+    BatchNorm runs on its running averages when ``train`` is False *or* when it is frozen (its
+    path '.../norm_i/bn/' matches ``frozen``): a frozen subtree keeps its statistics
+    bit-identical, as the optimizer's freeze mask keeps its parameters.
     """
 
     kind: str = "batch"
@@ -35,8 +62,7 @@ class Norm(nn.Module):
             groups = min(self.groups, x.shape[-1])
             return nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="gn")(x)
         if self.kind == "batch":
-            path = "/".join(self.scope.path) + "/bn/"  # where its scale and bias live
-            fixed = not train or bool(self.frozen and re.match(self.frozen, path))
+            fixed = not train or is_frozen(self.frozen, (*self.scope.path, "bn"))
             return nn.BatchNorm(
                 use_running_average=fixed, momentum=0.9, dtype=self.dtype, name="bn"
             )(x)
@@ -94,6 +120,4 @@ class ConvBlock(nn.Module):
             )
             norm = Norm(self.norm, frozen=self.frozen, dtype=self.dtype, name=f"norm_{i}")
             x = nn.relu(norm(conv(x), train))
-        if self.dropout > 0:
-            x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return x
+        return dropout(self, x, self.dropout, train, self.frozen)

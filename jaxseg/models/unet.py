@@ -23,7 +23,7 @@ class Stages(nn.Module):
     width: int = 32
     norm: str = "batch"
     dropout: float = 0.0
-    frozen: str = ""  # regex of subtree paths whose BatchNorm statistics stay fixed
+    frozen: str = ""  # regex of frozen subtrees: inference mode there (layers.is_frozen)
     dtype: jnp.dtype = jnp.float32
 
     def shared(self) -> dict:

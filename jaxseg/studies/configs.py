@@ -61,11 +61,13 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     on the label-budget subset (the expensive masks). The optimizer is Adam at 1e-3 unless
     ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a preset of
     ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
-    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. ``val_fraction`` > 0
-    carves a group-aware validation split from the stage's training images, validated every
-    ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's primary metric);
-    ``patience`` evaluations without a ``min_delta`` gain stop the stage (0: never), and the
-    test metrics come from the best validation checkpoint. ``augment``
+    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
+    inference mode (dropout off); their BatchNorms use the stored statistics unless
+    ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale and bias stay
+    frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
+    training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
+    ('' = the task's primary metric); ``patience`` evaluations without a ``min_delta`` gain stop
+    the stage (0: never), and the test metrics come from the best validation checkpoint. ``augment``
     (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
     (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
     (``optimizer=dict(weight_decay=0.01)``)."""
@@ -75,7 +77,7 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
             optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", subtrees="", rename="", allow=""),
-            freeze="none", unfreeze_every=0, unfreeze_at=(),
+            freeze="none", unfreeze_every=0, unfreeze_at=(), frozen_norm="stored",
             val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
             augment=dict(shift=0.0, rotate=0.0, flip=False, vflip=False, shear=0.0, zoom=0.0,
                          blur=0.0, p=1.0),

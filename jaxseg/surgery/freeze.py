@@ -7,8 +7,8 @@ rule must match something, so a typo is an error, never a silently trainable net
 
 A plan compiles to one ``optax.partition`` label tree: frozen leaves go through
 ``optax.set_to_zero()`` (no optimizer state, and weight decay never reaches them); each multiplier
-gets its own copy of the optimizer followed by ``optax.scale(m)``. BatchNorm statistics follow
-the rule of their layer's ``scale`` (see ``frozen_norm_regex``).
+gets its own copy of the optimizer followed by ``optax.scale(m)``. The model runs the frozen
+subtrees in inference mode: dropout off, BatchNorm on its stored statistics (``frozen_regex``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import optax
 from jaxseg.surgery.paths import flatten, selector, unflatten
 
 FROZEN, TRAIN = "frozen", "train"
+FROZEN_NORMS = ("stored", "adapt")  # frozen BatchNorms: stored statistics, or adapt to batches
 Rule = str | float
 Plan = Sequence[tuple[str, Rule]]
 
@@ -126,14 +127,34 @@ def partition(tx: optax.GradientTransformation, params: Any, plan: Plan | str):
     return partition_labels(tx, labels(params, plan))
 
 
-def frozen_norm_regex(resolved: dict[str, Rule]) -> str:
-    """A regex matching '<module>/bn/' of every BatchNorm whose ``scale`` is frozen ('' if none).
+def frozen_regex(resolved: dict[str, Rule], norms: str = "stored") -> str:
+    """The regex of the frozen subtrees that the model builder takes ('' if none).
 
-    The model runs those BatchNorms on their running averages, so their statistics stay fixed.
+    A subtree is frozen when every parameter in it is; the regex lists the largest ones
+    ('encoder/', 'decoder/stage_1/norm_0/bn/') and ``re.match``es the '/'-terminated path of any
+    module inside them. The model runs those modules in inference mode (``models.layers``): a
+    BatchNorm '<module>/bn/' (frozen with its scale and bias) on its stored statistics, and
+    dropout off when the block applying it ('encoder/stage_0/') is frozen. A freeze plan of a
+    progressive schedule so switches both per plan.
+
+    ``norms`` ('stored' | 'adapt', the stage's ``frozen_norm``): 'adapt' leaves BatchNorms out
+    (the regex never matches a path ending in 'bn/'), so frozen ones normalise with batch
+    statistics and update their running averages while the optimizer keeps scale and bias.
     """
-    modules = sorted(p[: -len("scale")] for p, r in resolved.items()
-                     if p.endswith("/bn/scale") and r == FROZEN)  # fmt: skip
-    return "(?:" + "|".join(re.escape(m) for m in modules) + ")$" if modules else ""
+    if norms not in FROZEN_NORMS:
+        raise ValueError(f"frozen_norm={norms!r} is unknown; use one of {FROZEN_NORMS}")
+    frozen: dict[str, bool] = {}  # 'a/b/' -> every parameter under it is frozen
+    for path, rule in resolved.items():
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth]) + "/"
+            frozen[prefix] = frozen.get(prefix, True) and rule == FROZEN
+    tops = sorted(p for p, f in frozen.items()
+                  if f and not frozen.get(p[: p.rstrip("/").rfind("/") + 1], False))  # fmt: skip
+    if not tops:
+        return ""
+    keep_norms = "(?!(?:.*/)?bn/$)" if norms == "adapt" else ""
+    return keep_norms + "(?:" + "|".join(re.escape(p) for p in tops) + ")"
 
 
 def format_plan(resolved: dict[str, Rule]) -> str:

@@ -64,7 +64,7 @@ def train_signature(stage: Stage, plan: int, labels: Any) -> list:
     """What the train step of ``plan`` depends on: the stage config without ``RUN_FIELDS``, the
     task, the freeze labels and frozen norms, and the mesh."""
     config = {k: v for k, v in stage.config.to_dict().items() if k not in RUN_FIELDS}
-    frozen_norms = freeze.frozen_norm_regex(stage.schedule.resolved[plan])
+    frozen_norms = freeze.frozen_regex(stage.schedule.resolved[plan])
     leaves = sorted(map(repr, jax.tree_util.tree_leaves_with_path(labels)))
     return [config, *eval_signature(stage)[-4:], leaves, frozen_norms]
 

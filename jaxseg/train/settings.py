@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxseg.surgery.freeze import FROZEN_NORMS
+
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "checkpoint_every")
 
 
@@ -19,3 +21,8 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
     for key in ("eval_every", "patience", "unfreeze_every"):
         if config[key] < 0:
             raise ValueError(f"stage {config.name!r}: {key}={config[key]} must be >= 0")
+    if config.frozen_norm not in FROZEN_NORMS:
+        raise ValueError(
+            f"stage {config.name!r}: frozen_norm={config.frozen_norm!r} must be one of "
+            f"{', '.join(FROZEN_NORMS)}"
+        )

@@ -50,9 +50,10 @@ class Stage:
     mesh: Mesh
 
     def model(self, plan: int) -> nn.Module:
-        """The network under freeze plan ``plan`` (its frozen BatchNorms use stored statistics)."""
-        frozen_norms = freeze.frozen_norm_regex(self.schedule.resolved[plan])
-        return models.build(self.config.model, self.task.head, self.task.outputs, frozen_norms)
+        """The network under freeze plan ``plan``: its frozen subtrees run in inference mode
+        (dropout off; BatchNorm on stored statistics unless ``frozen_norm='adapt'``)."""
+        frozen = freeze.frozen_regex(self.schedule.resolved[plan], self.config.frozen_norm)
+        return models.build(self.config.model, self.task.head, self.task.outputs, frozen)
 
 
 def split_indices(
