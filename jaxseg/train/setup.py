@@ -130,11 +130,16 @@ def _signature(config, task: Task, sample: np.ndarray) -> str:
     return json.dumps([config.model.to_dict(), task.head, task.outputs, shape])
 
 
+# ``init`` runs once per run: compiled without XLA's backend optimisations it compiles ~7x
+# faster (3 s against 22 s for method 1's depth-4 U-Net on the 2-core box) and runs in 0.2 s.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 @functools.lru_cache(maxsize=16)
 def _initializer(signature: str) -> Callable:
     """(rng, sample) -> variables of the model in ``signature``, jitted: one compilation per
-    model in a process instead of one per initializer call (eager ``init`` compiles every
-    initializer op anew: 10-20 s for a small U-Net)."""
+    model in a process instead of one per initializer op and run (eager ``init`` compiles
+    every initializer op anew: 10-20 s for a small U-Net)."""
     model_cfg, head, outputs, _ = json.loads(signature)
     model = models.build(ml_collections.ConfigDict(model_cfg), head, outputs)
 
@@ -143,7 +148,7 @@ def _initializer(signature: str) -> Callable:
         variables.setdefault("batch_stats", {})
         return variables
 
-    return jax.jit(init)
+    return jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)
 
 
 def prepare_stage(
