@@ -35,7 +35,9 @@ def test_demo_runs_and_reports(demo, tiny_study):
     for arm in ("pretrained", "scratch"):
         assert re.search(rf"\| 4 \| {arm} \| 2 \| ", out), arm
     report = (workdir / "report.md").read_text()
-    assert report.strip() in out
+    study, time_heading, time_section = report.partition("## Where the time went")
+    assert study.strip() in out and time_heading  # the time section is printed after it
+    assert (time_heading + time_section).strip() in out.split(study.strip())[1]
 
     rows = read_rows(workdir / "results.csv")
     assert {r["arm"] for r in rows} == {"pretrained", "scratch"}

@@ -61,7 +61,8 @@ def markdown(time: dict) -> str:
 
 
 def record(workdir: str, time: dict) -> None:
-    """Add ``time`` to ``summary.json`` and its section to the end of ``report.md``."""
+    """Add ``time`` to ``summary.json`` and its section to the end of ``report.md``; print the
+    section (after the report the study printed)."""
     path = os.path.join(workdir, "summary.json")
     with open(path) as f:
         saved = json.load(f)
@@ -69,4 +70,6 @@ def record(workdir: str, time: dict) -> None:
     report = os.path.join(workdir, "report.md")
     with open(report) as f:
         text = f.read()
-    atomic.write_text(report, text.rstrip("\n") + "\n\n" + markdown(time))
+    section = markdown(time)
+    atomic.write_text(report, text.rstrip("\n") + "\n\n" + section)
+    print(section, flush=True)
