@@ -217,15 +217,15 @@ def fit(
             if progress.first_s is None:
                 jax.block_until_ready(state)
                 progress.tick(step)
-            saving = step % config.checkpoint_every == 0 or step == config.steps
-            saving = saving or evaluating_at(stage, step)
+            evaluating = evaluating_at(stage, step)
+            saving = step % config.checkpoint_every == 0 or step == config.steps or evaluating
             logging_step = saving or step % config.log_every == 0
             if logging_step:
                 log(stage, out, acc, step, progress)  # waits for the steps so far
                 acc = fresh_metrics(stage)
                 if saving:
                     save(out, out.checkpoints, step, state)
-                if evaluating_at(stage, step):
+                if evaluating:
                     validate(stage, program, out, stopper, step, state)
             if sigterm.agreed(sync_point=logging_step):
                 preempt(stage, out, step, state, acc, saved=saving)

@@ -66,7 +66,7 @@ def train_signature(stage: Stage, plan: int, labels: Any) -> list:
     config = {k: v for k, v in stage.config.to_dict().items() if k not in RUN_FIELDS}
     frozen_norms = freeze.frozen_regex(stage.schedule.resolved[plan])
     leaves = sorted(map(repr, jax.tree_util.tree_leaves_with_path(labels)))
-    return [config, *eval_signature(stage)[-4:], leaves, frozen_norms]
+    return [config, eval_signature(stage), leaves, frozen_norms]
 
 
 def build(stage: Stage, plan: int) -> Program:

@@ -30,7 +30,8 @@ class Clock:
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.seconds = dict.fromkeys(PHASES, 0.0)
-        self._open: list[str] = []
+        self._open: list[str] = []  # the phases entered, innermost last
+        self._since = self.start  # the last phase boundary
 
     @contextlib.contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
