@@ -167,9 +167,10 @@ def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return raw
 
 
-def load(path: str, image_size: int = 0) -> Dataset:
+def load(path: str, image_size: int = 0, normalize: bool = True) -> Dataset:
     """Read a tfds dataset folder written by `write` into a Dataset (as `npz.load` does for
-    .npz files: same validation, derived centres/boxes, downsampling by `image_size`)."""
+    .npz files: same validation, derived centres/boxes, downsampling by `image_size`,
+    `normalize`)."""
     path = os.fspath(path)
-    arrays, class_names = npz.from_raw(read_raw(path), path, image_size)
+    arrays, class_names = npz.from_raw(read_raw(path), path, image_size, normalize)
     return Dataset(arrays, class_names, path)
