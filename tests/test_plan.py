@@ -136,3 +136,13 @@ def test_unknown_examples_kind():
     config.stages.scratch.examples = "some"
     with pytest.raises(ValueError, match="examples='some'"):
         plan_lib.plan(config, WORK)
+
+
+def test_init_from_path_and_stage_exclude_each_other():
+    config = get_config()
+    config.stages.segment.init_from.path = "/elsewhere/run"
+    with pytest.raises(ValueError, match=r"init_from names both stage='localize' and path="):
+        plan_lib.plan(config, WORK)
+    config.stages.segment.init_from.stage = ""
+    runs = dict(plan_lib.plan(config, WORK))["pretrained"]
+    assert runs[-1].parent is None and runs[-1].config.init_from.path == "/elsewhere/run"

@@ -153,3 +153,25 @@ def test_two_step_variants_pass_preflight(tmp_path, arg):
     assert seg == (
         "encoder+bottleneck" if "transfer=encoder" in arg else "encoder+bottleneck+decoder"
     )
+
+
+def test_two_step_imagenet_arm_starts_its_encoder_from_weights(tmp_path):
+    from safetensors.numpy import save_file
+    from test_init_path import vgg16_state
+
+    path = str(tmp_path / "vgg16.safetensors")
+    save_file(vgg16_state(batch_norm=True), path)  # the studies' models have BatchNorm
+    config = study_config("two_step", f"scale=ci,backbone=vgg16,imagenet={path}")
+    assert config.arms.imagenet == "seg_imagenet"
+    assert config.stages.seg_imagenet.init_from.to_dict() == dict(
+        stage="", path=path, subtrees="encoder", rename="", allow=""
+    )
+    assert ("imagenet", "none") in config.compare
+    ds = data.load(config.data)
+    plain = study_config("two_step", f"scale=ci,imagenet={path}")  # no backbone to take it
+    for c in (config, plain):  # preflight the new arm alone, on one fold
+        c.arms, c.compare = {"imagenet": "seg_imagenet"}, ()
+        c.protocol.run_folds = 1
+    preflight.check_study(plan_lib.plan(config, str(tmp_path / "w")), lambda _: ds)
+    with pytest.raises(ValueError, match=r"stages\.seg_imagenet .*init_from\.path=.*backbone"):
+        preflight.check_study(plan_lib.plan(plain, str(tmp_path / "p")), lambda _: ds)

@@ -76,7 +76,7 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
             task=task, loss="", task_options={}, steps=steps, batch_size=8, examples=examples,
             optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
-            init_from=dict(stage="", subtrees="", rename="", allow=""),
+            init_from=dict(stage="", path="", subtrees="", rename="", allow=""),
             freeze="none", unfreeze_every=0, unfreeze_at=(), frozen_norm="stored",
             val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
             augment=dict(shift=0.0, rotate=0.0, flip=False, vflip=False, shear=0.0, zoom=0.0,
