@@ -5,12 +5,13 @@ live in `jaxseg.data.dataset`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, kidneys, npz, preprocess, tfds_store
+from jaxseg.data import fundus, kidneys, npz, preprocess, stream, tfds_store
 from jaxseg.data.dataset import REQUIRED_KEYS, Dataset, check_arrays
 
 SOURCES: dict[str, Callable[..., Dataset]] = {
@@ -110,10 +111,18 @@ def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset
         return dataset
     arrays = dict(dataset.arrays)
     if steps:
-        arrays["image"] = preprocess.apply(arrays["image"], steps)
+        if isinstance(arrays["image"], stream.Rows) and "zscore" in steps:
+            raise ValueError(
+                f"{dataset.name}: streams (larger than memory), and 'zscore' needs statistics "
+                "of the whole set; use 'normalize' (per image)"
+            )
+        arrays["image"] = stream.per_batch(arrays["image"], lambda x: preprocess.apply(x, steps))
     if pad_multiple:
-        arrays["image"], pads = preprocess.pad_to_multiple(arrays["image"], pad_multiple)
-        arrays["mask"], _ = preprocess.pad_to_multiple(arrays["mask"], pad_multiple)
+        shape = (0, *arrays["image"].shape[1:])
+        pads = preprocess.pad_to_multiple(np.zeros(shape, np.float32), pad_multiple)[1]
+        for key in ("image", "mask"):
+            pad = functools.partial(preprocess.pad_to_multiple, multiple=pad_multiple)
+            arrays[key] = stream.per_batch(arrays[key], lambda x, pad=pad: pad(x)[0])
         shift = np.array(pads[::2][::-1], np.float32)  # befores in (x, y[, z]) order
         has = arrays["has_object"][:, None]
         arrays["center"] = np.where(has, arrays["center"] + shift, 0).astype(np.float32)
