@@ -22,6 +22,7 @@ from jaxseg.eval.weights import (
     bidirectional,
     csv_matrix,
     depth_groups,
+    depth_profile,
     distance_matrix,
     kernel_distance,
     load_params,
@@ -243,6 +244,20 @@ def test_per_depth_of_a_decoder_only_change_is_zero_in_the_encoder():
         kernels = [b["decoder"][f"stage_{i}"][n]["kernel"] for n in ("up", "conv_0", "conv_1")]
         by_hand = np.mean([0.1 * (i + 1) * np.sqrt(k.size) for k in kernels])
         assert out[f"decoder_{i}"] == pytest.approx(by_hand, rel=1e-9)
+    profile = depth_profile(out)
+    assert profile["encoder"] == [(0, 0.0), (1, 0.0), (2, 0.0)]  # the bottleneck at depth 2
+    assert [i for i, _ in profile["decoder"]] == [0, 1, 2]
+    assert [d for _, d in profile["decoder"][:2]] == [out["decoder_0"], out["decoder_1"]]
+
+
+def test_depth_profile_sorts_by_depth_and_ignores_other_keys():
+    d = {"decoder_10": 5.0, "encoder_2": 1.0, "decoder_2": 3.0, "bottleneck": 7.0, "all": 9.0}
+    assert depth_profile(d) == {
+        "decoder": [(2, 3.0), (10, 5.0), (11, 7.0)],
+        "encoder": [(2, 1.0), (11, 7.0)],
+    }
+    assert depth_profile({"encoder_0": 1.0}) == {"encoder": [(0, 1.0)]}
+    assert depth_profile({}) == {}
 
 
 def test_per_depth_on_a_unet():

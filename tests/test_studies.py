@@ -140,7 +140,11 @@ def test_weight_distances_matrix(tmp_path):
     a, b = config.analysis.weight_distances
     assert {r["arm"] for r in rows} == {a, b, f"{a}_to_{b}", f"{b}_to_{a}"}
     assert "## Weight distances (method 5)" in report
-    assert os.path.exists(os.path.join(workdir, "figures", "weight_distances.png"))
+    assert "Euclidean (L2)" in report
+    for group in ("encoder_0", "decoder_0", "encoder_1", "decoder_1", "bottleneck"):
+        assert any(line.startswith(f"| {group} |") for line in report.splitlines()), group
+    for figure in ("weight_distances.png", "weight_distances_depth.png"):
+        assert os.path.exists(os.path.join(workdir, "figures", figure)), figure
     # each structure's runs saw only its class
     cfg = read_json(os.path.join(workdir, "fold_0", "seed_0", f"scratch_{a}", "config.json"))
     assert cfg["data"]["classes"] == [a]

@@ -147,6 +147,24 @@ def per_depth(params_a: Any, params_b: Any, distance: str = "l2") -> dict[str, f
     return out
 
 
+def depth_profile(distances: Mapping[str, float]) -> dict[str, list[tuple[int, float]]]:
+    """``per_depth``'s {'encoder_i'/'decoder_i'/'bottleneck': d} (other keys ignored) as
+    {'encoder': [(i, d), ...], 'decoder': [(i, d), ...]} sorted by depth i, the bottleneck at
+    depth L (one past the deepest stage) closing both paths: the two curves of method 5's
+    encoder-vs-decoder comparison. A part without stages is left out."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for key, value in distances.items():
+        part, _, index = key.partition("_")
+        if part in ("encoder", "decoder") and index.isdigit():
+            out.setdefault(part, []).append((int(index), float(value)))
+    out = {part: sorted(points) for part, points in out.items()}
+    if "bottleneck" in distances:
+        deepest = 1 + max((i for points in out.values() for i, _ in points), default=-1)
+        for points in out.values():
+            points.append((deepest, float(distances["bottleneck"])))
+    return out
+
+
 def _check_same_keys(d_ab: Mapping[str, float], d_ba: Mapping[str, float]) -> None:
     if set(d_ab) != set(d_ba):
         raise ValueError(

@@ -112,6 +112,9 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
     )
     columns = {f"{x}→{y}": d for (x, y), d in depth.items()}
     what = weights.DISTANCE_TEXT["l2"]
+    profiles = {label: weights.depth_profile(d) for label, d in columns.items()}
+    depth_path = os.path.join("figures", "weight_distances_depth.png")
+    figures_lib.depth_distances(profiles, os.path.join(workdir, depth_path), "L2 distance")
     return [
         "## Weight distances (method 5)",
         "",
@@ -130,5 +133,11 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
         weights.markdown_columns(columns, first="depth"),
         "",
         f"![weight distances]({path})",
+        "",
+        "Per depth, encoder (solid) and decoder (dashed) stage i, the bottleneck last. L2 grows "
+        "with a kernel's size (deeper stages are wider): compare encoder with decoder at one "
+        "depth; `jaxseg weights --distance=rms` gives the per-weight RMS instead.",
+        "",
+        f"![weight distances per depth]({depth_path})",
         "",
     ]
