@@ -3,20 +3,24 @@ centre (MSE, RMSprop) on every training image; the head is dropped, the encoder 
 decoder trained on a label budget of masks (−log soft Dice, Adam), against the same net from
 scratch, at ≥ 5 budgets × 5 folds with paired tests per budget.
 
-Arms (``controls``): ``pretrained`` (localize, then segment with encoder + bottleneck frozen),
-``scratch`` (nothing transferred or frozen), ``frozen_random`` (the same freezing of encoder +
-bottleneck, but on a random, untrained encoder: what the freezing alone does) and ``finetune``
-(from the localizer's encoder + bottleneck, nothing frozen). The localize run is shared by
-``pretrained`` and ``finetune``. ``compare``: pretrained − scratch (the method's claim),
-pretrained − frozen_random (the pretext's own share: both arms freeze the same modules) and
-finetune − scratch (the localizer as an initialisation); the p-values are corrected over these
-three pairs × the budgets, and masks saved is given for each pair against its reference arm.
-The control arms frozen_random (initialised as scratch) and finetune share scratch's seed, so
-the four arms differ only in what is transferred and what is frozen. They double the
-segmentation runs: at ``scale=cpu`` about 45 min on 2 cores instead of 24 (estimated, not
-measured: BENCHMARKS.md's 24.4 min spend 1,297 s in training steps, of which the segmentation
-stages are ~88 % by the per-step times of a frozen and an unfrozen segmentation run and of the
-localizer measured on one fold of the demo; the controls add as much again).
+Arms (``studies.configs.localization_controls``): ``pretrained`` (localize, then segment with
+encoder + bottleneck frozen), ``scratch`` (nothing transferred or frozen) and two controls:
+``frozen_random`` (the same freezing of encoder + bottleneck on a random, untrained encoder:
+what the freezing alone does) and ``finetune`` (from the localizer's encoder + bottleneck,
+nothing frozen; its localize run is the pretrained arm's). All segmentation stages share
+scratch's seed, so frozen_random starts from scratch's very net and the arms differ only in
+what is transferred and what is frozen. frozen_random's frozen BatchNorms keep their initial
+statistics (mean 0, variance 1) as the pretrained arm keeps the localizer's: the same treatment
+(``--config.stages.frozen_random.frozen_norm=adapt`` lets them follow the batches instead).
+``compare``: pretrained − scratch (the method's claim), pretrained − frozen_random (the
+pretext's own share, the freezing held equal) and finetune − scratch (the localizer as an
+initialisation); the p-values are corrected over these three pairs × the budgets, and masks
+saved is given per pair against its reference arm.
+
+The controls double the segmentation runs: at ``scale=cpu`` about 45 min on 2 cores instead of
+24 (estimated, not measured: BENCHMARKS.md's 24.4 min spend 1,297 s in training steps, ~88 %
+of them in segmentation stages by the per-step times of frozen and unfrozen segmentation runs
+and of the localizer measured on one fold of the demo; the controls add as much again).
 
     python -m jaxseg.main --config=configs/studies/localization_transfer.py:scale=cpu,busi \\
         --workdir=runs/localization_transfer
