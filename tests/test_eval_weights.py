@@ -170,6 +170,8 @@ def test_weight_distance_errors():
         weight_distance(a, b)
     with pytest.raises(ValueError, match=r"'typo'.*selects no parameter"):
         weight_distance(a, a, {"typo": "encodr"})
+    with pytest.raises(ValueError, match="distance='L2' is unknown"):
+        weight_distance({}, {}, {}, "L2")  # refused even with no kernel to compare
 
 
 def test_bidirectional_averages_per_key():

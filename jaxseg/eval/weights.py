@@ -94,11 +94,16 @@ def conv_kernels(params: Any) -> dict[str, np.ndarray]:
 DISTANCES = ("l2", "rms")  # per kernel: ||Wa - Wb||_2, or that / sqrt(W.size)
 
 
+def check_distance(distance: str) -> None:
+    """ValueError naming ``distance`` unless it is one of ``DISTANCES``."""
+    if distance not in DISTANCES:
+        raise ValueError(f"distance={distance!r} is unknown; use one of {list(DISTANCES)}")
+
+
 def kernel_distance(a: np.ndarray, b: np.ndarray, distance: str = "l2") -> float:
     """The distance of two kernels of one shape (float64): 'l2' = ``||a - b||_2`` over all their
     weights (method 5), 'rms' = that / ``sqrt(a.size)``."""
-    if distance not in DISTANCES:
-        raise ValueError(f"distance={distance!r} is unknown; use one of {list(DISTANCES)}")
+    check_distance(distance)
     norm = float(np.linalg.norm((np.asarray(a, np.float64) - b).ravel()))
     return norm / np.sqrt(np.size(a)) if distance == "rms" else norm
 
@@ -115,6 +120,7 @@ def weight_distance(
     conv kernels (e.g. a dense head) is left out. Raises when the trees' conv kernels differ in
     paths or shapes, or a selector selects no parameter.
     """
+    check_distance(distance)
     ka, kb = conv_kernels(params_a), conv_kernels(params_b)
     missing = sorted(set(ka) ^ set(kb))
     if missing:
@@ -122,18 +128,18 @@ def weight_distance(
     shapes = [f"{p}: {ka[p].shape} vs {kb[p].shape}" for p in ka if ka[p].shape != kb[p].shape]
     if shapes:
         raise ValueError(f"conv kernel shapes differ: {shapes}")
-    rms = {p: kernel_distance(ka[p], kb[p], distance) for p in ka}
+    per_kernel = {p: kernel_distance(ka[p], kb[p], distance) for p in ka}
     out = {}
     flat = list(flatten(params_a))
     for name, spec in (stage_groups(params_a) if groups is None else groups).items():
         regex = paths.selector(spec)
         if not any(paths.matches(regex, p) for p in flat):
             raise ValueError(f"group {name!r}: selector {spec!r} selects no parameter")
-        values = [d for p, d in rms.items() if paths.matches(regex, p)]
+        values = [d for p, d in per_kernel.items() if paths.matches(regex, p)]
         if values:
             out[name] = float(np.mean(values))
-    if rms:
-        out["all"] = float(np.mean(list(rms.values())))
+    if per_kernel:
+        out["all"] = float(np.mean(list(per_kernel.values())))
     return out
 
 
