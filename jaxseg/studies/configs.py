@@ -88,6 +88,26 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     return cfg
 
 
+def localization_controls(config: ml_collections.ConfigDict) -> None:
+    """Method 1's arms with its two controls, from ``config.stages`` 'localize', 'segment'
+    (from localize's encoder + bottleneck, those frozen) and 'scratch': ``pretrained`` =
+    localize → segment, ``scratch``, ``frozen_random`` (segment's freezing on a random,
+    untrained encoder: a stage without segment's ``init_from``; its seed, hence its initial
+    net, is scratch's) and ``finetune`` (localize → segment's ``init_from`` with nothing
+    frozen; the localize run is the pretrained arm's). ``compare``: pretrained − scratch,
+    pretrained − frozen_random (the pretext's share, freezing held equal) and finetune −
+    scratch."""
+    segment = {**config.stages.segment.to_dict(), "model": config.stages.segment.model}
+    # the model block is segment's own object: a later change of it (``tiny``) reaches all three
+    config.stages.frozen_random = stage(**{**segment, "init_from": {}})
+    config.stages.finetune = stage(**{**segment, "freeze": "none"})
+    config.arms = ml_collections.ConfigDict(
+        dict(pretrained="localize,segment", scratch="scratch", frozen_random="frozen_random",
+             finetune="localize,finetune")
+    )  # fmt: skip
+    config.compare = ("pretrained:scratch", "pretrained:frozen_random", "finetune:scratch")
+
+
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
     """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
     tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),
