@@ -25,7 +25,7 @@ import ml_collections
 from jaxseg import checkpoint, data
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.surgery import transfer
-from jaxseg.train import batches, distributed, programs, rundir, steps
+from jaxseg.train import batches, distributed, health, programs, rundir, steps
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
@@ -137,7 +137,7 @@ def validate(
             f"stage {stage.config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
             f"{stage.task.name!r} ({sorted(per)})"
         )
-    means, _ = steps.finite_means(per)
+    means, _ = steps.summarise(stage.task, per)
     out.writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
     if stopper.update(step, means[stopper.monitor]):
         save(out, out.best, step, state)
@@ -250,7 +250,7 @@ def held_out_result(
     """Evaluate ``state`` on the held-out fold; the result ``result.json`` holds."""
     task, rows = stage.task, stage.index
     per_example = evaluate(stage, program, out, state, "test")
-    means, nonfinite = steps.finite_means(per_example)
+    means, nonfinite = steps.summarise(task, per_example)
     out.writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})
     return {
         "stage": stage.config.name,
@@ -322,6 +322,7 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
     became NaN/inf marks the run failed (``rundir.FAILED``) before the error propagates. The
     run's time per phase is added to ``rundir.TIMING``."""
     config = stage.config
+    random = health.untrained(stage)  # before training donates the fresh variables' buffers
     with clock("checkpoint_read"):
         variables = load_parent(stage, stage.variables, workdir, parent)
     with clock("startup"):
@@ -346,6 +347,9 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
         with clock("checkpoint_read"):
             state = checkpoint.restore(out.best, target)
     result = held_out_result(stage, program, out, state, step, stopper)
+    with clock("evaluate"):
+        figure = result["metrics"][stage.task.primary]
+        result.update(health.health(stage, stage.model(program.plan), state, figure, random))
     with clock("checkpoint_write"):
         out.close()  # waits for pending checkpoint writes
     rundir.add_timing(workdir, clock.totals())
