@@ -24,6 +24,7 @@ from jaxseg.studies import plan as plan_lib
 from jaxseg.train import health, rundir
 
 MODES = ("stop", "warn")
+_warned: set[str] = set()  # pretext runs already warned about (once per process)
 
 
 class PretextFailedError(ValueError):
@@ -72,6 +73,9 @@ def check_parent(run: plan_lib.Run, check: str) -> None:
         return
     if check == "stop":
         raise PretextFailedError(message(run.parent, failed))
+    if run.parent.workdir in _warned:
+        return
+    _warned.add(run.parent.workdir)
     metric, figure, name, value = failed
     print(
         f"warning: pretext stage {run.parent.stage!r} ({run.parent.workdir}) does not beat its "
