@@ -2,7 +2,8 @@
 
 Order: set-up (``setup.prepare_stage``) → the parent run's subtrees → state (resumed or new) →
 jitted steps on a mesh → loop (log, checkpoint, validate, NaN guard, SIGTERM) → evaluation of the
-best validated state on the held-out fold → ``result.json`` (the layout is ``rundir``'s).
+best validated state on the held-out fold, with the task's trivial baselines beside it
+(``health``) → ``result.json`` (the layout is ``rundir``'s).
 
 Restarts: a run killed at any point (even SIGKILL) and started again with the same call resumes
 from its newest intact checkpoint (``checkpoint.restore``) and ends bit-identical to an
@@ -290,7 +291,8 @@ def train_and_evaluate(
     """Train one stage in ``workdir`` (resuming if it holds checkpoints) and evaluate it.
 
     Returns the result dict also written to ``<workdir>/result.json``: the mean of each metric on
-    the held-out fold, the per-example values, and the sizes of the splits. ``parent`` is the
+    the held-out fold, the per-example values, the sizes of the splits, and the trivial
+    baselines with ``beats_baseline`` (``train.health``). ``parent`` is the
     directory of the run whose checkpoint ``init_from`` loads from (required when
     ``init_from.stage`` names one). A finished run (``result.json`` present) is neither trained
     nor evaluated again: its saved result is returned, the file untouched. ``overwrite=True``
