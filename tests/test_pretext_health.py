@@ -10,7 +10,8 @@ import pytest
 from conftest import jaxseg_main
 
 from jaxseg.studies import plan as plan_lib
-from jaxseg.studies import pretext
+from jaxseg.studies import pretext, shards
+from jaxseg.studies import run as run_lib
 
 
 def _result(metric: str, figure: float, baseline: dict, beats: bool, **extra) -> dict:
@@ -106,3 +107,15 @@ def test_a_failing_pretext_stops_the_study_then_warn_goes_on(tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["pretext_health"][0]["beats"] == 0
     assert (workdir / "figures" / "pretext_health.png").exists()
+
+
+def test_a_shard_stops_at_a_failing_pretext_before_its_dependants(tiny_study, tmp_path):
+    """``--shard`` workers go through ``train_families``: the family of a finished, failing
+    pretext stops before its first dependant trains (nothing is trained here)."""
+    planned = plan_lib.plan(tiny_study, str(tmp_path))
+    family = shards.families(planned)[0]
+    bad = _result("center_error", 9.0, {"image_centre": 5.0}, False)
+    _write(family[0].runs[0], bad)
+    with pytest.raises(pretext.PretextFailedError, match="fold_0/seed_0/localize"):
+        run_lib.train_families([family], run_lib.Datasets(), "stop")
+    assert not os.path.exists(family[0].runs[1].workdir)
