@@ -79,6 +79,10 @@ def test_collect_and_report_lines(tiny_study, tmp_path):
     assert (
         "| localize | center_error | 2 | 7.000 ± 4.243 | mean 7.000; centre 7.000 | 1/2 |" in lines
     )
+    assert (
+        "pretext_check='stop' their dependants are not trained"
+        in pretext.report_lines([row], "stop")[0]
+    )
     row.update(failing=[], beats=2)
     assert pretext.report_lines([row], "stop")[0] == "## Pretext health"
     assert pretext.report_lines([], "stop") == []

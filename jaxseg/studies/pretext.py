@@ -154,10 +154,16 @@ def report_lines(rows: list[dict], check: str) -> list[str]:
         stages = ", ".join(
             f"{r['stage']} ({r['n'] - r['beats']} of {r['n']})" for r in rows if r["failing"]
         )
+        then = (
+            "the study went on (pretext_check='warn'), so the transfer below starts from "
+            "pretexts that did not learn"
+            if check == "warn"
+            else "with pretext_check='stop' their dependants are not trained; the chains "
+            "below finished before the check stopped the study"
+        )
         lines += [
-            f"**Warning: pretext runs did not beat their trivial baseline: {stages}; the "
-            f"study went on (pretext_check={check!r}), so the transfer below starts from "
-            f"pretexts that did not learn.** Runs: {', '.join(failing)}.",
+            f"**Warning: pretext runs did not beat their trivial baseline: {stages}; {then}.** "
+            f"Runs: {', '.join(failing)}.",
             "",
         ]
     return [
