@@ -50,6 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "controls" in args:
         configs.localization_controls(config)
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
     if "tiny" in args:
         model.update(depth=2, width=4)

@@ -58,6 +58,12 @@ def test_demo_runs_and_reports(demo, tiny_study):
         ("scratch", 2, "dice"),
     }
     assert any(p["stage"] == "localize" for p in summary["pretext"])
+    # pretext health opens the report (tiny: pretext_check='warn', a warning first if it failed)
+    (health,) = summary["pretext_health"]
+    assert set(health["baselines"]) == {"mean_train_centre", "image_centre"}
+    top = report.splitlines()[:6]
+    assert "## Pretext health" in top
+    assert top[2].startswith("**Warning") == (health["beats"] < health["n"])
 
     # Every run of the plan has its own directory with a result (localize shared by budgets).
     assert sorted(demo["results"]) == sorted(

@@ -128,7 +128,11 @@ def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):
     for metric in ("dice", "hd95", "boundary_length_diff"):
         assert f"## {metric} on the held-out fold" in report
     pretext = {(r["stage"], r["metric"]) for r in rows if not int(r["final"])}
-    assert ("siamese", "pair_accuracy") in pretext
+    assert ("siamese", "auc") in pretext
+    siamese = read_json(os.path.join(workdir, "fold_0", "seed_0", "siamese", "result.json"))
+    assert siamese["primary"] == "auc" and set(siamese["baseline"]) == {"chance", "random_encoder"}
+    assert set(siamese["probe"]) == {"trained", "random_encoder"}
+    assert "| siamese | auc | 1 |" in report
     seg = os.path.join(workdir, "fold_0", "seed_0", "budget_4", "segment", "transfer.json")
     loaded = read_json(seg)["loaded"]
     assert loaded and all(p.split("/")[1] == "encoder" for p in loaded)

@@ -46,6 +46,7 @@ def test_extension_unions_budgets_seeds_and_folds(tmp_path, capsys):
     changed.stages.a.steps = 5  # judged per run, not here
     changed.compare = (("b", "b"), ("a", "b"))  # report only: a recorded single pair, now two
     changed.correction = "bh"  # report only, and absent from the recorded study
+    changed.pretext_check = "warn"  # changes no run either
     assert tuple(workdir.extend(changed, str(tmp_path)).protocol.budgets) == (4, 8, 16)
 
 

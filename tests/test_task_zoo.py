@@ -155,9 +155,8 @@ def test_siamese_pairs_forward_and_metrics():
     np.testing.assert_array_equal(emb[:, 1, 0], b)
     m = task.metrics(emb, derived)
     np.testing.assert_allclose(m["distance"], np.abs(a - b))
-    np.testing.assert_array_equal(
-        m["pair_accuracy"], (np.abs(a - b) < 1.0) == (labels[a] == labels[b])
-    )
+    np.testing.assert_array_equal(m["same"], labels[a] == labels[b])
+    assert task.primary == "auc"
 
 
 def test_task_options_are_checked():

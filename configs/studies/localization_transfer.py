@@ -75,6 +75,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.scratch = stage("segmentation", examples="budget", steps=seg_steps, model=model)
     configs.localization_controls(config)
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=loc_steps)

@@ -69,6 +69,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.arms = ml_collections.ConfigDict(dict(siamese="siamese,segment", scratch="scratch"))
     config.compare = ("siamese", "scratch")
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "hd95", "boundary_length_diff")
     config.explain = configs.explain(layers=r"^encoder/stage_\d+$")
     if s is SCALES["ci"]:

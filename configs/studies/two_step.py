@@ -109,6 +109,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         config.arms.imagenet = "seg_imagenet"
         config.compare = (("two_step", "none"), ("imagenet", "none"))
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()
     if ci:

@@ -91,6 +91,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     a, b = structures[:2]
     config.compare = (f"{a}_to_{b}", b)  # fine-tuned onto b vs b from scratch
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
     config.explain = configs.explain()
     if s is SCALES["ci"]:

@@ -71,6 +71,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.arms = ml_collections.ConfigDict(arms)
     config.compare = ("contracting", "expanding")
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
+    config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "pixel_error", "ari")  # method 2's three
     config.explain = configs.explain()
     if s is SCALES["ci"]:

@@ -302,3 +302,27 @@ def overlay_grid(
     for ax, title in zip(axes[0], titles, strict=True):
         ax.set_title(title, fontsize=8)
     return save_png(fig, out_path)
+
+
+def pretext_health(rows: list[dict], out_path: str) -> str:
+    """One panel per pretext stage (``studies.pretext.collect`` rows): each run's held-out
+    figure (dots), their mean ± sd, and each trivial baseline's mean as a dashed line."""
+    if not rows:
+        raise ValueError("no pretext stages with baselines to draw")
+    fig = new_figure(PLOT_IN[0] * 0.6 * max(len(rows), 2), PLOT_IN[1])
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for ax, row in zip(axes, rows, strict=True):
+        values = np.asarray(row["values"], float)
+        ax.plot(np.zeros(len(values)), values, "o", color=COLORS[0], alpha=0.5, label="runs")
+        sd = _nan_to_zero([row["sd"]])
+        ax.errorbar([0.0], [row["mean"]], yerr=sd, fmt="s", color=COLORS[0], capsize=4,
+                    label="mean ± sd")  # fmt: skip
+        for i, (name, value) in enumerate(row["baselines"].items()):
+            ax.axhline(value, linestyle="--", color=COLORS[(i + 1) % len(COLORS)], label=name)
+        ax.set_xticks([0.0], [row["stage"]])
+        ax.set_xlim(-1, 1)
+        ax.set_ylabel(f"held-out {row['metric']}")
+        ax.set_title(f"{row['stage']}: beats {row['beats']}/{row['n']}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return save_png(fig, out_path)

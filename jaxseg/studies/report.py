@@ -14,7 +14,7 @@ import numpy as np
 from jaxseg import atomic, data, plotting, tasks
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
-from jaxseg.studies import analyses, machine, masks_saved, statistics
+from jaxseg.studies import analyses, machine, masks_saved, pretext, statistics
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
@@ -78,6 +78,22 @@ def report_figures(
             "",
         ]
     return lines
+
+
+def health_figure(workdir: str, health: list[dict]) -> list[str]:
+    """The pretext-health figure (each pretext stage's figure beside its baselines) and the
+    Markdown lines that embed it ([] without pretext baselines)."""
+    if not health:
+        return []
+    path = os.path.join("figures", "pretext_health.png")
+    figures_lib.pretext_health(health, os.path.join(workdir, path))
+    return [
+        "Pretext health: each pretext run's held-out figure, their mean ± sd, and the trivial "
+        "baselines (dashed):",
+        "",
+        f"![pretext health]({path})",
+        "",
+    ]
 
 
 def first_split_figures(
@@ -279,14 +295,16 @@ def write_report(
     tests = {m: results_lib.comparisons(rows, m, pairs, correction) for m in metrics}
     summary = summaries[metric]
     saved = masks_saved_rows(config, rows, metric, pairs)
-    pretext = results_lib.pretext_summary(rows)
+    pretext_rows = results_lib.pretext_summary(rows)
+    health = pretext.collect(plan_lib.plan(config, workdir), workdir)
     atomic.write_json(
         os.path.join(workdir, "summary.json"),
         {"final": summary, "metrics": summaries, "comparisons": tests,
          "correction": correction_record(tests[metric], metric, pairs, correction),
-         "masks_saved": saved, "pretext": pretext},
+         "masks_saved": saved, "pretext": pretext_rows, "pretext_health": health},
     )  # fmt: skip
-    figures = report_figures(config, workdir, summary, tests[metric], metric, correction)
+    figures = health_figure(workdir, health)
+    figures += report_figures(config, workdir, summary, tests[metric], metric, correction)
     figures += first_split_figures(config, workdir, dataset)
     extra = analyses.unfreeze_section(config, workdir, summary, metric)
     extra += analyses.weight_distance_section(config, workdir)
@@ -295,6 +313,7 @@ def write_report(
     lines = [
         "# Study report",
         "",
+        *pretext.report_lines(health, pretext.mode(config)),
         f"Data: {dataset.name} ({len(dataset)} images, "
         f"{int((~dataset.arrays['has_object']).sum())} with empty masks).{data_notes(config)}",
         f"Protocol: {config.protocol.folds}-fold group-aware CV (folds run: "
@@ -311,7 +330,7 @@ def write_report(
         "|---|---|---:|---|",
         *(
             f"| {p['stage']} | {p['metric']} | {p['n']} | {p['mean']:.3f} ± {p['sd']:.3f} |"
-            for p in pretext
+            for p in pretext_rows
         ),
         "",
         *(["## Figures", "", *figures] if figures else []),

@@ -15,7 +15,7 @@ from absl import logging
 
 from jaxseg import atomic, data, locking
 from jaxseg.studies import plan as plan_lib
-from jaxseg.studies import preflight, time_report
+from jaxseg.studies import preflight, pretext, time_report
 from jaxseg.studies import results as results_lib
 from jaxseg.studies import shards as shards_lib
 from jaxseg.studies import workdir as workdir_lib
@@ -57,7 +57,7 @@ def run_study(
     with study_lock(workdir):
         write_study_config(config, workdir)
         setup_s = time.perf_counter() - start
-        rows = train_all(planned, datasets, overwrite)
+        rows = train_all(planned, datasets, overwrite, pretext.mode(config))
         write_study_report(config, workdir, planned, rows, datasets, (start, setup_s))
     return rows
 
@@ -89,7 +89,7 @@ def run_shard(
         f"{len(shards_lib.runs(planned))} runs ({len(families)} families of chains)",
         flush=True,
     )
-    busy = train_families(families, datasets)
+    busy = train_families(families, datasets, pretext.mode(config))
     if busy:
         print(
             f"shard {shard}/{count}: skipped {len(busy)} runs held by other processes, and the "
@@ -116,14 +116,17 @@ def run_shard(
     return busy
 
 
-def train_families(families: list[list[plan_lib.Chain]], datasets: Datasets) -> list[plan_lib.Run]:
+def train_families(
+    families: list[list[plan_lib.Chain]], datasets: Datasets, check: str = "stop"
+) -> list[plan_lib.Run]:
     """Every run of each family in order; a family with a run another process holds is left
-    for it (its dependants need that run). Returns the busy runs."""
+    for it (its dependants need that run). ``check``: ``pretext_check`` (``studies.pretext``).
+    Returns the busy runs."""
     busy = []
     for family in families:
         for run in shards_lib.runs(family):
             try:
-                train_run(run, datasets, overwrite=False)
+                train_run(run, datasets, overwrite=False, check=check)
             except locking.BusyError as err:
                 print(f"skipping its family: {err}", file=sys.stderr, flush=True)
                 busy.append(run)
@@ -250,6 +253,7 @@ def check_study(
     """The planned runs and their datasets, after every run was checked (config, data, shapes,
     transfers; a finished run of another config in its directory is refused)."""
     results_lib.report_keys(config)  # compare pairs and correction, before any training
+    pretext.mode(config)
     planned = plan_lib.plan(config, workdir)
     for chain in planned:
         for run in chain.runs:  # a finished run of another config must not pass for this one's
@@ -271,21 +275,27 @@ def study_lock(workdir: str, wait: float = 0.0) -> contextlib.AbstractContextMan
     return locking.hold(workdir, f"--workdir={workdir}", wait)
 
 
-def train_all(planned: list[plan_lib.Chain], datasets: Datasets, overwrite: bool) -> list[dict]:
-    """Every run in order (a run shared by chains once); the tidy result rows."""
+def train_all(
+    planned: list[plan_lib.Chain], datasets: Datasets, overwrite: bool, check: str = "stop"
+) -> list[dict]:
+    """Every run in order (a run shared by chains once); the tidy result rows. ``check``:
+    ``pretext_check`` (``studies.pretext``)."""
     done: dict[str, dict] = {}
     rows = []
     for chain in planned:
         for run in chain.runs:
             if run.workdir not in done:
-                done[run.workdir] = train_run(run, datasets, overwrite)
+                done[run.workdir] = train_run(run, datasets, overwrite, check)
         results = [done[run.workdir] for run in chain.runs]
         rows += results_lib.rows_for(chain.arm, chain.runs, results)
     return rows
 
 
-def train_run(run: plan_lib.Run, datasets: Datasets, overwrite: bool) -> dict:
-    """The result of ``run``: read back when finished (unless ``overwrite``), else trained."""
+def train_run(run: plan_lib.Run, datasets: Datasets, overwrite: bool, check: str = "stop") -> dict:
+    """The result of ``run``: read back when finished (unless ``overwrite``), else trained.
+    First the run it starts from must have beaten its trivial baseline (``check`` 'stop':
+    ``pretext.PretextFailedError`` otherwise; 'warn': a warning)."""
+    pretext.check_parent(run, check)
     result = None if overwrite else rundir.read_result(run.workdir)
     if result is not None:
         return result

@@ -5,9 +5,9 @@
 - The study it holds may be *extended*: the same study with more label budgets, seeds or folds
   run adds runs and rows (the recorded and the new budgets/seeds are both run and reported).
   Changing what only the report shows (``compare``, ``correction``, ``report_metrics``,
-  ``explain``) is allowed; a stage's settings are judged per run (a finished run of another
-  config is refused, a failed one started over: ``train.rundir``). Any other difference is
-  another study: refused unless ``overwrite``.
+  ``explain``) or ``pretext_check`` is allowed; a stage's settings are judged per run (a
+  finished run of another config is refused, a failed one started over: ``train.rundir``). Any
+  other difference is another study: refused unless ``overwrite``.
 - Report files (``REPORT_FILES``, ``figures/``, ``explain/``) are replaced only when
   ``outputs.json`` shows jaxseg wrote them as they are (same SHA-256): a user's own or edited
   file there is refused, never overwritten.
@@ -33,7 +33,7 @@ REPORT_FILES = ("results.csv", "summary.json", "report.md", "machine.json", STUD
 REPORT_DIRS = ("figures", "explain")
 EXTENSIBLE = ("budgets", "seeds", "run_folds")  # protocol keys whose change adds runs
 # top-level keys that change no run
-REPORT_ONLY = ("compare", "correction", "report_metrics", "explain")
+REPORT_ONLY = ("compare", "correction", "report_metrics", "explain", "pretext_check")
 OWN = (STUDY_CONFIG, OUTPUTS, ".lock")
 
 

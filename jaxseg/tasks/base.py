@@ -54,6 +54,8 @@ class Task:
     ``forward(apply, batch)`` runs the model (default ``apply(batch[keys[0]])``; the siamese task
     embeds both images of a pair in one call). The training step adds ``progress`` (step/steps,
     a scalar) to the batch for losses that change during training; evaluation sets it to 1.
+    ``aggregate(per_example) -> {name: float}`` adds metrics of a whole split that are no mean
+    of per-example values (the siamese ROC-AUC over its pairs); the primary may be one of them.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Task:
     needs: tuple[str, ...] = ()
     examples: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None
     forward: Callable[[Apply, Batch], Any] | None = None
+    aggregate: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""

@@ -10,12 +10,15 @@ each image (method 4's same-side / other-side kidneys), labelled by side.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import losses
 from jaxseg.data import pairs
+from jaxseg.tasks import baselines
 from jaxseg.tasks.base import DEFAULT_INFO, Apply, Batch, DataInfo, Task, everything
 
 PAIR_BY = ("label", "side")
@@ -32,7 +35,11 @@ def siamese(
 ) -> Task:
     """Contrastive pairs task with ``embedding``-dimensional outputs.
 
-    Metrics per pair: 'pair_accuracy' (same predicted when d < margin/2) and 'distance' d.
+    Metrics per pair: the embedding 'distance' d and the label 'same' (1 for a same pair);
+    over a split: 'auc', the ROC-AUC of d for same vs different pairs (the primary: 0.5 for a
+    distance that ignores the pairing, 1 when every same pair is the closer). A fixed threshold
+    (the former 'pair_accuracy', d < margin/2) cannot tell learning from none: with every
+    distance below it the accuracy is the share of same pairs.
     """
     del info
     if loss not in ("", "contrastive"):
@@ -64,8 +71,10 @@ def siamese(
 
     def metrics(emb: jax.Array, batch: Batch) -> dict[str, jax.Array]:
         d = losses.pair_distance(emb[:, 0], emb[:, 1])
-        right = (d < margin / 2) == (batch["same"] > 0.5)
-        return {"pair_accuracy": right.astype(jnp.float32), "distance": d}
+        return {"distance": d, "same": batch["same"].astype(jnp.float32)}
+
+    def aggregate(per_example: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return {"auc": baselines.pair_auc(per_example["distance"], per_example["same"])}
 
     return Task(
         name="siamese",
@@ -76,7 +85,8 @@ def siamese(
         loss=per_example,
         metrics=metrics,
         usable=everything,
-        primary="pair_accuracy",
+        primary="auc",
         examples=examples,
         forward=forward,
+        aggregate=aggregate,
     )

@@ -2,7 +2,8 @@
 
 Order: set-up (``setup.prepare_stage``) → the parent run's subtrees → state (resumed or new) →
 jitted steps on a mesh → loop (log, checkpoint, validate, NaN guard, SIGTERM) → evaluation of the
-best validated state on the held-out fold → ``result.json`` (the layout is ``rundir``'s).
+best validated state on the held-out fold, with the task's trivial baselines beside it
+(``health``) → ``result.json`` (the layout is ``rundir``'s).
 
 Restarts: a run killed at any point (even SIGKILL) and started again with the same call resumes
 from its newest intact checkpoint (``checkpoint.restore``) and ends bit-identical to an
@@ -25,7 +26,7 @@ import ml_collections
 from jaxseg import checkpoint, data
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.surgery import transfer
-from jaxseg.train import batches, distributed, init_path, programs, rundir, steps
+from jaxseg.train import batches, distributed, health, init_path, programs, rundir, steps
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
@@ -142,7 +143,7 @@ def validate(
             f"stage {stage.config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
             f"{stage.task.name!r} ({sorted(per)})"
         )
-    means, _ = steps.finite_means(per)
+    means, _ = steps.summarise(stage.task, per)
     out.writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
     if stopper.update(step, means[stopper.monitor]):
         save(out, out.best, step, state)
@@ -255,7 +256,7 @@ def held_out_result(
     """Evaluate ``state`` on the held-out fold; the result ``result.json`` holds."""
     task, rows = stage.task, stage.index
     per_example = evaluate(stage, program, out, state, "test")
-    means, nonfinite = steps.finite_means(per_example)
+    means, nonfinite = steps.summarise(task, per_example)
     out.writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})
     return {
         "stage": stage.config.name,
@@ -295,7 +296,8 @@ def train_and_evaluate(
     """Train one stage in ``workdir`` (resuming if it holds checkpoints) and evaluate it.
 
     Returns the result dict also written to ``<workdir>/result.json``: the mean of each metric on
-    the held-out fold, the per-example values, and the sizes of the splits. ``parent`` is the
+    the held-out fold, the per-example values, the sizes of the splits, and the trivial
+    baselines with ``beats_baseline`` (``train.health``). ``parent`` is the
     directory of the run whose checkpoint ``init_from`` loads from (required when
     ``init_from.stage`` names one). A finished run (``result.json`` present) is neither trained
     nor evaluated again: its saved result is returned, the file untouched. ``overwrite=True``
@@ -327,6 +329,7 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
     became NaN/inf marks the run failed (``rundir.FAILED``) before the error propagates. The
     run's time per phase is added to ``rundir.TIMING``."""
     config = stage.config
+    random = health.untrained(stage)  # before training donates the fresh variables' buffers
     with clock("checkpoint_read"):
         variables = load_parent(stage, stage.variables, workdir, parent)
     with clock("startup"):
@@ -351,6 +354,9 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
         with clock("checkpoint_read"):
             state = checkpoint.restore(out.best, target)
     result = held_out_result(stage, program, out, state, step, stopper)
+    with clock("evaluate"):
+        figure = result["metrics"][stage.task.primary]
+        result.update(health.health(stage, stage.model(program.plan), state, figure, random))
     with clock("checkpoint_write"):
         out.close()  # waits for pending checkpoint writes
     rundir.add_timing(workdir, clock.totals())

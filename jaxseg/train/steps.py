@@ -130,6 +130,17 @@ def finite_means(per_example: dict[str, np.ndarray]) -> tuple[dict[str, float], 
     return means, nonfinite
 
 
+def summarise(
+    task: Task, per_example: dict[str, np.ndarray]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """``finite_means`` of ``per_example`` with the task's split-level ``aggregate`` metrics
+    (e.g. the siamese ROC-AUC) added to the means."""
+    means, nonfinite = finite_means(per_example)
+    if task.aggregate is not None:
+        means.update(task.aggregate(per_example))
+    return means, nonfinite
+
+
 def new_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int) -> TrainState:
     """The step-0 train state of ``variables`` under optimizer ``tx``."""
     return {
