@@ -17,14 +17,15 @@ Apply = Callable[[jax.Array], Any]  # the model applied to one input array
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
     """What a task needs to know about a dataset to size its head: mask channels K, the number
-    of class names, image channels C, the spatial rank R (2 for images, 3 for volumes) and
-    whether it has voxel ``spacing``."""
+    of class names (and the names, for per-class metrics), image channels C, the spatial rank R
+    (2 for images, 3 for volumes) and whether it has voxel ``spacing``."""
 
     mask_channels: int = 1
     num_labels: int = 1
     image_channels: int = 1
     rank: int = 2
     spacing: bool = False  # the dataset has voxel sizes (distances then in mm)
+    class_names: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray], class_names: tuple[str, ...]) -> DataInfo:
@@ -34,6 +35,7 @@ class DataInfo:
             image_channels=arrays["image"].shape[-1],
             rank=arrays["image"].ndim - 2,
             spacing="spacing" in arrays,
+            class_names=tuple(class_names),
         )
 
 
@@ -71,6 +73,9 @@ class Task:
     needs: tuple[str, ...] = ()
     examples: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None
     forward: Callable[[Apply, Batch], Any] | None = None
+    # ``summarize(per_example) -> {name: mean}``: how a split's per-example metrics become the
+    # reported means (default ``train.steps.finite_means``; segmentation: ``eval.summary``).
+    summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""

@@ -130,6 +130,14 @@ def finite_means(per_example: dict[str, np.ndarray]) -> tuple[dict[str, float], 
     return means, nonfinite
 
 
+def summarize(task: Task, per_example: dict[str, np.ndarray]) -> dict[str, float]:
+    """The reported means of a split's per-example metrics: ``task.summarize`` when the task
+    has one (segmentation: ``eval.summary``), else ``finite_means``."""
+    if task.summarize is not None:
+        return task.summarize(per_example)
+    return finite_means(per_example)[0]
+
+
 def new_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int) -> TrainState:
     """The step-0 train state of ``variables`` under optimizer ``tx``."""
     return {
