@@ -39,7 +39,7 @@ POOLED = ("dice", "iou", "hd", "hd95")  # also reported over every image as <m>_
 CAPPED = ("hd", "hd95")  # infinity counted as the image diagonal in means
 INF_COUNTED = ("hd", "hd95", "boundary_length_diff")  # <m>_inf: images with an infinite value
 PER_CLASS = ("dice", "iou", "hd")
-LENGTH = "px (mm with voxel spacing)"
+LENGTH = "px, or mm with voxel spacing"
 UNITS = {
     "pixel_error": "%",
     "hd": LENGTH,
@@ -83,7 +83,7 @@ def unit(metric: str) -> str:
 
 
 def label(metric: str) -> str:
-    """``metric`` with its unit for a table header or an axis: 'hd (px (mm ...))', 'dice'."""
+    """``metric`` with its unit for a table header or an axis: 'hd (px, or mm ...)', 'dice'."""
     u = unit(metric)
     return f"{metric} ({u})" if u else metric
 

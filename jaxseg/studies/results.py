@@ -210,6 +210,11 @@ def comparison_table(comparisons: list[dict], correction: str) -> str:
     return "\n".join(lines)
 
 
+def _is_count(metric: str) -> bool:
+    """Whether ``metric`` counts infinite cases (``<m>_inf``: summed, not averaged)."""
+    return metric.split("[", 1)[0].endswith("_inf")
+
+
 def wide_table(rows: list[dict], metrics: list[str]) -> str:
     """Final stages' ``metrics`` side by side, one line per budget × arm: mean ± sd over folds ×
     seeds, except counts of infinite cases (``*_inf``), summed over the runs; headers carry
@@ -218,15 +223,12 @@ def wide_table(rows: list[dict], metrics: list[str]) -> str:
     for metric in metrics:
         for (budget, arm), values in final_values(rows, metric).items():
             v = list(values.values())
-            if metric.split("[", 1)[0].endswith("_inf"):
+            if _is_count(metric):
                 cells[(budget, arm)][metric] = f"{sum(v):g}"
             else:
                 _, mean, sd = mean_sd(v)
                 cells[(budget, arm)][metric] = f"{mean:.3f} ± {_number(sd)}".removesuffix(" ± ")
-    headers = [
-        f"{metric_summary.label(m)}{' (total)' if m.split('[', 1)[0].endswith('_inf') else ''}"
-        for m in metrics
-    ]
+    headers = [f"{m} (images, total)" if _is_count(m) else metric_summary.label(m) for m in metrics]
     lines = [
         "| budget | arm | " + " | ".join(headers) + " |",
         "|---:|---|" + "---:|" * len(metrics),
