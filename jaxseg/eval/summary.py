@@ -45,7 +45,7 @@ UNITS = {
     "hd": LENGTH,
     "hd95": LENGTH,
     "boundary_length_diff": "% of the true boundary length",
-    "center_error": "px",
+    "center_error": "px or voxels",
     "empty_count": "images",
 }
 DEFINITIONS = {
