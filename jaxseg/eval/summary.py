@@ -12,7 +12,8 @@ The rules (docs/design.md, "Segmentation metrics"):
 - ``<m>_all`` for ``POOLED`` metrics: the mean over every image, empty-vs-empty counted as the
   per-image conventions say (Dice/IoU 1, Hausdorff 0).
 - Empty ground truths apart: ``empty_count`` images, and ``empty_fp_rate``, the share of them
-  with any predicted foreground (NaN when there are none).
+  with any predicted foreground (only when there are some: a split without empty ground truth
+  has no such key, so no NaN reaches result.json).
 - Distances (``CAPPED``): a case where exactly one of prediction and truth is empty is infinite;
   means count it as the image diagonal (``diagonal``, same units), and ``<m>_inf`` /
   ``<m>_all_inf`` count such images, so every arm averages over the same images.
@@ -165,5 +166,6 @@ def summarize(
         if name not in AUXILIARY:
             out.update(_metric(name, np.asarray(values, np.float64), diagonal, ~empty))
     out["empty_count"] = float(empty.sum())
-    out["empty_fp_rate"] = _mean(np.asarray(per_example[PREDICTED], np.float64)[empty])
+    if empty.any():
+        out["empty_fp_rate"] = _mean(np.asarray(per_example[PREDICTED], np.float64)[empty])
     return {**out, **per_class(per_example, class_names)}
