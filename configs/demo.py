@@ -5,7 +5,14 @@
     python -m jaxseg.main --config=configs/demo.py:tiny --workdir=/tmp/t     # seconds (tests)
 
 Arguments (after ':', comma-separated): 'busi' reads ../shared/data/busi/busi.npz (or
-``data=PATH`` for another .npz of that layout); 'tiny' shrinks everything for tests.
+``data=PATH`` for another .npz of that layout); 'tiny' shrinks everything for tests;
+'controls' adds method 1's control arms ``frozen_random`` (the pretrained arm's freezing on a
+random encoder) and ``finetune`` (the localizer's encoder, nothing frozen) with their
+comparisons (``studies.configs.localization_controls``, as configs/studies/
+localization_transfer.py). They are not in the default demo: they add ~65 % to its training
+steps (one fold measured, under load: localize 82 s, the two frozen segment runs 46 s, the two
+scratch runs 114 s; the controls add one of each per budget, 160 s): from ~7 min on 2 cores
+(2 folds took 2 min 54 s when the demo was sized) to an estimated 10-11, past its 10.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ def unet() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg, ("tiny", *configs.DATA_WORDS))
+    args = configs.parse_args(arg, ("tiny", "controls", *configs.DATA_WORDS))
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = configs.data(args)
@@ -40,6 +47,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.scratch = stage("segmentation", examples="budget", steps=150, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
+    if "controls" in args:
+        configs.localization_controls(config)
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.explain = configs.explain()
     if "tiny" in args:

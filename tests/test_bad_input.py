@@ -248,7 +248,7 @@ CASES = [
 ]
 
 RAISING = "def get_config(arg):\n    return {}[arg]\n"  # a config file with a bug: KeyError
-DEMO_WORDS = "accepted: tiny, busi, data=PATH"
+DEMO_WORDS = "accepted: tiny, controls, busi, data=PATH"
 STUDY_WORDS = "accepted: scale=ci|cpu|paper, busi, data=PATH"
 
 

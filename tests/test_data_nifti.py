@@ -223,3 +223,24 @@ def test_mixed_orientations_are_reoriented_to_ras(tmp_path):
     assert sorted(stored) == sorted(npz.PLACEMENT_KEYS)
     for key, value in stored.items():
         np.testing.assert_array_equal(back[key], value, err_msg=key)
+
+
+def test_ct_window_sees_the_imported_hounsfield_units(tmp_path):
+    """int16 HU volume -> import -> data.load: `ct_window:110:380` ([-80, 300] HU, method 4)
+    clips what lies outside in HU (before issue 16 it saw z-scores and clipped nothing)."""
+    from jaxseg import data
+
+    hu = np.random.default_rng(0).integers(-1000, 1000, (8, 8, 8)).astype(np.int16)
+    _save(tmp_path / "images" / "ct.nii.gz", hu, (1.0, 1.0, 1.0))
+    _save(tmp_path / "labels" / "ct.nii.gz", (hu > 0).astype(np.uint8), (1.0, 1.0, 1.0))
+    out = str(tmp_path / "ct.npz")
+    importer.import_nifti(str(tmp_path / "images"), str(tmp_path / "labels"), out, multiple=8)
+    stored = np.load(out)["images"]  # HU as float32
+    np.testing.assert_array_equal(np.sort(stored.ravel()), np.sort(hu.ravel()))
+    config = dict(source="npz", path=out, image_size=0, preprocess="ct_window:110:380")
+    image = data.load(type("C", (), config)).arrays["image"]
+    clipped = np.isclose(image, image.min()) | np.isclose(image, image.max())
+    outside = (stored <= -80) | (stored >= 300)  # at the bounds counts as clipped
+    assert 0.75 < outside.mean() < 0.85  # [-80, 300] of [-1000, 1000)
+    np.testing.assert_array_equal(clipped.reshape(stored.shape), outside)
+    np.testing.assert_allclose(image.mean(), 0, atol=1e-5)  # `normalize` appended

@@ -180,3 +180,19 @@ def test_files_without_placements_still_load(tmp_path):
     assert npz.read_placements(path) == {} and len(npz.load(path)) == 4
     with pytest.raises(ValueError, match="'placement_scales' has shape"):
         npz.read_placements(_write(tmp_path, **_raw(), placement_scales=np.ones(3)))
+
+
+def test_an_int16_hu_volume_is_windowed_in_hu_then_standardised(tmp_path):
+    hu = np.random.default_rng(1).integers(-1000, 1000, (2, 4, 8, 8)).astype(np.int16)
+    path = _write(tmp_path, images=hu, masks=(hu > 0).astype(np.uint8),
+                  spacing=np.ones((2, 3)))  # fmt: skip
+    config = types.SimpleNamespace(
+        source="npz", path=path, image_size=0, preprocess="ct_window:110:380,normalize"
+    )
+    image = data.load(config).arrays["image"][..., 0]
+    for x, h in zip(image, hu, strict=True):
+        clipped = np.isclose(x, x.min()) | np.isclose(x, x.max())
+        np.testing.assert_array_equal(clipped, (h <= -80) | (h >= 300))
+        np.testing.assert_allclose([x.mean(), x.std()], [0, 1], atol=1e-5)
+    # read directly (inspect, notebooks), a file is standardised as before
+    np.testing.assert_allclose(npz.load(path).arrays["image"].std(axis=(1, 2, 3, 4)), 1, atol=1e-5)

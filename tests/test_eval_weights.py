@@ -22,7 +22,9 @@ from jaxseg.eval.weights import (
     bidirectional,
     csv_matrix,
     depth_groups,
+    depth_profile,
     distance_matrix,
+    kernel_distance,
     load_params,
     markdown_columns,
     markdown_matrix,
@@ -99,21 +101,45 @@ def hand_trees() -> tuple[dict, dict]:
 
 def test_weight_distance_by_hand():
     a, b = hand_trees()
-    # RMS per kernel: 2, 12/4 = 3, 1, 5, 0, 4/sqrt(8) = sqrt(2); the head is dense
+    # L2 per kernel (method 5, the default): sqrt(18 * 2²) = 6·sqrt(2), 12, sqrt(16) = 4,
+    # sqrt(4 * 5²) = 10, 0, 4; the head is dense
     expected = {
-        "encoder/stage_0": (2 + 3) / 2,
+        "encoder/stage_0": (6 * np.sqrt(2) + 12) / 2,
+        "encoder/stage_1": 4.0,
+        "encoder/stage_10": 10.0,
+        "bottleneck": 0.0,
+        "decoder/stage_0": 4.0,
+        "all": (6 * np.sqrt(2) + 12 + 4 + 10 + 0 + 4) / 6,
+    }
+    out = weight_distance(a, b)
+    assert list(out) == list(expected)  # no 'head': it has no conv kernel
+    for k, v in expected.items():
+        assert out[k] == pytest.approx(v, abs=1e-12), k
+    # RMS per kernel (L2 / sqrt(size)): 2, 12/4 = 3, 1, 5, 0, 4/sqrt(8) = sqrt(2)
+    rms = weight_distance(a, b, distance="rms")
+    expected_rms = {
+        "encoder/stage_0": 2.5,
         "encoder/stage_1": 1.0,
         "encoder/stage_10": 5.0,
         "bottleneck": 0.0,
         "decoder/stage_0": np.sqrt(2),
         "all": (2 + 3 + 1 + 5 + 0 + np.sqrt(2)) / 6,
     }
-    out = weight_distance(a, b)
-    assert list(out) == list(expected)  # no 'head': it has no conv kernel
-    for k, v in expected.items():
-        assert out[k] == pytest.approx(v, abs=1e-12), k
-    custom = weight_distance(a, b, {"shallow": "encoder/stage_[01]", "deep": "bottleneck+decoder"})
-    assert custom == pytest.approx({"shallow": 2.0, "deep": np.sqrt(2) / 2, "all": out["all"]})
+    assert rms == pytest.approx(expected_rms, abs=1e-12)
+    groups = {"shallow": "encoder/stage_[01]", "deep": "bottleneck+decoder"}
+    custom = weight_distance(a, b, groups, "rms")
+    assert custom == pytest.approx({"shallow": 2.0, "deep": np.sqrt(2) / 2, "all": rms["all"]})
+
+
+def test_kernel_distance_is_the_euclidean_norm_of_the_difference():
+    a = RNG.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    b = RNG.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    pairs = zip(a.ravel().tolist(), b.ravel().tolist(), strict=True)
+    by_hand = np.sqrt(sum((x - y) ** 2 for x, y in pairs))
+    assert kernel_distance(a, b) == pytest.approx(by_hand, rel=1e-12)
+    assert kernel_distance(a, b, "rms") == pytest.approx(by_hand / np.sqrt(72), rel=1e-12)
+    with pytest.raises(ValueError, match=r"distance='l1' is unknown; use one of \['l2', 'rms'\]"):
+        kernel_distance(a, b, "l1")
 
 
 def test_weight_distance_identical_trees_is_zero():
@@ -127,7 +153,7 @@ def test_weight_distance_on_a_unet_includes_the_1x1_conv_head():
     b = jax.tree.map(np.copy, a)
     b["decoder"]["stage_1"]["up"]["kernel"] += 1.0
     b["head"]["kernel"] += 3.0
-    out = weight_distance(a, b)
+    out = weight_distance(a, b, distance="rms")
     assert out["decoder/stage_1"] == pytest.approx(1 / 3)  # up, conv_0, conv_1
     assert out["head"] == pytest.approx(3.0)
     assert out["all"] == pytest.approx(4 / 13)  # 4 encoder, 2 bottleneck, 6 decoder, head
@@ -144,6 +170,8 @@ def test_weight_distance_errors():
         weight_distance(a, b)
     with pytest.raises(ValueError, match=r"'typo'.*selects no parameter"):
         weight_distance(a, a, {"typo": "encodr"})
+    with pytest.raises(ValueError, match="distance='L2' is unknown"):
+        weight_distance({}, {}, {}, "L2")  # refused even with no kernel to compare
 
 
 def test_bidirectional_averages_per_key():
@@ -165,7 +193,8 @@ def test_asymmetry_of_fine_tuned_nets_is_positive_when_a_moved_further():
     b_s = jax.tree.map(lambda x: x + 1.0, a_s)  # B(s)
     b_from_a = jax.tree.map(lambda x: x + 0.5, a_s)  # B|A(s): moved 0.5 from A(s)
     a_from_b = jax.tree.map(lambda x: x - 0.25, b_s)  # A|B(s): moved 0.25 from B(s)
-    d_ab, d_ba = weight_distance(a_s, b_from_a), weight_distance(b_s, a_from_b)
+    d_ab = weight_distance(a_s, b_from_a, distance="rms")
+    d_ba = weight_distance(b_s, a_from_b, distance="rms")
     assert d_ab["all"] == pytest.approx(0.5) and d_ba["all"] == pytest.approx(0.25)
     assert asymmetry(d_ab, d_ba)["all"] == pytest.approx(0.25)
     assert asymmetry(d_ba, d_ab)["all"] == pytest.approx(-0.25)
@@ -175,24 +204,62 @@ def test_asymmetry_of_fine_tuned_nets_is_positive_when_a_moved_further():
 # ---- per depth -------------------------------------------------------------------------------
 
 
-def test_depth_groups_pool_encoder_and_decoder_stages():
+def test_depth_groups_keep_encoder_and_decoder_stages_apart():
     groups = depth_groups(abstract_params(UNet(depth=2, width=4)))
+    assert list(groups) == ["encoder_0", "decoder_0", "encoder_1", "decoder_1", "bottleneck"]
     assert groups == {
-        "level_0": "encoder/stage_0+decoder/stage_0",
-        "level_1": "encoder/stage_1+decoder/stage_1",
+        "encoder_0": "encoder/stage_0",
+        "decoder_0": "decoder/stage_0",
+        "encoder_1": "encoder/stage_1",
+        "decoder_1": "decoder/stage_1",
         "bottleneck": "bottleneck",
     }
-    assert list(depth_groups(abstract_params(Localizer(depth=2, width=4)))) == list(groups)
+    localizer = depth_groups(abstract_params(Localizer(depth=2, width=4)))
+    assert list(localizer) == ["encoder_0", "encoder_1", "bottleneck"]
 
 
 def test_per_depth_by_hand():
     a, b = hand_trees()
-    # RMS per kernel (see test_weight_distance_by_hand): encoder/stage_0 2 and 3, decoder/stage_0
-    # sqrt(2), encoder/stage_1 1, encoder/stage_10 5, bottleneck 0; the dense head is no level
+    # L2 per kernel (see test_weight_distance_by_hand): encoder/stage_0 6·sqrt(2) and 12,
+    # decoder/stage_0 4, encoder/stage_1 4, encoder/stage_10 10, bottleneck 0; the dense head
+    # is in no group
     out = per_depth(a, b)
-    assert list(out) == ["level_0", "level_1", "level_10", "bottleneck"]
-    assert out["level_0"] == pytest.approx((2 + 3 + np.sqrt(2)) / 3, abs=1e-12)  # kernel mean
-    assert out["level_1"] == 1.0 and out["level_10"] == 5.0 and out["bottleneck"] == 0.0
+    assert list(out) == ["encoder_0", "decoder_0", "encoder_1", "encoder_10", "bottleneck"]
+    assert out["encoder_0"] == pytest.approx((6 * np.sqrt(2) + 12) / 2, abs=1e-12)
+    assert out["decoder_0"] == 4.0 and out["encoder_1"] == 4.0
+    assert out["encoder_10"] == 10.0 and out["bottleneck"] == 0.0
+    assert per_depth(a, b, "rms")["decoder_0"] == pytest.approx(np.sqrt(2))
+
+
+def test_per_depth_of_a_decoder_only_change_is_zero_in_the_encoder():
+    """Fine-tuning that moves only the decoder gives zero encoder distance at every depth: the
+    encoder-vs-decoder contrast of method 5 is not averaged away."""
+    params = abstract_params(UNet(depth=2, width=4))
+    a = jax.tree.map(lambda s: RNG.normal(size=s.shape), params)
+    b = jax.tree.map(np.copy, a)
+    for i in (0, 1):
+        for name in ("up", "conv_0", "conv_1"):
+            b["decoder"][f"stage_{i}"][name]["kernel"] += 0.1 * (i + 1)
+    out = per_depth(a, b)
+    assert out["encoder_0"] == out["encoder_1"] == out["bottleneck"] == 0.0
+    for i in (0, 1):
+        kernels = [b["decoder"][f"stage_{i}"][n]["kernel"] for n in ("up", "conv_0", "conv_1")]
+        by_hand = np.mean([0.1 * (i + 1) * np.sqrt(k.size) for k in kernels])
+        assert out[f"decoder_{i}"] == pytest.approx(by_hand, rel=1e-9)
+    profile = depth_profile(out)
+    assert profile["encoder"] == [(0, 0.0), (1, 0.0), (2, 0.0)]  # the bottleneck at depth 2
+    assert [i for i, _ in profile["decoder"]] == [0, 1, 2]
+    assert [d for _, d in profile["decoder"][:2]] == [out["decoder_0"], out["decoder_1"]]
+
+
+def test_depth_profile_sorts_by_depth_and_ignores_other_keys():
+    d = {"decoder_10": 5.0, "encoder_2": 1.0, "decoder_2": 3.0, "bottleneck": 7.0, "all": 9.0}
+    assert depth_profile(d) == {
+        "decoder": [(2, 3.0), (10, 5.0), (11, 7.0)],
+        "encoder": [(2, 1.0), (11, 7.0)],
+    }
+    assert depth_profile({"encoder_0": 1.0}) == {"encoder": [(0, 1.0)]}
+    assert depth_profile({}) == {}
 
 
 def test_per_depth_on_a_unet():
@@ -203,8 +270,10 @@ def test_per_depth_on_a_unet():
     b["decoder"]["stage_1"]["up"]["kernel"] += 4.0
     b["bottleneck"]["conv_1"]["kernel"] -= 1.0
     b["head"]["kernel"] += 9.0
-    out = per_depth(a, b)
-    assert out == pytest.approx({"level_0": 0.0, "level_1": 6 / 5, "bottleneck": 0.5})
+    out = per_depth(a, b, "rms")
+    expected = {"encoder_0": 0.0, "decoder_0": 0.0, "encoder_1": 1.0, "decoder_1": 4 / 3,
+                "bottleneck": 0.5}  # fmt: skip
+    assert out == pytest.approx(expected)
 
 
 # ---- distance matrix -------------------------------------------------------------------------
@@ -219,7 +288,7 @@ def three_trees() -> dict[str, dict]:
 
 
 def test_distance_matrix_by_hand_symmetric_with_zero_diagonal():
-    labels, m = distance_matrix(three_trees())
+    labels, m = distance_matrix(three_trees(), distance="rms")
     assert labels == ["a", "b", "c"]
     # b - c per kernel: 1; one 11 among fifteen 1s -> sqrt(136)/4; 2; 4; 1; one 5 among seven
     # 1s -> sqrt(32/8) = 2
@@ -231,10 +300,10 @@ def test_distance_matrix_by_hand_symmetric_with_zero_diagonal():
 
 def test_distance_matrix_of_one_group():
     trees = three_trees()
-    _, m = distance_matrix(trees, group="encoder/stage_1")
+    _, m = distance_matrix(trees, group="encoder/stage_1", distance="rms")
     np.testing.assert_allclose(m, [[0, 1, 1], [1, 0, 2], [1, 2, 0]])
-    _, m = distance_matrix(trees, depth_groups(trees["a"]), group="level_10")
-    np.testing.assert_allclose(m, [[0, 5, 1], [5, 0, 4], [1, 4, 0]])
+    _, m = distance_matrix(trees, depth_groups(trees["a"]), group="encoder_10")  # 4 weights: L2
+    np.testing.assert_allclose(m, [[0, 10, 2], [10, 0, 8], [2, 8, 0]])
     with pytest.raises(ValueError, match=r"group 'head' has no conv kernel; groups: \["):
         distance_matrix(trees, group="head")
 
@@ -345,9 +414,9 @@ def test_cli_writes_tables_and_reports_bad_input(tmp_path):
     save_run(tmp_path / "c", small_params(0.0, head=2.0))
     out_dir = tmp_path / "out"
     runs = f"--runs=a={tmp_path / 'a'},b={tmp_path / 'b'},c={tmp_path / 'c' / 'checkpoints'}"
-    out = cli(runs, f"--out={out_dir}")
+    out = cli(runs, f"--out={out_dir}", "--distance=rms")
     assert out.returncode == 0, out.stderr[-2000:]
-    # per kernel: a-b 0.5 everywhere; a-c only the head, 2; b-c 0.5 and the head 1.5
+    # RMS per kernel: a-b 0.5 everywhere; a-c only the head, 2; b-c 0.5 and the head 1.5
     with open(out_dir / "weight_matrix.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["", "a", "b", "c"] and [r[0] for r in rows[1:]] == ["a", "b", "c"]
@@ -360,13 +429,15 @@ def test_cli_writes_tables_and_reports_bad_input(tmp_path):
         "| head | 0.5 | 2 | 1.5 |",
         "| all | 0.5 | 0.5 | 0.75 |",
         "| depth | a vs b | a vs c | b vs c |",
-        "| level_0 | 0.5 | 0 | 0.5 |",
+        "| encoder_0 | 0.5 | 0 | 0.5 |",
+        "| decoder_0 | 0.5 | 0 | 0.5 |",
         "| bottleneck | 0.5 | 0 | 0.5 |",
         "| | a | b | c |",
         "| b | 0.5 | 0 | 0.75 |",
     ]:
         assert line in md.splitlines(), line
-    assert "| level_0 | 0.5 | 0 | 0.5 |" in out.stdout  # the report is printed too
+    assert "| encoder_0 | 0.5 | 0 | 0.5 |" in out.stdout  # the report is printed too
+    assert "root-mean-square" in md
     assert (out_dir / "weight_matrix.png").stat().st_size > 0
     assert "![weight matrix](weight_matrix.png)" in md
 
@@ -388,12 +459,14 @@ def test_jaxseg_weights_subcommand_dispatches_to_the_weights_cli(tmp_path, monke
     assert exit_info.value.code == 0
     assert "usage: jaxseg weights" in capsys.readouterr().out
     runs = f"--runs=a={tmp_path / 'a'},b={tmp_path / 'b'}"
-    monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", runs, "--group=level_0"])
+    monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", runs, "--group=encoder_0"])
     with pytest.raises(SystemExit) as exit_info:
         cli.run()
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "## Matrix (level_0)" in out and "| a | 0 | 0.5 |" in out.splitlines()
+    # the default is L2: 18 weights of encoder/stage_0/conv_0 each 0.5 apart -> 0.5·sqrt(18)
+    assert "## Matrix (encoder_0)" in out and "| a | 0 | 2.121 |" in out.splitlines()
+    assert "Euclidean (L2)" in out
     monkeypatch.setattr(sys, "argv", ["jaxseg", "weights", f"--runs=a={tmp_path / 'a'}"])
     with pytest.raises(SystemExit) as exit_info:
         cli.run()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg import models
+from jaxseg.models import layers
 from jaxseg.models.aspp import ASPP
 from jaxseg.models.layers import Norm, pooled_head
 from jaxseg.models.unet import Localizer, UNet
@@ -459,3 +460,43 @@ def test_pooled_head_is_a_float32_spatial_mean_then_dense(shape):
     expected = (mean.astype(jnp.bfloat16) @ kernel.astype(jnp.bfloat16)).astype(jnp.float32) + bias
     assert y.shape == (shape[0], 5) and y.dtype == jnp.float32
     np.testing.assert_allclose(y, expected, rtol=2e-2, atol=2e-2)
+
+
+# --------------------------------------------------------------------------- kernel init
+
+
+@pytest.mark.parametrize(("name", "gain"), [("he", 2.0), ("lecun", 1.0)])
+def test_kernel_init_variance_is_gain_over_fan_in(name, gain):
+    shape = (3, 3, 64, 32)  # fan_in = 3·3·64 = 576; 18,432 draws
+    kernel = np.asarray(layers.kernel_initializer(name)(jax.random.PRNGKey(0), shape))
+    assert kernel.var() * 576 == pytest.approx(gain, rel=0.04)
+    assert abs(kernel.mean()) < 0.01
+
+
+@pytest.mark.parametrize("head", ["pixels", "vector"])
+def test_kernel_init_reaches_every_conv_kernel(monkeypatch, head):
+    """``model.kernel_init='he'`` initialises every conv kernel of the plain U-Net (blocks,
+    up-sampling, 1×1 head) and nothing else; the default initialises none of them so."""
+    drawn = []
+
+    def recorder(key, shape, dtype=jnp.float32):
+        drawn.append(tuple(shape))
+        return jnp.zeros(shape, dtype)
+
+    monkeypatch.setitem(layers.KERNEL_INITS, "he", recorder)
+    cfg = unet_cfg(depth=2, width=4, norm="batch", kernel_init="he")
+    params = abstract_init(models.build(cfg, head, 2), (1, 16, 16, 1))["params"]
+    kernels = [s for p, s in flat_paths(params).items() if p.endswith("kernel") and len(s) == 4]
+    assert len(kernels) == (13 if head == "pixels" else 6)
+    assert sorted(drawn) == sorted(kernels)
+    drawn.clear()
+    abstract_init(models.build(unet_cfg(depth=2, width=4), head, 2), (1, 16, 16, 1))
+    assert drawn == []
+
+
+def test_kernel_init_errors():
+    with pytest.raises(ValueError, match=r"model.kernel_init='xavier' is unknown; use one of"):
+        models.build(unet_cfg(kernel_init="xavier"), "pixels", 1)
+    with pytest.raises(ValueError, match="kernel_init='he' is implemented for the plain U-Net"):
+        models.build(unet_cfg(kernel_init="he", backbone="vgg16"), "pixels", 1)
+    assert models.config().kernel_init == "lecun"

@@ -37,7 +37,7 @@ PAIRINGS = [
 def dataset(source: str) -> data.Dataset:
     if source == "kidneys":  # CT-like volumes 32³ -> windowed, z-scored
         cfg = dict(source=source, num_images=4, image_size=32, seed=0)
-        return data.prepare(data.load(_ns(cfg)), "ct_window:110:380,zscore")
+        return data.load(_ns(cfg | {"preprocess": "ct_window:110:380,zscore"}))
     return data.load(_ns(dict(source=source, num_images=12, image_size=32, seed=0)))
 
 

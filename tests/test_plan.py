@@ -7,6 +7,7 @@ import os
 import pytest
 
 from jaxseg.studies import plan as plan_lib
+from jaxseg.studies import results as results_lib
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py")
 WORK = "/tmp/study"
@@ -14,6 +15,14 @@ WORK = "/tmp/study"
 
 def get_config(arg: str = "tiny"):
     spec = importlib.util.spec_from_file_location("demo_config", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def study_config(name: str, arg: str = "scale=ci"):
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "studies", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
@@ -136,3 +145,59 @@ def test_unknown_examples_kind():
     config.stages.scratch.examples = "some"
     with pytest.raises(ValueError, match="examples='some'"):
         plan_lib.plan(config, WORK)
+
+
+def test_init_from_path_and_stage_exclude_each_other():
+    config = get_config()
+    config.stages.segment.init_from.path = "/elsewhere/run"
+    with pytest.raises(ValueError, match=r"init_from names both stage='localize' and path="):
+        plan_lib.plan(config, WORK)
+    config.stages.segment.init_from.stage = ""
+    runs = dict(plan_lib.plan(config, WORK))["pretrained"]
+    assert runs[-1].parent is None and runs[-1].config.init_from.path == "/elsewhere/run"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [study_config("localization_transfer"), get_config("tiny,controls")],
+    ids=["localization_transfer", "demo_controls"],
+)
+def test_localization_transfer_controls_share_the_localizer_run(config):
+    assert set(get_config().arms) == {"pretrained", "scratch"}  # not in the default demo
+    out = plan_lib.plan(config, WORK)
+    chains = {(arm, runs[-1].fold): runs for arm, runs in out}
+    assert {arm for arm, _ in out} == {"pretrained", "scratch", "frozen_random", "finetune"}
+    assert len(out) == 4 * config.protocol.run_folds * len(config.protocol.budgets)
+    for fold in range(config.protocol.run_folds):
+        (loc, seg), (loc_ft, ft) = chains[("pretrained", fold)], chains[("finetune", fold)]
+        assert loc == loc_ft and seg.parent == ft.parent == loc  # one localize run per fold
+        (random,) = chains[("frozen_random", fold)]
+        assert random.parent is None and not random.config.init_from.stage  # untrained encoder
+        assert random.config.freeze == seg.config.freeze == "encoder"  # ... frozen the same way
+        assert ft.config.freeze == "none"
+        assert ft.config.init_from.to_dict() == seg.config.init_from.to_dict()
+        # the controls train exactly as the pretrained arm's segment stage otherwise
+        same = {k: v for k, v in seg.config.items() if k not in ("name", "freeze", "init_from")}
+        for run in (random, ft):
+            assert {k: run.config[k] for k in same} == same, run.stage
+    localize_dirs = {r.workdir for _, runs in out for r in runs if r.stage == "localize"}
+    assert len(localize_dirs) == config.protocol.run_folds
+    assert results_lib.compare_pairs(config.compare, config.arms) == (
+        ("pretrained", "scratch"), ("pretrained", "frozen_random"), ("finetune", "scratch"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", ["ci", "cpu", "paper"])
+def test_weight_distances_arms_train_equally_long_on_their_target(scale):
+    """Method 5: the fine-tuned arm X_to_Y and the scratch arm Y, compared on Y, train the same
+    number of steps on Y; X_to_Y starts from X's net trained as long."""
+    config = study_config("weight_distances", f"scale={scale}")
+    chains = {arm: runs for arm, runs in plan_lib.plan(config, WORK) if runs[-1].fold == 0}
+    a, b = config.analysis.weight_distances
+    for x, y in ((a, b), (b, a)):
+        source, tuned = chains[f"{x}_to_{y}"]
+        (scratch,) = chains[y]
+        assert tuned.parent == source and source.workdir == chains[x][0].workdir
+        assert tuned.config.data.classes == scratch.config.data.classes == (y,)
+        assert tuned.config.steps == scratch.config.steps == source.config.steps
+    assert config.stages[f"scratch_{a}"].model.kernel_init == "he"

@@ -71,7 +71,8 @@ def test_non_square_pngs_come_back_as_masks_of_their_own_sizes(trained, tmp_path
 
 def test_an_input_four_times_the_window_goes_through_sliding_windows(trained):
     networks = runs.load(trained["dirs"][:1])
-    image = predict_lib.standardize(grey((128, 128))[..., None], "", 1)
+    steps = predict_lib.run_pipeline(networks.config)
+    image = predict_lib.standardize(grey((128, 128))[..., None], steps, 1)
     calls = []
     predict = networks.probabilities()
 
@@ -223,7 +224,8 @@ def test_resize_places_images_on_the_training_grid_and_maps_masks_back(trained, 
     where = placement((60, 80), "pad", 32, ())
     assert where.scale == 32 / 80
     placed = place(image[..., None].astype(np.float32), where, is_mask=False)
-    grid = np.asarray(networks.probabilities()(predict_lib.standardize(placed, "", 1)[None]))[0]
+    x = predict_lib.standardize(placed, predict_lib.run_pipeline(networks.config), 1)
+    grid = np.asarray(networks.probabilities()(x[None]))[0]
     np.testing.assert_allclose(prob, unplace(grid, where, (60, 80), order=1)[..., 0], atol=1e-5)
 
 

@@ -17,6 +17,7 @@ from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
 from jaxseg.studies.run import run_study
+from jaxseg.train import setup
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
 
@@ -45,7 +46,7 @@ def test_every_study_has_three_scales():
     for path in sorted(STUDIES.glob("*.py")):
         for scale in ("ci", "cpu", "paper"):
             config = study_config(path.stem, f"scale={scale}")
-            assert set(config.compare) <= set(config.arms), (path.stem, scale)
+            assert results_lib.compare_pairs(config.compare, config.arms), (path.stem, scale)
         with pytest.raises(ValueError, match="scale='huge'"):
             study_config(path.stem, "scale=huge")
 
@@ -53,21 +54,36 @@ def test_every_study_has_three_scales():
 def test_localization_transfer(tmp_path):
     config, workdir, rows, report = run("localization_transfer", tmp_path)
     arms = {r["arm"] for r in rows}
-    assert arms == {"pretrained", "scratch"}
+    assert arms == {"pretrained", "scratch", "frozen_random", "finetune"}
     assert "centres are the mask centroids" in report
+    assert "finetune − scratch" in report and "pretrained − frozen_random" in report
+    dataset = data.load(config.data)
     for fold in range(config.protocol.run_folds):  # the segment stage starts from localize's
         runs = os.path.join(workdir, f"fold_{fold}", "seed_0")
         segment = os.path.join(runs, "budget_4", "segment")
-        loaded = read_json(os.path.join(segment, "transfer.json"))["loaded"]
-        assert {p.split("/")[1] for p in loaded if p.startswith("params/")} == {
-            "encoder", "bottleneck",
-        }  # fmt: skip
+        for stage in ("segment", "finetune"):  # both load the localizer's encoder + bottleneck
+            loaded = read_json(os.path.join(runs, "budget_4", stage, "transfer.json"))["loaded"]
+            assert {p.split("/")[1] for p in loaded if p.startswith("params/")} == {
+                "encoder", "bottleneck",
+            }  # fmt: skip
         localize = flatten(load_params(os.path.join(runs, "localize")))
         trained = flatten(load_params(segment))
-        encoder = [p for p in localize if p.startswith("encoder/")]
+        tuned = flatten(load_params(os.path.join(runs, "budget_4", "finetune")))
+        encoder = [p for p in localize if p.startswith(("encoder/", "bottleneck/"))]
         assert encoder
         for p in encoder:  # frozen: still exactly the localization encoder
             np.testing.assert_array_equal(trained[p], localize[p], err_msg=p)
+        # fine-tuned: the localizer's start, every conv kernel trained on
+        assert all(not np.array_equal(tuned[p], localize[p]) for p in encoder if "kernel" in p)
+        # frozen_random: frozen at a fresh initialisation, no localizer in it
+        random_dir = os.path.join(runs, "budget_4", "frozen_random")
+        assert not os.path.exists(os.path.join(random_dir, "transfer.json"))
+        random_run = plan_lib.stage_run(config, workdir, "frozen_random", 0, fold, 0, 4)
+        fresh = flatten(setup.prepare_stage(random_run.config, dataset).variables["params"])
+        frozen = flatten(load_params(random_dir))
+        for p in encoder:
+            np.testing.assert_array_equal(frozen[p], fresh[p], err_msg=p)
+            assert not np.array_equal(frozen[p], localize[p]), p
     assert len(study_config("localization_transfer", "scale=cpu").protocol.budgets) >= 5
 
 
@@ -128,7 +144,11 @@ def test_weight_distances_matrix(tmp_path):
     a, b = config.analysis.weight_distances
     assert {r["arm"] for r in rows} == {a, b, f"{a}_to_{b}", f"{b}_to_{a}"}
     assert "## Weight distances (method 5)" in report
-    assert os.path.exists(os.path.join(workdir, "figures", "weight_distances.png"))
+    assert "Euclidean (L2)" in report
+    for group in ("encoder_0", "decoder_0", "encoder_1", "decoder_1", "bottleneck"):
+        assert any(line.startswith(f"| {group} |") for line in report.splitlines()), group
+    for figure in ("weight_distances.png", "weight_distances_depth.png"):
+        assert os.path.exists(os.path.join(workdir, "figures", figure)), figure
     # each structure's runs saw only its class
     cfg = read_json(os.path.join(workdir, "fold_0", "seed_0", f"scratch_{a}", "config.json"))
     assert cfg["data"]["classes"] == [a]
@@ -157,3 +177,25 @@ def test_two_step_variants_pass_preflight(tmp_path, arg):
     assert seg == (
         "encoder+bottleneck" if "transfer=encoder" in arg else "encoder+bottleneck+decoder"
     )
+
+
+def test_two_step_imagenet_arm_starts_its_encoder_from_weights(tmp_path):
+    from safetensors.numpy import save_file
+    from test_init_path import vgg16_state
+
+    path = str(tmp_path / "vgg16.safetensors")
+    save_file(vgg16_state(batch_norm=True), path)  # the studies' models have BatchNorm
+    config = study_config("two_step", f"scale=ci,backbone=vgg16,imagenet={path}")
+    assert config.arms.imagenet == "seg_imagenet"
+    assert config.stages.seg_imagenet.init_from.to_dict() == dict(
+        stage="", path=path, subtrees="encoder", rename="", allow=""
+    )
+    assert ("imagenet", "none") in config.compare
+    ds = data.load(config.data)
+    plain = study_config("two_step", f"scale=ci,imagenet={path}")  # no backbone to take it
+    for c in (config, plain):  # preflight the new arm alone, on one fold
+        c.arms, c.compare = {"imagenet": "seg_imagenet"}, ()
+        c.protocol.run_folds = 1
+    preflight.check_study(plan_lib.plan(config, str(tmp_path / "w")), lambda _: ds)
+    with pytest.raises(ValueError, match=r"stages\.seg_imagenet .*init_from\.path=.*backbone"):
+        preflight.check_study(plan_lib.plan(plain, str(tmp_path / "p")), lambda _: ds)

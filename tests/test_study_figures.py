@@ -147,6 +147,27 @@ def test_convergence(tmp_path):
             figures.convergence(bad, str(tmp_path / "bad.png"), "dice")
 
 
+def test_depth_distances(tmp_path):
+    profiles = {
+        "a→b": {
+            "encoder": [(0, 0.1), (1, 0.2), (2, 0.3)],
+            "decoder": [(0, 0.5), (1, 0.4), (2, 0.3)],
+        },
+        "b→a": {"encoder": [(0, 0.2), (1, 0.2)]},
+    }
+    img = read_png(figures.depth_distances(profiles, str(tmp_path / "d.png"), "L2 distance"))
+    assert img.shape[:2] == (350, 500)
+    for bad, match in [
+        ({}, "no profiles"),
+        ({"a": {}}, "a: no encoder or decoder points"),
+        ({"a": {"head": [(0, 1.0)]}}, "unknown part 'head'"),
+        ({"a": {"encoder": []}}, "no points"),
+        ({"a": {"decoder": [(0, 1.0, 2.0)]}}, "2 values"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            figures.depth_distances(bad, str(tmp_path / "bad.png"), "d")
+
+
 def write_jsonl(workdir, records) -> str:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:

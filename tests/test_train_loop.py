@@ -116,6 +116,23 @@ def test_transfer_report_lists_encoder_and_bottleneck(pretrained):
     assert report["kept"] and not any(subtree(p) in TRANSFERRED for p in report["kept"])
 
 
+def test_init_from_path_starts_from_another_studys_run(pretrained, tiny_fundus, tmp_path):
+    """init_from.path = the localize run directory of another workdir (no parent): the same
+    transfer as init_from.stage, so the segment run ends bit-identical to the pretrained one."""
+    seg = pretrained["segment"]
+    config = seg.config.copy_and_resolve_references()
+    config.init_from.update(stage="", path=pretrained["localize"].workdir)
+    workdir = str(tmp_path / "other_study" / "segment")
+    train_and_evaluate(config, workdir, tiny_fundus)
+    with open(os.path.join(workdir, "transfer.json")) as f:
+        report = json.load(f)
+    assert report["source"] == os.path.abspath(ckpt(pretrained["localize"]))
+    assert report["loaded"] and all(subtree(p) in TRANSFERRED for p in report["loaded"])
+    mine, theirs = read_variables(os.path.join(workdir, "checkpoints")), read_variables(ckpt(seg))
+    assert mine.keys() == theirs.keys()
+    assert all(np.array_equal(mine[p], theirs[p]) for p in mine)
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Outputs
 

@@ -21,6 +21,7 @@ from jaxseg.surgery.transfer import (
     from_config,
     parse_rename,
     transfer,
+    transfer_tree,
 )
 
 
@@ -356,6 +357,20 @@ def test_from_config(loc):
     assert len(report["renamed"]) > 0 and len(report["skipped"]) > 0
     _, as_dict = from_config(fresh, new_cfg.to_dict(), directory)
     assert as_dict == report
+
+
+def test_transfer_tree_matches_the_checkpoint_transfer(loc):
+    """Variables in memory (converted weights) transfer as their checkpoint does."""
+    directory, src = loc
+    fresh = random_variables(UNet(depth=3, width=4), seed=2)
+    args = ("encoder+bottleneck", {"bottleneck": "encoder/stage_2"}, "bottleneck")
+    want, want_report = transfer(fresh, directory, *args)
+    saved = checkpoint.unflatten(src)
+    got, report = transfer_tree(fresh, saved, *args, source="weights.safetensors")
+    assert {**want_report, "step": None, "source": "weights.safetensors"} == report
+    assert all(np.array_equal(a, flat(got)[p]) for p, a in flat(want).items())
+    with pytest.raises(ValueError, match="missing in checkpoint"):
+        transfer_tree(fresh, saved, "encoder", source="weights.safetensors")
 
 
 # --------------------------------------------------------------------------- devices

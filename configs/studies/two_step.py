@@ -14,7 +14,10 @@ Arguments (after ':', comma-separated):
   pretext=autoencoder|classification|multilabel (image-level labels; multilabel = which mask
   channels hold foreground; DeepLabv3: not autoencoder),
   transfer=encoder|encoder_decoder (what the 2-step segmenter takes from the box stage; the
-  paper compares both).
+  paper compares both),
+  imagenet=PATH       adds the arm ``imagenet``: the segmenter's encoder starts from ImageNet
+                      weights (a torchvision ``.pth`` or ``.safetensors`` for the backbone, e.g.
+                      backbone=resnet50) or any jaxseg run directory (``init_from.path``).
 
 Arms: ``none`` (scratch), ``pretext`` (pretext → segment), ``boxes`` (box masks → segment),
 ``two_step`` (pretext → box masks → segment); ``compare`` = two_step vs none. The box masks are
@@ -47,6 +50,7 @@ WORDS = (
     f"backbone=|{'|'.join(BACKBONES)}",  # '' = plain U-Net blocks
     "pretext=autoencoder|classification|multilabel",
     "transfer=encoder|encoder_decoder",
+    "imagenet=PATH",
 )
 
 
@@ -99,6 +103,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
              two_step="pretext,boxes,seg_boxes")
     )  # fmt: skip
     config.compare = ("two_step", "none")
+    if "imagenet" in args:  # the encoder from ImageNet weights, straight to the masks
+        config.stages.seg_imagenet = segment("", "")
+        config.stages.seg_imagenet.init_from.update(path=args["imagenet"], subtrees="encoder")
+        config.arms.imagenet = "seg_imagenet"
+        config.compare = (("two_step", "none"), ("imagenet", "none"))
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()

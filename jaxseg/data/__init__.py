@@ -1,15 +1,17 @@
 """Datasets by name: `load` builds the one a data config names (`SOURCES`) and `prepare` applies
-its preprocessing. `Dataset` and its array contract live in `jaxseg.data.dataset`.
+its preprocessing (`pipeline`: from the stored intensities on). `Dataset` and its array contract
+live in `jaxseg.data.dataset`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, kidneys, npz, preprocess, tfds_store
+from jaxseg.data import fundus, kidneys, npz, preprocess, stream, tfds_store
 from jaxseg.data.dataset import REQUIRED_KEYS, Dataset, check_arrays
 
 SOURCES: dict[str, Callable[..., Dataset]] = {
@@ -25,6 +27,26 @@ SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     "npz": ("path", "image_size"),
     "tfds": ("path", "image_size"),
 }
+# Sources that standardise each image unless told `normalize=False` (`kidneys` never does: HU).
+NORMALIZING_SOURCES = ("fundus", "npz", "tfds")
+# Generated images whose intensities mean nothing: their pipeline starts standardised, as always.
+STANDARDISED_FIRST = ("fundus",)
+# Steps after which the images are standardised: a pipeline without one gets `normalize` last.
+STANDARDISING_STEPS = ("normalize", "zscore")
+
+
+def pipeline(source: str, steps: str) -> str:
+    """The preprocessing steps from a source's stored intensities (a file's values, Hounsfield
+    units) to the network input: `steps` itself when it names `normalize` or `zscore` (so
+    `ct_window` before them sees HU), else `steps` then `normalize`; the fundus generator's
+    `normalize` then `steps`. `data.load` and `jaxseg predict` both run it."""
+    names = [name for name, _ in preprocess.parse(steps)]
+    given = [steps.strip()] if names else []
+    if source in STANDARDISED_FIRST:
+        return ",".join(["normalize", *given])
+    if any(name in STANDARDISING_STEPS for name in names):
+        return steps.strip()
+    return ",".join([*given, "normalize"])
 
 
 def load(config: Any) -> Dataset:
@@ -45,8 +67,11 @@ def load(config: Any) -> Dataset:
                 f"data config for source {source!r} lacks field '{field}'; "
                 f"it needs {list(SOURCE_FIELDS[source])}"
             ) from None
+    if source in NORMALIZING_SOURCES:
+        kwargs["normalize"] = False  # the pipeline standardises where it says
     dataset = keep_classes(SOURCES[source](**kwargs), tuple(getattr(config, "classes", ()) or ()))
-    return prepare(dataset, getattr(config, "preprocess", ""), getattr(config, "pad_multiple", 0))
+    steps = pipeline(source, getattr(config, "preprocess", ""))
+    return prepare(dataset, steps, getattr(config, "pad_multiple", 0))
 
 
 def check_path(source: str, path: str) -> None:
@@ -86,10 +111,18 @@ def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset
         return dataset
     arrays = dict(dataset.arrays)
     if steps:
-        arrays["image"] = preprocess.apply(arrays["image"], steps)
+        if isinstance(arrays["image"], stream.Rows) and "zscore" in steps:
+            raise ValueError(
+                f"{dataset.name}: streams (larger than memory), and 'zscore' needs statistics "
+                "of the whole set; use 'normalize' (per image)"
+            )
+        arrays["image"] = stream.per_batch(arrays["image"], lambda x: preprocess.apply(x, steps))
     if pad_multiple:
-        arrays["image"], pads = preprocess.pad_to_multiple(arrays["image"], pad_multiple)
-        arrays["mask"], _ = preprocess.pad_to_multiple(arrays["mask"], pad_multiple)
+        shape = (0, *arrays["image"].shape[1:])
+        pads = preprocess.pad_to_multiple(np.zeros(shape, np.float32), pad_multiple)[1]
+        for key in ("image", "mask"):
+            pad = functools.partial(preprocess.pad_to_multiple, multiple=pad_multiple)
+            arrays[key] = stream.per_batch(arrays[key], lambda x, pad=pad: pad(x)[0])
         shift = np.array(pads[::2][::-1], np.float32)  # befores in (x, y[, z]) order
         has = arrays["has_object"][:, None]
         arrays["center"] = np.where(has, arrays["center"] + shift, 0).astype(np.float32)
@@ -105,5 +138,6 @@ __all__ = [
     "Dataset",
     "check_arrays",
     "load",
+    "pipeline",
     "prepare",
 ]

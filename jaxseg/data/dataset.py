@@ -16,6 +16,7 @@ volumes (S = D,H,W; R = 3):
 Optional:
   spacing     float32 [N,R]     physical voxel size (mm) per spatial axis in array order
                                 (D,H,W / H,W); positive and finite.
+A set larger than memory holds `image` and `mask` as `stream.Rows` (lazy, read per batch).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from jaxseg.data.stream import Rows
 
 REQUIRED_KEYS = ("image", "mask", "center", "box", "has_object", "label", "group")
 _DTYPES: dict[str, type] = {
@@ -47,7 +50,7 @@ def check_arrays(arrays: dict[str, np.ndarray], num_classes: int, name: str = "d
         raise ValueError(f"{name}: missing keys {missing}; a dataset needs {list(REQUIRED_KEYS)}")
     n = len(arrays["image"])
     for key, value in arrays.items():
-        if not isinstance(value, np.ndarray) or value.ndim == 0 or len(value) != n:
+        if not isinstance(value, np.ndarray | Rows) or value.ndim == 0 or len(value) != n:
             shape = getattr(value, "shape", type(value).__name__)
             raise ValueError(f"{name}: '{key}' has shape {shape}, expected N={n} leading rows")
     for key, dtype in _DTYPES.items():

@@ -128,13 +128,16 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def generate(num_images: int, image_size: int = 64, seed: int = 0) -> Dataset:
+def generate(
+    num_images: int, image_size: int = 64, seed: int = 0, normalize: bool = True
+) -> Dataset:
     """Generate `num_images` synthetic fundus images with optic-disc masks.
 
     Args:
       num_images: N >= 1.
       image_size: S, a multiple of 16 and >= 16 (U-Nets pool four times).
       seed: non-negative int; example i is drawn from np.random.default_rng([seed, i]).
+      normalize: standardise each image (False: the generator's own intensities, float32).
 
     Returns:
       Dataset named 'fundus' with image [N,S,S,1], mask [N,S,S,1] (the disc ellipse), center,
@@ -155,4 +158,5 @@ def generate(num_images: int, image_size: int = 64, seed: int = 0) -> Dataset:
     for i in range(n):
         images[i, ..., 0], masks[i, ..., 0], cdr[i] = _one_image(seed, i, xx, yy)
     labels = np.digitize(cdr, CDR_THRESHOLDS)
-    return Dataset(derive.contract_arrays(images, masks, labels), CLASS_NAMES, "fundus")
+    arrays = derive.contract_arrays(images, masks, labels, normalize=normalize)
+    return Dataset(arrays, CLASS_NAMES, "fundus")

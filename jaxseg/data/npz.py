@@ -123,12 +123,12 @@ def _scale_geometry(
 
 
 def read_arrays(
-    path: str | os.PathLike, image_size: int = 0
+    path: str | os.PathLike, image_size: int = 0, normalize: bool = True
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     """The contract arrays and class names of an .npz file (what `load` wraps in a Dataset)."""
     path = os.fspath(path)
     _check_image_size(path, image_size)
-    return from_raw(_read(path), path, image_size)
+    return from_raw(_read(path), path, image_size, normalize)
 
 
 def read_placements(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -161,14 +161,15 @@ def _check_image_size(path: str, image_size: object) -> None:
 
 
 def from_raw(
-    raw: dict[str, np.ndarray], path: str, image_size: int = 0
+    raw: dict[str, np.ndarray], path: str, image_size: int = 0, normalize: bool = True
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     """Validate arrays in the .npz layout (keys of the module docstring) and convert them to
     the contract arrays and class names; errors start with `path`.
 
     Volumes ([N,D,H,W(,C)], see the module docstring) keep their grid: `image_size` must be 0.
     A stored `spacing` is passed on as the float32 key 'spacing' [N,R] (multiplied by the
-    factor when 2-D images are downsampled).
+    factor when 2-D images are downsampled). `normalize=False` keeps the stored intensities
+    (float32) for a preprocessing pipeline that needs them (`data.pipeline`: CT windows in HU).
     """
     _check_image_size(path, image_size)
     for key in ("images", "masks"):
@@ -232,7 +233,7 @@ def from_raw(
         if spacing is not None:
             spacing = spacing * factor
 
-    arrays = derive.contract_arrays(images, masks, labels, groups)
+    arrays = derive.contract_arrays(images, masks, labels, groups, normalize=normalize)
     empty = ~arrays["has_object"]
     for key, stored in (("center", centers), ("box", boxes)):
         if stored is not None:
@@ -242,13 +243,15 @@ def from_raw(
     return arrays, class_names
 
 
-def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
+def load(path: str | os.PathLike, image_size: int = 0, normalize: bool = True) -> Dataset:
     """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
 
     Args:
       path: the .npz file.
       image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
         to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
+      normalize: standardise each image (False: the stored intensities as float32, what
+        `data.load` hands to the preprocessing pipeline).
 
     Returns:
       Dataset named `path` (arrays of `read_arrays`). Centres/boxes come from the file's
@@ -257,5 +260,5 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
       downsampling counts as no object.
     """
     path = os.fspath(path)
-    arrays, class_names = read_arrays(path, image_size)
+    arrays, class_names = read_arrays(path, image_size, normalize)
     return Dataset(arrays, class_names, path)

@@ -2,7 +2,8 @@
 
 For sets too big for memory: `write` streams examples to disk, `open_source` gives random access
 (len, [i]) for grain or any loader (`tfds.builder_from_directory(path).as_data_source()`), and
-`load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`.
+`load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`:
+whole when they fit in `IN_MEMORY_BYTES`, else streamed (`stream.Rows`, read per batch).
 The output folder holds one split 'train' (all examples, import order) with the features
 image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and the optional keys of
 `layout.fields` that were imported (center [R], box [2R], spacing [R], original_shape [R],
@@ -26,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from jaxseg import atomic
-from jaxseg.data import npz
+from jaxseg.data import derive, npz, stream
 from jaxseg.data.dataset import Dataset
 from jaxseg.data.layout import MARKER, Field, Layout, fields, marker_text
 
 VERSION = "1.0.0"
 SPLIT = "train"
+# A dataset whose images and masks take more bytes is streamed (`streamed`), else read whole.
+IN_MEMORY_BYTES = int(os.environ.get("JAXSEG_IN_MEMORY_MB", "2048")) << 20
 
 
 def _features(layout: Layout) -> Any:
@@ -167,9 +170,89 @@ def read_raw(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return raw
 
 
-def load(path: str, image_size: int = 0) -> Dataset:
+def load(path: str, image_size: int = 0, normalize: bool = True) -> Dataset:
     """Read a tfds dataset folder written by `write` into a Dataset (as `npz.load` does for
-    .npz files: same validation, derived centres/boxes, downsampling by `image_size`)."""
+    .npz files: same validation, derived centres/boxes, downsampling by `image_size`,
+    `normalize`). A set whose images and masks take more than `IN_MEMORY_BYTES` is streamed
+    (`streamed`): its `image` and `mask` are `stream.Rows`, read per batch."""
     path = os.fspath(path)
-    arrays, class_names = npz.from_raw(read_raw(path), path, image_size)
+    source, metadata = open_source(path)
+    if len(source) and len(source) * _example_bytes(source[0]) > IN_MEMORY_BYTES:
+        return streamed(path, source, metadata, image_size, normalize)
+    arrays, class_names = npz.from_raw(read_raw(path), path, image_size, normalize)
+    return Dataset(arrays, class_names, path)
+
+
+def _example_bytes(row: dict) -> int:
+    return row["image"].nbytes + row["mask"].nbytes
+
+
+def _reader(source: Any, key: str) -> stream.Reader:
+    """Source rows -> the stacked feature ``key`` as float32 (one record read per example)."""
+    shape = source[0][key].shape
+
+    def read(index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), *shape), np.float32)
+        for j, i in enumerate(index):
+            out[j] = source[int(i)][key]
+        return out
+
+    return read
+
+
+def streamed(
+    path: str, source: Any, metadata: dict, image_size: int = 0, normalize: bool = True
+) -> Dataset:
+    """A Dataset over a tfds folder that holds only the per-example labels in memory: one pass
+    in `stream.CHUNK`-example reads checks pixels and masks (as `npz.from_raw`) and derives
+    centres, boxes and has_object; `image` (standardised when `normalize`) and `mask` are read
+    per batch. Streams at the stored size only (`image_size` 0)."""
+    if image_size:
+        raise ValueError(
+            f"{path}: holds more than {IN_MEMORY_BYTES >> 20} MiB of images, so it streams at "
+            f"its stored size; use image_size=0 (import at the size wanted: --size)"
+        )
+    rank, n = int(metadata["rank"]), len(source)
+    optional = {k: f for k, f in fields(rank).items() if k in ("center", "box", "spacing")}
+    small: dict[str, list] = {k: [] for k in ("label", "group", "center_m", "box_m", "has")}
+    small |= {k: [] for k in optional if k in source[0]}
+    for rows in stream.chunks(n):
+        records = [source[int(i)] for i in rows]
+        images = np.stack([r["image"] for r in records])
+        masks = np.stack([r["mask"] for r in records])
+        if images.dtype.kind == "f" and not np.isfinite(images).all():
+            raise ValueError(f"{path}: 'images' contains NaN or inf; clean or drop those examples")
+        if not ((masks == 0) | (masks == 1)).all():
+            raise ValueError(
+                f"{path}: 'masks' must hold only 0 and 1, found {np.unique(masks)[:8]}"
+            )
+        center, has = derive.centers_from_masks(masks, rank)
+        small["center_m"].append(center)
+        small["box_m"].append(derive.boxes_from_masks(masks, rank))
+        small["has"].append(has)
+        small["label"] += [r["label"] for r in records]
+        small["group"] += [r["group"].decode() for r in records]
+        for key in optional.keys() & small.keys():
+            small[key] += [r[key] for r in records]
+    raw = {"labels": np.array(small["label"], np.int32)}
+    raw["label_names"] = np.array(metadata["class_names"])
+    labels, class_names = npz._labels(path, raw, n)  # the .npz checks of labels
+    has_object = np.concatenate(small["has"])
+    arrays = {
+        "image": stream.Rows(_reader(source, "image"), n, source[0]["image"].shape, np.float32),
+        "mask": stream.Rows(_reader(source, "mask"), n, source[0]["mask"].shape, np.float32),
+        "center": np.concatenate(small["center_m"]),
+        "box": np.concatenate(small["box_m"]),
+        "has_object": has_object,
+        "label": labels,
+        "group": np.unique(small["group"], return_inverse=True)[1].astype(np.int32),
+    }
+    if normalize:
+        arrays["image"] = arrays["image"].map(derive.normalize_images)
+    for key in ("center", "box"):
+        if key in small:
+            stored = np.asarray(small[key], np.float32)
+            arrays[key] = np.where(has_object[:, None], stored, 0).astype(np.float32)
+    if "spacing" in small:
+        arrays["spacing"] = np.asarray(small["spacing"], np.float32)
     return Dataset(arrays, class_names, path)

@@ -2,20 +2,24 @@
 and as a matrix over several runs.
 
 The distance of two nets over a group of conv kernels is the mean over the group's kernels of
-their root-mean-square difference ``||Wa - Wb||_2 / sqrt(W.size)`` (``weight_distance``). For
-two fixed trees it is symmetric. Method 5's *asymmetric* bidirectional distances come from
-*which* nets are compared: d(A(s), B|A(s)) compares the scratch net of tissue A with the net
-fine-tuned from it onto B, d(B(s), A|B(s)) the scratch net of B with the net fine-tuned from it
-onto A; ``bidirectional`` averages the two and ``asymmetry`` takes their difference.
+their Euclidean (L2) difference ``||Wa - Wb||_2`` (``weight_distance``), method 5's "average
+Euclidean (L2) distance between learned convolution kernel weights"; a *kernel* is one conv
+layer's whole weight tensor. ``distance='rms'`` divides each by ``sqrt(W.size)`` (the root-mean-
+square difference per weight, comparable across layers of different sizes). For two fixed trees
+it is symmetric. Method 5's *asymmetric* bidirectional distances come from *which* nets are
+compared: d(A(s), B|A(s)) compares the scratch net of tissue A with the net fine-tuned from it
+onto B, d(B(s), A|B(s)) the scratch net of B with the net fine-tuned from it onto A;
+``bidirectional`` averages the two and ``asymmetry`` takes their difference.
 
 Groups follow the parameter-tree contract (docs/design.md §2) and are named by selectors
 (``surgery.paths``): ``encoder/stage_i``, ``bottleneck``, ``decoder/stage_i``, ``head``, or per
-resolution level ``level_i`` = encoder + decoder stage i.
+depth ``encoder_i`` / ``decoder_i`` (encoder and decoder stage i apart, so method 5's finding
+that fine-tuning moves the shallow *decoder* most can be tested).
 
-CLI: ``jaxseg weights --runs=a=DIR,b=DIR,... [--group=all] [--out=DIR]`` (or ``python -m
-jaxseg.eval.weights ...``) prints the per-stage and per-depth distances of every pair and the
-distance matrix of ``--group``, and with ``--out`` writes ``weights.md``, ``weight_matrix.csv``
-and ``weight_matrix.png``.
+CLI: ``jaxseg weights --runs=a=DIR,b=DIR,... [--group=all] [--distance=l2|rms] [--out=DIR]``
+(or ``python -m jaxseg.eval.weights ...``) prints the per-stage and per-depth distances of every
+pair and the distance matrix of ``--group``, and with ``--out`` writes ``weights.md``,
+``weight_matrix.csv`` and ``weight_matrix.png``.
 """
 
 from __future__ import annotations
@@ -60,11 +64,15 @@ def stage_groups(params: Any) -> dict[str, str]:
 
 
 def depth_groups(params: Any) -> dict[str, str]:
-    """{group name: selector} per resolution level, shallow to deep: ``level_i`` =
-    ``encoder/stage_i+decoder/stage_i`` (the stages at 1/2^i), then ``bottleneck``. The head is
-    in no level."""
-    levels = sorted(set(_stage_indices(params, "encoder")) | set(_stage_indices(params, "decoder")))
-    groups = {f"level_{i}": f"encoder/stage_{i}+decoder/stage_{i}" for i in levels}
+    """{group name: selector} per resolution level, shallow to deep, encoder and decoder apart:
+    ``encoder_i`` = ``encoder/stage_i`` and ``decoder_i`` = ``decoder/stage_i`` (the stages at
+    1/2^i; a part without stage i is left out), then ``bottleneck``. The head is in no level."""
+    enc, dec = set(_stage_indices(params, "encoder")), set(_stage_indices(params, "decoder"))
+    groups = {}
+    for i in sorted(enc | dec):
+        for part, present in (("encoder", enc), ("decoder", dec)):
+            if i in present:
+                groups[f"{part}_{i}"] = f"{part}/stage_{i}"
     if any(p.split("/")[0] == "bottleneck" for p in flatten(params)):
         groups["bottleneck"] = "bottleneck"
     return groups
@@ -83,17 +91,36 @@ def conv_kernels(params: Any) -> dict[str, np.ndarray]:
 # ---- distances -------------------------------------------------------------------------------
 
 
+DISTANCES = ("l2", "rms")  # per kernel: ||Wa - Wb||_2, or that / sqrt(W.size)
+
+
+def check_distance(distance: str) -> None:
+    """ValueError naming ``distance`` unless it is one of ``DISTANCES``."""
+    if distance not in DISTANCES:
+        raise ValueError(f"distance={distance!r} is unknown; use one of {list(DISTANCES)}")
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray, distance: str = "l2") -> float:
+    """The distance of two kernels of one shape (float64): 'l2' = ``||a - b||_2`` over all their
+    weights (method 5), 'rms' = that / ``sqrt(a.size)``."""
+    check_distance(distance)
+    norm = float(np.linalg.norm((np.asarray(a, np.float64) - b).ravel()))
+    return norm / np.sqrt(np.size(a)) if distance == "rms" else norm
+
+
 def weight_distance(
-    params_a: Any, params_b: Any, groups: dict[str, str] | None = None
+    params_a: Any, params_b: Any, groups: dict[str, str] | None = None, distance: str = "l2"
 ) -> dict[str, float]:
-    """{group: mean over the group's conv kernels of ||Wa - Wb||_2 / sqrt(Wa.size)}, i.e. the
-    average root-mean-square difference of their convolution kernels (``conv_kernels``), plus
-    'all' over every conv kernel of the net. Symmetric in a and b.
+    """{group: mean over the group's conv kernels (``conv_kernels``) of ``kernel_distance``},
+    plus 'all' over every conv kernel of the net: by default the average Euclidean (L2)
+    distance of method 5, with ``distance='rms'`` the average root-mean-square difference.
+    Symmetric in a and b.
 
     ``groups`` maps names to selectors (default ``stage_groups(params_a)``); a group without
     conv kernels (e.g. a dense head) is left out. Raises when the trees' conv kernels differ in
     paths or shapes, or a selector selects no parameter.
     """
+    check_distance(distance)
     ka, kb = conv_kernels(params_a), conv_kernels(params_b)
     missing = sorted(set(ka) ^ set(kb))
     if missing:
@@ -101,30 +128,46 @@ def weight_distance(
     shapes = [f"{p}: {ka[p].shape} vs {kb[p].shape}" for p in ka if ka[p].shape != kb[p].shape]
     if shapes:
         raise ValueError(f"conv kernel shapes differ: {shapes}")
-    rms = {
-        p: float(np.linalg.norm((ka[p].astype(np.float64) - kb[p]).ravel()) / np.sqrt(ka[p].size))
-        for p in ka
-    }
+    per_kernel = {p: kernel_distance(ka[p], kb[p], distance) for p in ka}
     out = {}
     flat = list(flatten(params_a))
     for name, spec in (stage_groups(params_a) if groups is None else groups).items():
         regex = paths.selector(spec)
         if not any(paths.matches(regex, p) for p in flat):
             raise ValueError(f"group {name!r}: selector {spec!r} selects no parameter")
-        values = [d for p, d in rms.items() if paths.matches(regex, p)]
+        values = [d for p, d in per_kernel.items() if paths.matches(regex, p)]
         if values:
             out[name] = float(np.mean(values))
-    if rms:
-        out["all"] = float(np.mean(list(rms.values())))
+    if per_kernel:
+        out["all"] = float(np.mean(list(per_kernel.values())))
     return out
 
 
-def per_depth(params_a: Any, params_b: Any) -> dict[str, float]:
-    """{'level_0', ..., 'level_{L-1}', 'bottleneck': distance}: ``weight_distance`` with the
-    conv kernels of encoder and decoder stage i pooled into 'level_i' (``depth_groups``), the
-    per-depth profile that method 5 plots. Levels without conv kernels are left out."""
-    out = weight_distance(params_a, params_b, depth_groups(params_a))
+def per_depth(params_a: Any, params_b: Any, distance: str = "l2") -> dict[str, float]:
+    """{'encoder_0', 'decoder_0', ..., 'encoder_{L-1}', 'decoder_{L-1}', 'bottleneck':
+    distance}: ``weight_distance`` per depth with encoder and decoder stage i apart
+    (``depth_groups``), the per-depth profile that method 5 plots (enc_layer i, dec_layer i).
+    Groups without conv kernels are left out."""
+    out = weight_distance(params_a, params_b, depth_groups(params_a), distance)
     out.pop("all", None)
+    return out
+
+
+def depth_profile(distances: Mapping[str, float]) -> dict[str, list[tuple[int, float]]]:
+    """``per_depth``'s {'encoder_i'/'decoder_i'/'bottleneck': d} (other keys ignored) as
+    {'encoder': [(i, d), ...], 'decoder': [(i, d), ...]} sorted by depth i, the bottleneck at
+    depth L (one past the deepest stage) closing both paths: the two curves of method 5's
+    encoder-vs-decoder comparison. A part without stages is left out."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for key, value in distances.items():
+        part, _, index = key.partition("_")
+        if part in ("encoder", "decoder") and index.isdigit():
+            out.setdefault(part, []).append((int(index), float(value)))
+    out = {part: sorted(points) for part, points in out.items()}
+    if "bottleneck" in distances:
+        deepest = 1 + max((i for points in out.values() for i, _ in points), default=-1)
+        for points in out.values():
+            points.append((deepest, float(distances["bottleneck"])))
     return out
 
 
@@ -153,11 +196,14 @@ def asymmetry(d_ab: dict[str, float], d_ba: dict[str, float]) -> dict[str, float
 
 
 def distance_matrix(
-    params: Mapping[str, Any], groups: dict[str, str] | None = None, group: str = "all"
+    params: Mapping[str, Any],
+    groups: dict[str, str] | None = None,
+    group: str = "all",
+    distance: str = "l2",
 ) -> tuple[list[str], np.ndarray]:
-    """(labels, D [R,R]) with D[i,j] = ``weight_distance(params[i], params[j], groups)[group]``
-    for the R labelled trees of ``params``: zero diagonal and symmetric by construction (the RMS
-    distance of two fixed trees is symmetric, so only i < j are computed).
+    """(labels, D [R,R]) with D[i,j] = ``weight_distance(params[i], params[j], groups,
+    distance)[group]`` for the R labelled trees of ``params``: zero diagonal and symmetric by
+    construction (the distance of two fixed trees is symmetric, so only i < j are computed).
 
     Method 5's asymmetry is not a property of this matrix: it arises from which nets are compared
     (e.g. A(s) vs B|A(s) against B(s) vs A|B(s)); put those nets in ``params`` and read the two
@@ -169,7 +215,7 @@ def distance_matrix(
     matrix = np.zeros((len(labels), len(labels)))
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
-            d = weight_distance(trees[i], trees[j], groups)
+            d = weight_distance(trees[i], trees[j], groups, distance)
             if group not in d:
                 raise ValueError(f"group {group!r} has no conv kernel; groups: {list(d)}")
             matrix[i, j] = matrix[j, i] = d[group]
@@ -248,10 +294,21 @@ def parse_runs(items: Sequence[str]) -> dict[str, str]:
     return runs
 
 
-def report(runs: Mapping[str, str], group: str = "all", out_dir: str | None = None) -> str:
-    """Load the ``runs`` ({label: stage or checkpoints dir}), compare every pair and return the
-    Markdown report; with ``out_dir``, also write weights.md, weight_matrix.csv and the heat map
-    weight_matrix.png."""
+DISTANCE_TEXT = {
+    "l2": "mean over conv kernels of the Euclidean (L2) norm of the kernel difference",
+    "rms": "mean over conv kernels of the root-mean-square kernel difference",
+}
+
+
+def report(
+    runs: Mapping[str, str],
+    group: str = "all",
+    out_dir: str | None = None,
+    distance: str = "l2",
+) -> str:
+    """Load the ``runs`` ({label: stage or checkpoints dir}), compare every pair by ``distance``
+    (``DISTANCES``) and return the Markdown report; with ``out_dir``, also write weights.md,
+    weight_matrix.csv and the heat map weight_matrix.png."""
     if len(runs) < 2:
         raise ValueError(f"--runs needs at least two runs to compare, got {list(runs)}")
     params = {label: load_params(path) for label, path in runs.items()}
@@ -259,20 +316,22 @@ def report(runs: Mapping[str, str], group: str = "all", out_dir: str | None = No
     groups = {**stage_groups(first), **depth_groups(first)}
     labels = list(params)
     pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
-    stages = {f"{a} vs {b}": weight_distance(params[a], params[b]) for a, b in pairs}
-    depths = {f"{a} vs {b}": per_depth(params[a], params[b]) for a, b in pairs}
-    labels, matrix = distance_matrix(params, groups, group)
+    stages = {
+        f"{a} vs {b}": weight_distance(params[a], params[b], None, distance) for a, b in pairs
+    }
+    depths = {f"{a} vs {b}": per_depth(params[a], params[b], distance) for a, b in pairs}
+    labels, matrix = distance_matrix(params, groups, group, distance)
     text = "\n".join([
         "# Weight distances (method 5)",
         "",
         "Runs: " + ", ".join(f"{k} = `{v}`" for k, v in runs.items()) + ".",
-        "Distance: mean over conv kernels of the RMS kernel difference (symmetric per pair).",
+        f"Distance: {DISTANCE_TEXT[distance]} (symmetric per pair).",
         "",
         "## Per stage",
         "",
         markdown_columns(stages),
         "",
-        "## Per depth",
+        "## Per depth (encoder and decoder stage i apart)",
         "",
         markdown_columns(depths, first="depth"),
         "",
@@ -304,7 +363,15 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="label=DIR pairs, comma-separated (stage or checkpoints dirs)",
     )
-    p.add_argument("--group", default="all", help="matrix group: all, a stage or level_i")
+    p.add_argument(
+        "--group", default="all", help="matrix group: all, a stage, encoder_i or decoder_i"
+    )
+    p.add_argument(
+        "--distance",
+        default="l2",
+        choices=DISTANCES,
+        help="per-kernel distance: l2 (method 5, default) or rms (l2 / sqrt(kernel size))",
+    )
     p.add_argument("--out", default=None, help="directory for weights.md and the matrix")
     p.add_argument(
         "--verbosity",
@@ -325,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.runs:
             raise ValueError("--runs is required, e.g. --runs=a=DIR,b=DIR")
-        print(report(parse_runs(args.runs), args.group, args.out))
+        print(report(parse_runs(args.runs), args.group, args.out, args.distance))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

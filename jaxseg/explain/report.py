@@ -88,8 +88,9 @@ def explain_runs(
         }
         shared_spec = "+".join(groups.values())
         a, b = (unflatten(select(t, shared_spec)) for t in (base_params, params))
-        distance = weights.bidirectional(
-            weights.weight_distance(a, b, groups), weights.weight_distance(b, a, groups)
+        distance = weights.bidirectional(  # RMS: comparable across stages of other sizes
+            weights.weight_distance(a, b, groups, "rms"),
+            weights.weight_distance(b, a, groups, "rms"),
         )
         common = set(stage_acts[first_label]) & set(stage_acts[label])
         cka = similarity.activation_cka(

@@ -22,6 +22,7 @@ import numpy as np
 from jax import export as jax_export
 
 from jaxseg import atomic
+from jaxseg.data import pipeline
 from jaxseg.infer import predict as predict_lib
 from jaxseg.infer import window
 from jaxseg.infer.runs import load, resolve
@@ -49,6 +50,7 @@ def export(
         "window": list(sizes),
         "channels": networks.channels,
         "preprocess": networks.config.data.get("preprocess", ""),
+        "pipeline": predict_lib.run_pipeline(networks.config),
         "threshold": options.threshold,
         "overlap": options.overlap,
         "batch_size": options.batch_size,
@@ -70,7 +72,9 @@ class Exported:
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """[*S,C] as read -> [*S,K] foreground probabilities, as ``predict`` computes them."""
         p = self.parameters
-        x = predict_lib.standardize(pixels, p["preprocess"], p["channels"])
+        # artefacts written before "pipeline" standardised first, as the fundus pipeline does
+        steps = p.get("pipeline", pipeline("fundus", p["preprocess"]))
+        x = predict_lib.standardize(pixels, steps, p["channels"])
         return window.sliding_window(
             self.call, x, tuple(p["window"]), p["overlap"], p["batch_size"]
         )

@@ -1,7 +1,8 @@
 """``predict``: segment new images with trained runs, in each image's own geometry.
 
-Per input: the run's preprocessing (per-image standardisation as every loader does, then the
-``data.preprocess`` steps of the run's config; RGB becomes luminance for a one-channel network)
+Per input: the run's preprocessing (``data.pipeline`` of the run's ``data.source`` and
+``data.preprocess``, from the stored intensities as the loader does; RGB becomes luminance for a
+one-channel network)
 → probabilities at the input's own pixel grid by windows of the training size: one window
 (zero-padded) when the image fits, else overlapping Gaussian-weighted windows → optional flip
 test-time augmentation and fold ensemble (probabilities averaged) → threshold, optional largest
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from jaxseg.data import preprocess
-from jaxseg.data.derive import normalize_images
+from jaxseg.data import pipeline, preprocess
 from jaxseg.data.importer.placement import place, placement, unplace
 from jaxseg.infer import postprocess, tta, window
 from jaxseg.infer.io import Input, read_inputs, write_outputs
@@ -37,13 +38,17 @@ class Options:
     resize: str = ""  # '' = the input's own pixel grid; 'pad' / 'crop': onto the training grid
 
 
+def run_pipeline(config: Any) -> str:
+    """The preprocessing steps of a run's config (``data.pipeline``): stored intensities ->
+    network input."""
+    return pipeline(config.data.get("source", "npz"), config.data.get("preprocess", ""))
+
+
 def standardize(pixels: np.ndarray, steps: str, channels: int) -> np.ndarray:
-    """[*S,C] as read -> [*S,channels] float32 as a loader hands images to training: per-image
-    zero mean and unit sd, then the preprocessing ``steps``; RGB becomes luminance for a
-    one-channel network."""
-    x = normalize_images(pixels[None].astype(np.float32))
-    if steps:
-        x = preprocess.apply(x, steps)
+    """[*S,C] as read -> [*S,channels] float32 as a loader hands images to training: the
+    pipeline ``steps`` (``run_pipeline``) on the stored intensities; RGB becomes luminance for
+    a one-channel network."""
+    x = preprocess.apply(pixels[None].astype(np.float32), steps)
     if x.shape[-1] == 3 and channels == 1:
         x = preprocess.grayscale(x)
     if x.shape[-1] != channels:
@@ -106,7 +111,7 @@ def predict_inputs(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(label masks [*S], probabilities [*S] for one channel else [*S,K]) per input."""
     predict = networks.probabilities()
-    steps = networks.config.data.get("preprocess", "")
+    steps = run_pipeline(networks.config)
 
     def on_grid(pixels: np.ndarray) -> np.ndarray:
         return probabilities(

@@ -10,6 +10,8 @@ Architectures: 'unet' (plain U-Net blocks, or a U-Net decoder over ``backbone`` 
 'resnet50' | 'resnext50'), 'deeplabv3' (ASPP over a backbone), 'densenet' (method 4's 2D/3D
 densely connected encoder with GroupNorm and a reconstruction branch). ``config(**fields)``
 gives a model config with every field, so command-line overrides reach any of them.
+``kernel_init`` picks the plain U-Net's conv-kernel initialiser: 'lecun' (default) or 'he'
+(variance 2/fan_in, as method 5); other architectures keep their own initialisers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import ml_collections
 
-from jaxseg.models import backbone_unet, deeplab, densenet, dtypes
+from jaxseg.models import backbone_unet, deeplab, densenet, dtypes, layers
 from jaxseg.models.dtypes import DTYPES as DTYPES  # re-exported: jaxseg.models.DTYPES
 from jaxseg.models.unet import Classifier, Localizer, UNet
 
@@ -40,6 +42,7 @@ DEFAULTS = dict(
     groups=8,  # densenet GroupNorm groups
     reconstruct=False,  # densenet: also return the reconstruction branch's output
     remat=False,  # densenet: recompute dense layers in the backward pass (memory)
+    kernel_init="lecun",  # plain U-Net conv kernels: lecun | he (layers.KERNEL_INITS)
 )
 
 
@@ -56,6 +59,12 @@ def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fields = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
     full = config(**fields)
     dtypes.dtype(full.dtype)  # raises for an unknown name
+    layers.kernel_initializer(full.kernel_init)  # likewise
+    if full.kernel_init != DEFAULTS["kernel_init"] and (full.name != "unet" or full.backbone):
+        raise ValueError(
+            f"model.kernel_init={full.kernel_init!r} is implemented for the plain U-Net only "
+            f"(model.name='unet', backbone=''), not name={full.name!r} backbone={full.backbone!r}"
+        )
     return full
 
 
@@ -69,6 +78,7 @@ def _unet(cfg: ml_collections.ConfigDict, head: str, outputs: int, frozen: str) 
         dropout=cfg.dropout,
         frozen=frozen,
         dtype=dtypes.dtype(cfg.dtype),
+        kernel_init=cfg.kernel_init,
     )
     if head in ("pixels", "reconstruction"):
         skips = head == "pixels"

@@ -20,6 +20,17 @@ from jaxseg.models.resample import UpConv
 
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("transpose", "resize")
+# Conv-kernel initialisers by ``model.kernel_init`` name: LeCun normal (flax's default, variance
+# 1/fan_in) or He normal (variance 2/fan_in, for ReLU nets; method 5 initialises so). Both draw
+# from a truncated normal rescaled to that variance; fan_in = kernel window × input channels.
+KERNEL_INITS = {"lecun": nn.initializers.lecun_normal(), "he": nn.initializers.he_normal()}
+
+
+def kernel_initializer(name: str) -> nn.initializers.Initializer:
+    """The initializer of conv kernels named ``name`` (``KERNEL_INITS``); ValueError otherwise."""
+    if name not in KERNEL_INITS:
+        raise ValueError(f"model.kernel_init={name!r} is unknown; use one of {list(KERNEL_INITS)}")
+    return KERNEL_INITS[name]
 
 
 def is_frozen(frozen: str, path: Sequence[str]) -> bool:
@@ -69,17 +80,21 @@ class Norm(nn.Module):
         raise ValueError(f"model.norm={self.kind!r} is unknown; use one of {NORMS}")
 
 
-def upsample(x: jax.Array, features: int, mode: str, dtype: jnp.dtype) -> jax.Array:
+def upsample(
+    x: jax.Array, features: int, mode: str, dtype: jnp.dtype, kernel_init: str = "lecun"
+) -> jax.Array:
     """×2 up-sampling to ``features`` channels inside the calling module, as param ``up``.
 
-    'transpose': a 2×2 stride-2 transposed conv; 'resize': bilinear resize then a 3×3 conv.
+    'transpose': a 2×2 stride-2 transposed conv; 'resize': bilinear resize then a 3×3 conv;
+    its kernel initialised by ``kernel_init`` (``KERNEL_INITS``).
     """
+    init = kernel_initializer(kernel_init)
     if mode == "transpose":
-        return UpConv(features, dtype=dtype, name="up")(x)
+        return UpConv(features, dtype=dtype, kernel_init=init, name="up")(x)
     if mode == "resize":
         B, H, W, C = x.shape
         x = jax.image.resize(x, (B, 2 * H, 2 * W, C), method="bilinear")
-        return nn.Conv(features, (3, 3), dtype=dtype, name="up")(x)
+        return nn.Conv(features, (3, 3), dtype=dtype, kernel_init=init, name="up")(x)
     raise ValueError(f"model.upsample={mode!r} is unknown; use one of {UPSAMPLES}")
 
 
@@ -95,7 +110,8 @@ class ConvBlock(nn.Module):
 
     Encoder/bottleneck blocks: ``block(x, train)``, [B,H,W,Cin] -> [B,H,W,features].
     Decoder blocks set ``upsample`` and take the skip: ``block(x, train, skip)`` with x at half
-    the skip's resolution -> [B,H_skip,W_skip,features].
+    the skip's resolution -> [B,H_skip,W_skip,features]. Conv kernels start from
+    ``kernel_init`` (``KERNEL_INITS``).
     """
 
     features: int
@@ -104,11 +120,12 @@ class ConvBlock(nn.Module):
     upsample: str = ""
     frozen: str = ""
     dtype: jnp.dtype = jnp.float32
+    kernel_init: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool, skip: jax.Array | None = None) -> jax.Array:
         if self.upsample:
-            x = upsample(x, self.features, self.upsample, self.dtype)
+            x = upsample(x, self.features, self.upsample, self.dtype, self.kernel_init)
             x = jnp.concatenate([skip.astype(x.dtype), x], axis=-1)
         for i in range(2):
             conv = nn.Conv(
@@ -116,6 +133,7 @@ class ConvBlock(nn.Module):
                 (3, 3),
                 use_bias=self.norm == "none",
                 dtype=self.dtype,
+                kernel_init=kernel_initializer(self.kernel_init),
                 name=f"conv_{i}",
             )
             norm = Norm(self.norm, frozen=self.frozen, dtype=self.dtype, name=f"norm_{i}")

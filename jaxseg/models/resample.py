@@ -46,14 +46,13 @@ class UpConv(nn.Module):
 
     features: int
     dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         rank = x.ndim - 2
         window = (2,) * rank
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (*window, x.shape[-1], self.features)
-        )
+        kernel = self.param("kernel", self.kernel_init, (*window, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         # nn.ConvTranspose (transpose_kernel=False) reads the kernel flipped along every window axis

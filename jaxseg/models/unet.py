@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import ConvBlock, pooled_head
+from jaxseg.models.layers import ConvBlock, kernel_initializer, pooled_head
 from jaxseg.models.resample import max_pool
 
 
@@ -25,12 +25,12 @@ class Stages(nn.Module):
     dropout: float = 0.0
     frozen: str = ""  # regex of frozen subtrees: inference mode there (layers.is_frozen)
     dtype: jnp.dtype = jnp.float32
+    kernel_init: str = "lecun"  # conv kernels: layers.KERNEL_INITS (dense heads stay LeCun)
 
     def shared(self) -> dict:
         """The shared fields, to build a part (encoder, decoder) with the same settings."""
-        return {
-            f: getattr(self, f) for f in ("depth", "width", "norm", "dropout", "frozen", "dtype")
-        }
+        fields = ("depth", "width", "norm", "dropout", "frozen", "dtype", "kernel_init")
+        return {f: getattr(self, f) for f in fields}
 
     def block(self, level: int, name: str, upsample: str = "") -> ConvBlock:
         return ConvBlock(
@@ -40,6 +40,7 @@ class Stages(nn.Module):
             upsample,
             self.frozen,
             self.dtype,
+            self.kernel_init,
             name=name,
         )
 
@@ -94,7 +95,10 @@ class UNet(Stages):
             skips = [jnp.zeros_like(s) for s in skips]
         x = self.block(self.depth, "bottleneck")(x, train)
         x = Decoder(**self.shared(), upsample=self.upsample, name="decoder")(x, skips, train)
-        logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(x)
+        init = kernel_initializer(self.kernel_init)
+        logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=init, name="head")(
+            x
+        )
         return logits.astype(jnp.float32)
 
 

@@ -4,9 +4,11 @@
   'deep:k' are points (k, mean ± sd) of the shallow→deep / deep→shallow curves, per budget.
 - Weight distances (method 5): with ``config.analysis.weight_distances`` = structures
   (X, Y, ...), arm ``X`` trains a scratch net on X and arm ``X_to_Y`` fine-tunes it onto Y;
-  the directional distance d(X(s), Y|X(s)) between the scratch and the fine-tuned net is
-  computed per depth and over the whole net for every fold × seed, then averaged; the matrix
-  (row = from, column = onto) and its asymmetry D - Dᵀ go into the report with a heat map.
+  the directional distance d(X(s), Y|X(s)) between the scratch and the fine-tuned net
+  (method 5's average L2 kernel distance, ``weights.weight_distance``) is computed per depth,
+  encoder and decoder stage apart, and over the whole net for every fold × seed, then
+  averaged; the matrix (row = from, column = onto) and its asymmetry D - Dᵀ go into the report
+  with a heat map.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def unfreeze_section(
 def weight_distance_matrices(
     config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[list[str], np.ndarray, dict[tuple[str, str], dict[str, float]]]:
-    """(structures, D [S,S], per-depth {(from, onto): {level: distance}}), each the mean over
+    """(structures, D [S,S], per-depth {(from, onto): {group: distance}}), each the mean over
     folds run × seeds of the first budget; D[i,j] = d(X_i(s), X_j|X_i(s)) over the whole net,
-    0 on the diagonal."""
+    0 on the diagonal; per-depth groups ``weights.depth_groups`` (encoder_i, decoder_i,
+    bottleneck)."""
     names = list(config.analysis.weight_distances)
     for x in names:
         for arm in [x] + [f"{x}_to_{y}" for y in names if y != x]:
@@ -108,11 +111,15 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
         matrix, names, os.path.join(workdir, path), "d(X(s), Y|X(s)), row X → column Y"
     )
     columns = {f"{x}→{y}": d for (x, y), d in depth.items()}
+    what = weights.DISTANCE_TEXT["l2"]
+    profiles = {label: weights.depth_profile(d) for label, d in columns.items()}
+    depth_path = os.path.join("figures", "weight_distances_depth.png")
+    figures_lib.depth_distances(profiles, os.path.join(workdir, depth_path), "L2 distance")
     return [
         "## Weight distances (method 5)",
         "",
-        "Mean RMS difference of the conv kernels between each scratch net and the same net "
-        "fine-tuned onto another structure (row = from, column = onto), mean over folds × seeds:",
+        f"Distance ({what}) between each scratch net and the same net fine-tuned onto another "
+        "structure (row = from, column = onto), mean over folds × seeds:",
         "",
         weights.markdown_matrix(names, matrix),
         "",
@@ -121,10 +128,16 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
         "",
         weights.markdown_matrix(names, matrix - matrix.T),
         "",
-        "Per depth (level_i = encoder + decoder stage i):",
+        "Per depth (encoder_i, decoder_i: encoder and decoder stage i at 1/2^i resolution):",
         "",
         weights.markdown_columns(columns, first="depth"),
         "",
         f"![weight distances]({path})",
+        "",
+        "Per depth, encoder (solid) and decoder (dashed) stage i, the bottleneck last. L2 grows "
+        "with a kernel's size (deeper stages are wider): compare encoder with decoder at one "
+        "depth; `jaxseg weights --distance=rms` gives the per-weight RMS instead.",
+        "",
+        f"![weight distances per depth]({depth_path})",
         "",
     ]

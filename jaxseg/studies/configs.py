@@ -76,7 +76,7 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
             task=task, loss="", task_options={}, steps=steps, batch_size=8, examples=examples,
             optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
-            init_from=dict(stage="", subtrees="", rename="", allow=""),
+            init_from=dict(stage="", path="", subtrees="", rename="", allow=""),
             freeze="none", unfreeze_every=0, unfreeze_at=(), frozen_norm="stored",
             val_fraction=0.0, eval_every=0, monitor="", patience=0, min_delta=0.0,
             augment=dict(shift=0.0, rotate=0.0, flip=False, vflip=False, shear=0.0, zoom=0.0,
@@ -86,6 +86,26 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     )  # fmt: skip
     cfg.update(kw)
     return cfg
+
+
+def localization_controls(config: ml_collections.ConfigDict) -> None:
+    """Method 1's arms with its two controls, from ``config.stages`` 'localize', 'segment'
+    (from localize's encoder + bottleneck, those frozen) and 'scratch': ``pretrained`` =
+    localize → segment, ``scratch``, ``frozen_random`` (segment's freezing on a random,
+    untrained encoder: a stage without segment's ``init_from``; its seed, hence its initial
+    net, is scratch's) and ``finetune`` (localize → segment's ``init_from`` with nothing
+    frozen; the localize run is the pretrained arm's). ``compare``: pretrained − scratch,
+    pretrained − frozen_random (the pretext's share, freezing held equal) and finetune −
+    scratch."""
+    segment = {**config.stages.segment.to_dict(), "model": config.stages.segment.model}
+    # the model block is segment's own object: a later change of it (``tiny``) reaches all three
+    config.stages.frozen_random = stage(**{**segment, "init_from": {}})
+    config.stages.finetune = stage(**{**segment, "freeze": "none"})
+    config.arms = ml_collections.ConfigDict(
+        dict(pretrained="localize,segment", scratch="scratch", frozen_random="frozen_random",
+             finetune="localize,finetune")
+    )  # fmt: skip
+    config.compare = ("pretrained:scratch", "pretrained:frozen_random", "finetune:scratch")
 
 
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:

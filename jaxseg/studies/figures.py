@@ -184,6 +184,29 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
     return save_png(fig, out_path)
 
 
+def depth_distances(
+    profiles: dict[str, dict[str, list[tuple[int, float]]]], out_path: str, ylabel: str
+) -> str:
+    """Method 5's per-depth weight distances: one colour per pair (keys of ``profiles``), the
+    encoder solid and the decoder dashed against depth (0 = shallowest, the last point the
+    bottleneck); each profile is ``eval.weights.depth_profile``'s {part: [(depth, d), ...]}."""
+    if not profiles:
+        raise ValueError("no profiles given")
+    fig = new_figure(*PLOT_IN)
+    ax = fig.subplots()
+    for i, (label, parts) in enumerate(profiles.items()):
+        if not parts:
+            raise ValueError(f"{label}: no encoder or decoder points")
+        for part, points in parts.items():
+            if part not in ("encoder", "decoder"):
+                raise ValueError(f"{label}: unknown part {part!r}; expected encoder, decoder")
+            depth, values = zip(*_check_points(f"{label} {part}", points, 2), strict=True)
+            ax.plot(depth, values, marker="o", linestyle="-" if part == "encoder" else "--",
+                    color=COLORS[i % len(COLORS)], label=f"{label} {part}")  # fmt: skip
+    _finish(ax, "depth (0 = full resolution; last = bottleneck)", ylabel, integer_x=True)
+    return save_png(fig, out_path)
+
+
 def read_run_curve(workdir: str, key: str) -> dict[int, float]:
     """{step: value} of ``key`` in ``<workdir>/metrics.jsonl`` ({} if the file is missing);
     records without ``key`` are skipped, and a step logged twice (a resumed run) keeps the

@@ -78,6 +78,11 @@ def stage_run(
     )
     source = stage.init_from.stage
     parent = None
+    if source and stage.init_from.get("path"):
+        raise ValueError(
+            f"stages.{name}.init_from names both stage={source!r} and path="
+            f"{stage.init_from.path!r}; give one (path: a run directory, checkpoint or weights)"
+        )
     if source:
         if source not in chain[:index]:
             raise ValueError(

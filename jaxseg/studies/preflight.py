@@ -14,6 +14,7 @@ from typing import Any
 from jaxseg import checkpoint, data
 from jaxseg.studies.plan import Chain, Run
 from jaxseg.surgery import transfer
+from jaxseg.train import init_path
 from jaxseg.train.setup import prepare_stage
 
 Shapes = dict[str, tuple[int, ...]]
@@ -51,5 +52,14 @@ def check_run(run: Run, dataset: data.Dataset, shapes: dict[str, Shapes]) -> Sha
             config.init_from.rename,
             config.init_from.allow,
             where=f"stage {config.init_from.stage!r}",
+        )
+    elif config.init_from.get("path"):
+        transfer.match(
+            variables,
+            init_path.saved_shapes(config, variables),
+            config.init_from.subtrees,
+            config.init_from.rename,
+            config.init_from.allow,
+            where=f"init_from.path={config.init_from.path!r}",
         )
     return variables

@@ -120,7 +120,7 @@ def first_split_figures(
             {arm: run.variables["params"] for arm, run in loaded.items()}
         )
         path = os.path.join("figures", f"weight_distance_budget_{label}.png")
-        title = "RMS conv-kernel distance between the arms' final networks"
+        title = "L2 conv-kernel distance (mean over kernels) between the arms' final networks"
         plotting.heatmap(matrix, labels, os.path.join(workdir, path), title)
         lines += [f"{title} (fold 0, budget {label}):", "", f"![]({path})", ""]
     return lines

@@ -149,7 +149,42 @@ def transfer(
         for p, src in plan["sources"].items()
     }
     restored = flatten(checkpoint.restore_partial(directory, unflatten(target), step))
-    current.update({p: restored[src] for p, src in plan["sources"].items()})
+    return _merge(variables, current, plan, restored, int(step), directory)
+
+
+def transfer_tree(
+    variables: dict[str, Any],
+    saved: Mapping[str, Any],
+    subtrees: str,
+    rename: str | Mapping[str, str] | None = None,
+    allow: str = "",
+    source: str = "",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``transfer`` from variables in memory (``saved`` = {'params': ..., 'batch_stats': ...} of
+    numpy arrays, e.g. converted ImageNet weights) instead of a checkpoint folder: the same
+    matching, errors and report ('step' None, 'source' = ``source``, the file they came from)."""
+    flat = flatten({c: saved[c] for c in COLLECTIONS if c in saved})
+    current = flatten({c: variables[c] for c in COLLECTIONS if c in variables})
+    shapes = {p: tuple(v.shape) for p, v in current.items()}
+    plan = match(shapes, {p: tuple(v.shape) for p, v in flat.items()}, subtrees, rename, allow,
+                 source or "the given variables")  # fmt: skip
+    values = {
+        src: jax.numpy.asarray(flat[src], current[p].dtype) for p, src in plan["sources"].items()
+    }
+    return _merge(variables, current, plan, values, None, source)
+
+
+def _merge(
+    variables: dict[str, Any],
+    current: dict[str, Any],
+    plan: dict[str, Any],
+    values: Mapping[str, Any],
+    step: int | None,
+    source: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``variables`` with the planned leaves taken from ``values`` (by checkpoint path), and
+    the report ``transfer`` documents."""
+    current = {**current, **{p: values[src] for p, src in plan["sources"].items()}}
     merged = {**variables, **unflatten(current)}  # keeps empty and other collections as given
     loaded = sorted(plan["sources"])
     return merged, {
@@ -157,8 +192,8 @@ def transfer(
         "renamed": [[plan["sources"][p], p] for p in loaded if plan["sources"][p] != p],
         "skipped": plan["skipped"],
         "kept": sorted(set(current) - set(loaded)),
-        "step": int(step),
-        "source": directory,
+        "step": step,
+        "source": source,
     }
 
 

@@ -1,5 +1,6 @@
-"""Deterministic batching of in-memory arrays: the batch at step s depends only on (seed, s),
-so a resumed run sees exactly the data order of an uninterrupted one."""
+"""Deterministic batching: the batch at step s depends only on (seed, s), so a resumed run sees
+exactly the data order of an uninterrupted one. Arrays are in memory or streamed
+(``data.stream.Rows``: only the batch's examples are read)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def train_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
 
 
 def take(arrays: Mapping[str, np.ndarray], index: np.ndarray, keys: tuple[str, ...]) -> dict:
-    """The batch {key: arrays[key][index]} plus ``weight`` [B] = 1."""
-    batch = {k: arrays[k][index] for k in keys}
+    """The batch {key: arrays[key][index]} plus ``weight`` [B] = 1 (a streamed array,
+    ``data.stream.Rows``, reads just these examples)."""
+    batch = {k: np.asarray(arrays[k][index]) for k in keys}
     batch["weight"] = np.ones(len(index), np.float32)
     return batch
 

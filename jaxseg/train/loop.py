@@ -25,7 +25,7 @@ import ml_collections
 from jaxseg import checkpoint, data
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.surgery import transfer
-from jaxseg.train import batches, distributed, programs, rundir, steps
+from jaxseg.train import batches, distributed, init_path, programs, rundir, steps
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
@@ -62,17 +62,22 @@ def load_parent(
     stage: Stage, variables: dict[str, Any], workdir: str, parent: str | None
 ) -> dict[str, Any]:
     """``variables`` with ``init_from.subtrees`` loaded from the parent run's checkpoints (when
-    there is a parent); ``transfer.json`` records the report, its source relative to the run."""
+    there is a parent) or from ``init_from.path`` (``init_path``); ``transfer.json`` records
+    the report, its source relative to the run (a path: absolute)."""
     init_from, name = stage.config.init_from, stage.config.name
-    if parent is None:
+    if init_from.get("path"):
+        variables, report = init_path.load(stage.config, variables)
+        source = report["source"]
+    elif parent is None:
         if init_from.get("stage"):
             raise ValueError(
                 f"stage {name!r}: init_from.stage={init_from.stage!r} needs that run's "
                 "directory (train_and_evaluate(..., parent=DIR))"
             )
         return variables
-    variables, report = transfer.from_config(variables, init_from, rundir.checkpoints(parent))
-    source = os.path.relpath(report["source"], workdir)
+    else:
+        variables, report = transfer.from_config(variables, init_from, rundir.checkpoints(parent))
+        source = os.path.relpath(report["source"], workdir)
     rundir.write_json(workdir, rundir.TRANSFER, {**report, "source": source})
     print(f"{name}: {transfer.format_report(report)}", flush=True)
     return variables

@@ -172,7 +172,7 @@ def prepare_stage(
         for split in SPLITS
         if len(rows[split])
     }
-    sample = task_arrays["train"][task.keys[0]][:1]
+    sample = np.asarray(task_arrays["train"][task.keys[0]][:1])  # a streamed set reads one
     variables = (abstract_variables if abstract else init_variables)(config, task, sample)
     schedule = freeze_schedule(config, variables["params"], len(rows["train"]))
     return Stage(config, task, rows, task_arrays, variables, schedule, augment, optimizer, mesh)
