@@ -138,7 +138,7 @@ def test_siamese_auc_of_a_random_encoder_on_noise_is_about_half():
     variables = model.init(jax.random.PRNGKey(0), images[:2], train=False)
     emb = tasks.run_model(task, lambda x: model.apply(variables, x, train=False), batch)
     per = {k: np.asarray(v) for k, v in task.metrics(emb, batch).items()}
-    auc = task.aggregate(per)["auc"]
+    auc = task.summarize(per)["auc"]
     assert task.primary == "auc" and abs(auc - 0.5) < 0.12
     np.testing.assert_array_equal(per["same"], batch["same"])
 
@@ -149,7 +149,7 @@ def test_siamese_metrics_distance_same_and_auc():
     batch = {"same": jnp.array([1.0, 0.0, 1.0])}
     per = {k: np.asarray(v) for k, v in task.metrics(emb, batch).items()}
     np.testing.assert_allclose(per["distance"], [0.1, 5.0, 0.5], rtol=1e-6)
-    assert task.aggregate(per) == {"auc": 1.0}
+    assert task.summarize(per) == pytest.approx({"auc": 1.0, "distance": 5.6 / 3, "same": 2 / 3})
 
 
 def test_beats_respects_the_metric_direction():

@@ -177,7 +177,7 @@ def test_host_metrics_shapes_and_values(shape, spacing):
     gt = np.stack([_blob(rng, shape[1:], sigma=1.5) for _ in range(shape[0])]).astype(np.float32)
     pred[0], gt[1] = False, 0.0  # empty prediction; empty ground truth
     out = host_metrics(pred, gt, spacing)
-    assert set(out) == {"hd", "hd95", "boundary_length_diff", "ari"}
+    assert set(out) == {"hd", "hd95", "boundary_length_diff", "ari", "diagonal"}
     for name, values in out.items():
         assert values.shape == (shape[0],) and values.dtype == np.float64, name
     p, g = pred.any(-1), gt.any(-1)
@@ -189,6 +189,8 @@ def test_host_metrics_shapes_and_values(shape, spacing):
     assert out["hd"][0] == out["hd"][1] == math.inf
     assert out["boundary_length_diff"][0] == 100.0 and out["boundary_length_diff"][1] == math.inf
     assert np.isfinite(out["hd"][2:]).all()
+    extent = np.array(shape[1:-1]) * (spacing or 1.0)
+    np.testing.assert_allclose(out["diagonal"], np.hypot.reduce(extent))
 
 
 def test_host_metrics_on_volumes_with_per_example_spacing():
@@ -206,6 +208,7 @@ def test_host_metrics_on_volumes_with_per_example_spacing():
     # ARI of 8 vs 8 voxels sharing 4 in 80: from the pair counts.
     ref = adjusted_rand_score(pred[0].ravel(), gt[0].ravel())
     np.testing.assert_allclose(out["ari"], [ref, ref])
+    np.testing.assert_allclose(out["diagonal"], np.linalg.norm([4, 4, 5] * spacing, axis=1))
     # A bigger gt cube: boundary area difference in %, from the cube formula with unit spacing.
     big = np.zeros_like(pred)
     big[:, 0:3, 0:3, 0:3] = True

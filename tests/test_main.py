@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, jaxseg_main, result_files, subprocess_env
 
@@ -189,6 +190,14 @@ def test_busi_tiny_study(tmp_path):
     assert set(localize["test_index"]) < set(segment["test_index"])
     assert localize["n_train"] + localize["n_test"] == 780 - 133
     assert segment["n_train"] == 4
+    # The normals are reported apart: counted, their false-positive rate, no Dice of their own.
+    with np.load(BUSI) as busi:
+        normals = int(np.sum(busi["labels"][segment["test_index"]] == 0))
+    metrics = segment["metrics"]
+    assert metrics["empty_count"] == normals > 0
+    assert {"dice_all", "empty_fp_rate", "hd_inf", "dice[benign]", "dice[malignant]",
+            "hd[malignant]", "empty_fp_rate[normal]"} <= set(metrics)  # fmt: skip
+    assert "dice[normal]" not in metrics
 
 
 def test_report_embeds_prediction_overlays_and_the_weight_distance_heat_map(demo):

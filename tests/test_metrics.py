@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxseg import tasks
+from jaxseg.eval import summary
 from jaxseg.eval.metrics import (
     center_error,
     dice_at,
@@ -110,6 +111,8 @@ def _refs(logits, mask, threshold):
         "pixel_error": 100 * (fp + fn) / (tp + fp + fn + tn),
         "sensitivity": _safe(tp, tp + fn),
         "specificity": _safe(tn, tn + fp),
+        "empty_truth": (tp + fn == 0).astype(np.float64),
+        "predicted_foreground": (tp + fp > 0).astype(np.float64),
     }
 
 
@@ -181,7 +184,8 @@ def test_segmentation_task_reports_all_metrics():
     logits, mask = _random_case(5, (6, 8, 8, 2))
     out = task.metrics(logits, {"image": np.zeros((6, 8, 8, 1)), "mask": mask})
     names = {"dice", "iou", "miou", "pixel_error", "sensitivity", "specificity"}
-    assert set(out) == names and task.primary == "dice"
+    indicators = {"empty_truth", "predicted_foreground"}
+    assert set(out) == names | indicators and task.primary == summary.HEADLINE == "dice"
     for name, ref in _refs(logits, mask, 0.5).items():
         np.testing.assert_allclose(out[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)
 

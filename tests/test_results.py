@@ -302,6 +302,21 @@ def test_summarize_any_metric_lower_is_better():
         assert c["diff"] == pytest.approx(-10 * d["diff"])
         assert c["p_t"] == pytest.approx(d["p_t"], rel=1e-6)
         assert c["p_wilcoxon"] == pytest.approx(d["p_wilcoxon"], rel=1e-9)
-    assert "center_error mean ± sd" in results.markdown_table(summary)
+    assert "center_error (px or voxels) mean ± sd" in results.markdown_table(summary)
     assert results.summarize(rows, "nope") == []
     assert results.comparisons(rows, "nope", pairs) == []
+
+
+def test_wide_table_means_totals_and_gaps():
+    def row(arm, fold, metric, value):
+        return dict(arm=arm, stage="s", final=1, fold=fold, seed=0, budget=4.0, metric=metric,
+                    value=value, n_train=4, n_test=8)  # fmt: skip
+
+    rows = [row("a", f, "hd", 2.0 + f) for f in (0, 1)] + [row("a", f, "hd_inf", 1) for f in (0, 1)]
+    rows += [row("b", 0, "hd", 5.0), row("a", 0, "dice[x]", 0.5)]
+    lines = results.wide_table(rows, ["hd", "hd_inf", "dice[x]"]).splitlines()
+    assert (
+        lines[0]
+        == "| budget | arm | hd (px, or mm with voxel spacing) | hd_inf (images, total) | dice[x] |"
+    )
+    assert lines[2:] == ["| 4 | a | 2.500 ± 0.707 | 2 | 0.500 |", "| 4 | b | 5.000 |  |  |"]

@@ -11,6 +11,7 @@ import pytest
 
 from jaxseg import data
 from jaxseg.checkpoint import flatten
+from jaxseg.eval import summary as metric_summary
 from jaxseg.eval.weights import load_params
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import preflight
@@ -96,7 +97,8 @@ def test_which_layers_draws_the_unfreezing_curves(tmp_path):
     assert {"dice", "pixel_error", "ari"} <= metrics
     assert "## Which blocks to fine-tune" in report
     for metric in ("dice", "pixel_error", "ari"):
-        assert f"## {metric} on the held-out fold" in report
+        assert f"## {metric_summary.label(metric)} on the held-out fold" in report
+    assert "## pixel_error (%) on the held-out fold" in report
     assert os.path.exists(os.path.join(workdir, "figures", "unfreeze_dice_budget_8.png"))
     assert "Stage pretrain trains on the built-in 'fundus' generator (seed 0)" in report
     # the pretrain stage read another dataset (seed 0) than the target (seed 1)
@@ -126,7 +128,9 @@ def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):
     summary = read_json(os.path.join(workdir, "summary.json"))
     assert set(summary["metrics"]) == {"dice", "hd95", "boundary_length_diff"}
     for metric in ("dice", "hd95", "boundary_length_diff"):
-        assert f"## {metric} on the held-out fold" in report
+        assert f"## {metric_summary.label(metric)} on the held-out fold" in report
+    assert "## boundary_length_diff (% of the true boundary length) on the held-out" in report
+    assert "## Segmentation metrics in detail (final stages)" in report and "hd95_inf" in report
     pretext = {(r["stage"], r["metric"]) for r in rows if not int(r["final"])}
     assert ("siamese", "auc") in pretext
     siamese = read_json(os.path.join(workdir, "fold_0", "seed_0", "siamese", "result.json"))

@@ -353,3 +353,47 @@ def test_write_report_several_pairs_and_masks_saved(tmp_path, tiny_study, tiny_f
     assert "Corrected p: Benjamini–Hochberg over 8 tests: 2 pair(s) × 4 budget(s)" in text
     assert "| 8 | twin − scratch | 6 |" in text
     read_png(os.path.join(workdir, "figures", "budget_dice.png"))
+
+
+def test_write_report_segmentation_detail_on_the_headline(tmp_path, tiny_study, tiny_fundus):
+    """Statistics and masks saved read the headline 'dice', not 'dice_all' (which here ranks
+    the arms the other way); the detail tables carry units, totals of infinite cases, classes."""
+    workdir = str(tmp_path / "study")
+    os.makedirs(workdir)
+    rows = []
+    for arm, runs in plan_lib.plan(tiny_study, workdir):
+        better = arm == "pretrained"
+        made_up = [
+            {"primary": "dice", "n_train": 4, "n_test": 20,
+             "metrics": {"dice": 0.4 + 0.2 * better + 0.01 * r.fold, "dice_all": 0.6 - 0.2 * better,
+                         "empty_count": 3.0, "empty_fp_rate": 0.5, "hd": 7.0, "hd_inf": 1.0,
+                         "dice[benign]": 0.3, "center_error": 3.0}}
+            for r in runs
+        ]  # fmt: skip
+        rows += results_lib.rows_for(arm, runs, made_up)
+    text = report_lib.write_report(tiny_study, workdir, rows, tiny_fundus)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["correction"]["metric"] == "dice"
+    (saved,) = summary["masks_saved"]
+    assert saved["metric"] == "dice" and saved["mean"] == pytest.approx(0.605)
+    detail = text.split("## Segmentation metrics in detail (final stages)\n\n")[1]
+    header = detail.splitlines()[0]
+    assert header == (
+        "| budget | arm | dice | dice_all | empty_fp_rate | empty_count (images) | "
+        "hd (px, or mm with voxel spacing) | hd_inf (images, total) |"
+    )
+    row = ("| 4 | pretrained | 0.605 ± 0.007 | 0.400 ± 0.000 | 0.500 ± 0.000 | 3.000 ± 0.000 | "
+           "7.000 ± 0.000 | 2 |")  # fmt: skip
+    assert row in detail.splitlines()  # 2 folds, one infinite case each: 2 in total
+    assert "| budget | arm | dice[benign] |" in detail
+    assert "- hd: Hausdorff distance over the images with foreground; a missed lesion" in detail
+
+
+def test_tile_label_on_empty_truth():
+    truth = np.zeros((4, 4, 1), bool)
+    spot = truth.copy()
+    spot[1, 1] = True
+    assert figures.tile_label(spot, spot) == "dice 1.00"
+    assert figures.tile_label(spot, truth) == "empty truth: false positive"
+    assert figures.tile_label(truth, truth) == "empty truth: none predicted"

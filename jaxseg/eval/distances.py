@@ -169,7 +169,9 @@ def host_metrics(
     [B,R] (a dataset's 'spacing' rows). Returns float64 [B] arrays under 'hd', 'hd95' (inf
     where exactly one mask is empty), 'boundary_length_diff' (%, inf where only gt is empty;
     boundary area in 3D) and 'ari' (adjusted Rand index of the binary foreground/background
-    images), all in physical units of ``spacing``.
+    images), all in physical units of ``spacing``, and 'diagonal': the image's diagonal in the
+    same units (the extent of the grid, shape × spacing), at which ``eval.summary`` caps the
+    infinite distances of a mean.
     """
     pred, gt = _foreground(pred).any(axis=-1), _foreground(gt).any(axis=-1)
     if pred.shape != gt.shape:
@@ -182,7 +184,7 @@ def host_metrics(
                 f"{(len(pred), pred.ndim - 1)} for masks {pred.shape}"
             )
         rows = list(np.asarray(spacing, np.float64))
-    names = ("hd", "hd95", "boundary_length_diff", "ari")
+    names = ("hd", "hd95", "boundary_length_diff", "ari", "diagonal")
     out = {name: np.empty(len(pred), np.float64) for name in names}
     for i, (p, g, sp) in enumerate(zip(pred, gt, rows, strict=True)):
         if p.any() and g.any():
@@ -192,4 +194,5 @@ def host_metrics(
             out["hd"][i] = out["hd95"][i] = hausdorff(p, g, sp)
         out["boundary_length_diff"][i] = boundary_length_difference(p, g, sp)
         out["ari"][i] = adjusted_rand(p, g)
+        out["diagonal"][i] = float(np.linalg.norm(np.array(p.shape) * _spacing(sp, p.ndim)))
     return out

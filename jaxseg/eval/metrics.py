@@ -11,6 +11,11 @@ Empty-case conventions (all per example):
   empty -> 1 (nothing to find, nothing found); exactly one empty -> 0.
 - ``sensitivity``: no positive in the mask (TP + FN = 0) -> 1 (nothing to find, nothing missed).
 - ``specificity``: no negative in the mask (TN + FP = 0) -> 1 (no false alarm possible).
+
+These per-image conventions flatter an empty ground truth (an empty prediction scores Dice 1),
+so ``segmentation_metrics`` also returns ``empty_truth`` and ``predicted_foreground`` (1/0 per
+image) and ``eval.summary`` averages the overlap metrics over images with foreground apart from
+the empty-ground-truth images.
 """
 
 from __future__ import annotations
@@ -117,8 +122,11 @@ def segmentation_metrics(
 ) -> dict[str, jax.Array]:
     """All jit-able segmentation metrics at ``threshold``: [B,...,K] -> {name: [B]}.
 
-    Keys: 'dice', 'iou', 'miou', 'pixel_error' (%), 'sensitivity', 'specificity'.
+    Keys: 'dice', 'iou', 'miou', 'pixel_error' (%), 'sensitivity', 'specificity', and the
+    indicators 'empty_truth' (1 where the mask has no foreground) and 'predicted_foreground' (1
+    where the prediction has any), which ``eval.summary`` uses to separate empty ground truths.
     """
+    pred, truth = _binarize(logits, mask, threshold)
     return {
         "dice": dice_at(logits, mask, threshold),
         "iou": iou_at(logits, mask, threshold),
@@ -126,6 +134,8 @@ def segmentation_metrics(
         "pixel_error": pixel_error(logits, mask, threshold),
         "sensitivity": sensitivity(logits, mask, threshold),
         "specificity": specificity(logits, mask, threshold),
+        "empty_truth": (~jnp.any(_pooled(truth), axis=1)).astype(jnp.float32),
+        "predicted_foreground": jnp.any(_pooled(pred), axis=1).astype(jnp.float32),
     }
 
 

@@ -24,6 +24,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from jaxseg.eval import summary as metric_summary
 from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
 from jaxseg.studies import statistics
 
@@ -117,7 +118,7 @@ def budget_curve(
     order = f"rows bottom to top: {order}" if len(pairs) > 1 else order
     name = statistics.correction_name(correction)
     ax.set_title(f"* p<0.05, ** p<0.01, paired t, {name}-corrected\n{order}", fontsize=8)
-    _finish(ax, "label budget", f"{metric} (mean ± sd)")
+    _finish(ax, "label budget", f"{metric_summary.label(metric)} (mean ± sd)")
     return save_png(fig, out_path)
 
 
@@ -145,7 +146,9 @@ def _check_points(name: str, points: object, width: int) -> list[tuple]:
 
 
 def unfreeze_curve(
-    points: dict[str, list[tuple[int, float, float]]], out_path: str, metric: str = "dice"
+    points: dict[str, list[tuple[int, float, float]]],
+    out_path: str,
+    metric: str = metric_summary.HEADLINE,
 ) -> str:
     """``metric`` (mean ± sd) vs number of trainable blocks, one line per unfreezing direction
     (keys of ``DIRECTIONS``); points are (blocks, mean, sd)."""
@@ -177,7 +180,7 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
         steps, values = zip(*pts, strict=True)
         ax.plot(steps, values, marker="o" if len(pts) <= 30 else None, markersize=3, label=arm,
                 color=COLORS[i % len(COLORS)])  # fmt: skip
-    _finish(ax, "step", f"validation {metric}", integer_x=True)
+    _finish(ax, "step", f"validation {metric_summary.label(metric)}", integer_x=True)
     return save_png(fig, out_path)
 
 
@@ -228,7 +231,7 @@ def read_run_curve(workdir: str, key: str) -> dict[int, float]:
 
 
 def read_curves(
-    run_dirs: Mapping[str, Sequence[str]], key: str = "val/dice"
+    run_dirs: Mapping[str, Sequence[str]], key: str = f"val/{metric_summary.HEADLINE}"
 ) -> dict[str, list[tuple[int, float]]]:
     """{arm: [(step, mean of ``key`` over the arm's runs that logged that step)]} sorted by step,
     from each run directory's ``metrics.jsonl`` (see ``read_run_curve``); an arm none of whose
@@ -268,12 +271,22 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)))
 
 
+def tile_label(pred: np.ndarray, truth: np.ndarray) -> str:
+    """What a prediction tile says: its Dice when the ground truth [H,W,K] has foreground, else
+    whether the prediction is a false positive (an empty truth is not scored by Dice, as the
+    headline metric ``eval.summary.HEADLINE`` leaves it out)."""
+    if truth.any():
+        return f"dice {dice(pred, truth):.2f}"
+    return "empty truth: false positive" if pred.any() else "empty truth: none predicted"
+
+
 def overlay_grid(
     images: np.ndarray, masks: np.ndarray, predictions: dict[str, np.ndarray], out_path: str
 ) -> str:
     """Rows are images [N,H,W,C]; columns the image, the ground truth masks [N,H,W,K] filled
     and outlined, then each arm's predicted masks (bool [N,H,W,K]) filled, with the ground
-    truth outlined in white and the image's Dice under the tile."""
+    truth outlined in white and ``tile_label`` (the Dice, or on an empty truth whether anything
+    was predicted) under the tile."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"images must be [N,H,W,C] with N ≥ 1, got shape {images.shape}")
@@ -298,7 +311,7 @@ def overlay_grid(
         for ax, p in zip(row[2:], preds.values(), strict=True):
             ax.imshow(_fill(p[i]))
             _contour(ax, truth[i])
-            ax.set_xlabel(f"dice {dice(p[i], truth[i]):.2f}", fontsize=7)
+            ax.set_xlabel(tile_label(p[i], truth[i]), fontsize=7)
     for ax, title in zip(axes[0], titles, strict=True):
         ax.set_title(title, fontsize=8)
     return save_png(fig, out_path)

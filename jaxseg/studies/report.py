@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from jaxseg import atomic, data, plotting, tasks
+from jaxseg.eval import summary as metric_summary
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
 from jaxseg.studies import analyses, machine, masks_saved, pretext, statistics
@@ -19,6 +20,7 @@ from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
 from jaxseg.train import rundir
+from jaxseg.train.early_stopping import lower_is_better
 
 
 def final_run_dirs(config: ml_collections.ConfigDict, workdir: str) -> dict[float, dict]:
@@ -142,13 +144,11 @@ def first_split_figures(
 
 # The metric a study's main table reports, by the task of the compared arms' last stage.
 PRIMARY = {
-    "segmentation": "dice",
-    "box_segmentation": "dice",
+    "segmentation": metric_summary.HEADLINE,
+    "box_segmentation": metric_summary.HEADLINE,
     "localization": "center_error",
     "classification": "accuracy",
 }
-# Primary metrics where lower is better (masks saved: "reaching" a target means falling to it).
-LOWER_IS_BETTER = ("center_error", "loss")
 # What the report says about labels a task derives instead of reading them.
 DERIVED = {
     "localization": "centres are the mask centroids (derived, not annotated) and images with "
@@ -196,9 +196,11 @@ def statistics_section(
     computed: pairs, intervals, tests, effect size and the correction."""
     lines = []
     for m, summary in summaries.items():
+        note = metric_summary.definition(m)
         lines += [
-            f"## {m} on the held-out fold (mean ± sd over folds × seeds)",
+            f"## {metric_summary.label(m)} on the held-out fold (mean ± sd over folds × seeds)",
             "",
+            *([f"{m}: {note}.", ""] if note else []),
             results_lib.markdown_table(summary),
             "",
             f"Paired differences of {m} (arm − reference):",
@@ -221,6 +223,28 @@ def statistics_section(
         "corrected over their own tests the same way.",
         "",
     ]
+
+
+# The segmentation report's detail tables: empty ground truths and distances, then per class.
+DETAIL = ("dice", "dice_all", "iou", "iou_all", "empty_fp_rate", "empty_count", "hd", "hd_inf",
+          "hd95", "hd95_inf", "hd_all", "hd_all_inf", "boundary_length_diff")  # fmt: skip
+
+
+def segmentation_section(rows: list[dict]) -> list[str]:
+    """The detail tables of a segmentation study's final stages (``DETAIL`` metrics, then the
+    per-class ``<m>[<class>]`` ones when the rows have them) with what each metric averages."""
+    present = {r["metric"] for r in rows if int(r["final"])}
+    detail = [m for m in DETAIL if m in present]
+    by_class = sorted(m for m in present if "[" in m)
+    lines = ["## Segmentation metrics in detail (final stages)", "",
+             results_lib.wide_table(rows, detail), ""]  # fmt: skip
+    if by_class:
+        lines += ["Per class (images of that class only):", "",
+                  results_lib.wide_table(rows, by_class), ""]  # fmt: skip
+    notes = [
+        f"- {m}: {metric_summary.definition(m)}." for m in detail if metric_summary.definition(m)
+    ]
+    return [*lines, "Each metric (unit in the header):", "", *notes, ""]
 
 
 def budget_unit(config: ml_collections.ConfigDict) -> str | None:
@@ -246,7 +270,7 @@ def masks_saved_rows(
     per_arm: dict[str, dict[float, dict]] = defaultdict(dict)
     for (budget, arm), values in results_lib.final_values(rows, metric).items():
         per_arm[arm][budget] = values
-    higher = metric not in LOWER_IS_BETTER
+    higher = not lower_is_better(metric)  # else "reaching" a target means falling to it
     return [
         dict(arm=arm, reference=ref, metric=metric, unit=unit, **row)
         for arm, ref in pairs
@@ -323,6 +347,7 @@ def write_report(
         "",
         *masks_saved_section(saved),
         *statistics_section(summaries, tests, metric, pairs, correction),
+        *(segmentation_section(rows) if metric == metric_summary.HEADLINE else []),
         *extra,
         "## Earlier stages",
         "",

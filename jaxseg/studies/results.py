@@ -12,16 +12,30 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from jaxseg.eval import summary as metric_summary
 from jaxseg.studies import statistics
 
 FIELDS = ("arm", "stage", "final", "fold", "seed", "budget", "metric", "value", "n_train", "n_test")
 
 
+def check_current(result: dict, where: str) -> None:
+    """ValueError (one line) when ``result`` is a segmentation result.json written before the
+    headline Dice left out empty ground truths (no ``empty_count``): its 'dice' is the mean over
+    every image and would be reported under the new meaning, so the run must be retrained."""
+    if result.get("primary") == metric_summary.HEADLINE and "empty_count" not in result["metrics"]:
+        raise ValueError(
+            f"{where}: result.json predates the segmentation metrics that report empty ground "
+            "truths apart ('dice' there averages every image); rerun the study with --overwrite"
+        )
+
+
 def rows_for(arm: str, runs: Iterable, results: Iterable[dict]) -> list[dict]:
-    """One row per metric of each run of an arm's chain; ``final`` marks the arm's last stage."""
+    """One row per metric of each run of an arm's chain; ``final`` marks the arm's last stage.
+    Results from before the current segmentation metrics are refused (``check_current``)."""
     runs, results = list(runs), list(results)
     rows = []
     for i, (run, result) in enumerate(zip(runs, results, strict=True)):
+        check_current(result, getattr(run, "workdir", arm))
         for metric, value in result["metrics"].items():
             rows.append(
                 dict(arm=arm, stage=run.stage, final=int(i == len(runs) - 1), fold=run.fold,
@@ -150,9 +164,11 @@ def format_budget(budget: float) -> str:
 
 
 def markdown_table(summary: list[dict]) -> str:
-    """The summary as a Markdown table, one line per budget × arm."""
+    """The summary as a Markdown table, one line per budget × arm; the header names the metric
+    with its unit (``eval.summary.label``)."""
+    name = metric_summary.label(summary[0]["metric"]) if summary else "metric"
     lines = [
-        f"| budget | arm | n | {summary[0]['metric'] if summary else 'metric'} mean ± sd |",
+        f"| budget | arm | n | {name} mean ± sd |",
         "|---:|---|---:|---|",
     ]
     for s in summary:
@@ -191,4 +207,33 @@ def comparison_table(comparisons: list[dict], correction: str) -> str:
             f"{format_p(c['p_wilcoxon'])} | {format_p(c['p_wilcoxon_corrected'])} | "
             f"{_number(c['d_z'], '.2f')} |"
         )
+    return "\n".join(lines)
+
+
+def _is_count(metric: str) -> bool:
+    """Whether ``metric`` counts infinite cases (``<m>_inf``: summed, not averaged)."""
+    return metric.split("[", 1)[0].endswith("_inf")
+
+
+def wide_table(rows: list[dict], metrics: list[str]) -> str:
+    """Final stages' ``metrics`` side by side, one line per budget × arm: mean ± sd over folds ×
+    seeds, except counts of infinite cases (``*_inf``), summed over the runs; headers carry
+    units. '' where an arm has no value of that metric (e.g. a class absent from its folds)."""
+    cells: dict[tuple[float, str], dict[str, str]] = defaultdict(dict)
+    for metric in metrics:
+        for (budget, arm), values in final_values(rows, metric).items():
+            v = list(values.values())
+            if _is_count(metric):
+                cells[(budget, arm)][metric] = f"{sum(v):g}"
+            else:
+                _, mean, sd = mean_sd(v)
+                cells[(budget, arm)][metric] = f"{mean:.3f} ± {_number(sd)}".removesuffix(" ± ")
+    headers = [f"{m} (images, total)" if _is_count(m) else metric_summary.label(m) for m in metrics]
+    lines = [
+        "| budget | arm | " + " | ".join(headers) + " |",
+        "|---:|---|" + "---:|" * len(metrics),
+    ]
+    for (budget, arm), row in sorted(cells.items()):
+        values = " | ".join(row.get(m, "") for m in metrics)
+        lines.append(f"| {format_budget(budget)} | {arm} | {values} |")
     return "\n".join(lines)

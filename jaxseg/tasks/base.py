@@ -17,14 +17,15 @@ Apply = Callable[[jax.Array], Any]  # the model applied to one input array
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
     """What a task needs to know about a dataset to size its head: mask channels K, the number
-    of class names, image channels C, the spatial rank R (2 for images, 3 for volumes) and
-    whether it has voxel ``spacing``."""
+    of class names (and the names, for per-class metrics), image channels C, the spatial rank R
+    (2 for images, 3 for volumes) and whether it has voxel ``spacing``."""
 
     mask_channels: int = 1
     num_labels: int = 1
     image_channels: int = 1
     rank: int = 2
     spacing: bool = False  # the dataset has voxel sizes (distances then in mm)
+    class_names: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray], class_names: tuple[str, ...]) -> DataInfo:
@@ -34,6 +35,7 @@ class DataInfo:
             image_channels=arrays["image"].shape[-1],
             rank=arrays["image"].ndim - 2,
             spacing="spacing" in arrays,
+            class_names=tuple(class_names),
         )
 
 
@@ -54,8 +56,9 @@ class Task:
     ``forward(apply, batch)`` runs the model (default ``apply(batch[keys[0]])``; the siamese task
     embeds both images of a pair in one call). The training step adds ``progress`` (step/steps,
     a scalar) to the batch for losses that change during training; evaluation sets it to 1.
-    ``aggregate(per_example) -> {name: float}`` adds metrics of a whole split that are no mean
-    of per-example values (the siamese ROC-AUC over its pairs); the primary may be one of them.
+    ``summarize(per_example) -> {name: float}`` replaces the default per-metric means where a
+    split's figures are no plain mean (segmentation's headline over non-empty truths, the
+    siamese ROC-AUC over its pairs); the primary may be one of them.
     """
 
     name: str
@@ -73,7 +76,9 @@ class Task:
     needs: tuple[str, ...] = ()
     examples: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None
     forward: Callable[[Apply, Batch], Any] | None = None
-    aggregate: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
+    # ``summarize(per_example) -> {name: mean}``: how a split's per-example metrics become the
+    # reported means (default ``train.steps.finite_means``; segmentation: ``eval.summary``).
+    summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""

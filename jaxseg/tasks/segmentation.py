@@ -9,12 +9,15 @@ also reconstructs its input (``model.reconstruct``: outputs {'logits', 'reconstr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg import losses
+from jaxseg.eval import summary
 from jaxseg.eval.distances import host_metrics
 from jaxseg.eval.metrics import segmentation_metrics
 from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, everything
@@ -45,7 +48,9 @@ def segmentation(
 
     Metrics: the jit-able overlap set (``eval.metrics``) plus, on the host, Hausdorff/HD95,
     boundary-length difference and adjusted Rand index (``eval.distances``), in mm when the
-    dataset has voxel ``spacing`` (then a batch key), else in pixels.
+    dataset has voxel ``spacing`` (then a batch key), else in pixels. Their means follow
+    ``eval.summary``: the headline over images with foreground, empty ground truths apart, and
+    per class when the dataset has ≥ 2 class names (``label`` is then a batch key).
     """
     loss = loss or "neg_log_dice"
     softmax = loss in losses.SOFTMAX
@@ -83,20 +88,26 @@ def segmentation(
         return softmax_as_logits(logits) if softmax else logits
 
     def metrics(outputs: Any, batch: Batch) -> dict[str, jax.Array]:
-        """Per-example {'dice', 'iou', 'miou', 'pixel_error', 'sensitivity', 'specificity'}."""
+        """Per-example ``eval.metrics.segmentation_metrics``."""
         return segmentation_metrics(scored(outputs), batch["mask"])
 
+    def on_host(pred: np.ndarray, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The host metrics of ``eval.distances`` and the class id of each image."""
+        out = host_metrics(pred, batch["mask"] > 0.5, batch.get("spacing"))
+        return {**out, summary.LABEL: batch["label"].astype(np.float64)} if labelled else out
+
+    labelled = len(info.class_names) > 1
+    keys = ("image", "mask") + ("label",) * labelled + ("spacing",) * info.spacing
     return Task(
         name=name,
-        keys=("image", "mask", "spacing") if info.spacing else ("image", "mask"),
+        keys=keys,
         head="pixels",
         outputs=info.mask_channels + (1 if softmax else 0),
         loss=per_example,
         metrics=metrics,
         usable=everything,
-        primary="dice",
+        primary=summary.HEADLINE,
         predict=lambda outputs: scored(outputs) >= 0.0,  # sigmoid >= 0.5 / the argmax class
-        host_metrics=lambda pred, batch: host_metrics(
-            pred, batch["mask"] > 0.5, batch.get("spacing")
-        ),
+        host_metrics=on_host,
+        summarize=lambda per_example: summary.summarize(per_example, info.class_names),
     )

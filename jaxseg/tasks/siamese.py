@@ -73,8 +73,11 @@ def siamese(
         d = losses.pair_distance(emb[:, 0], emb[:, 1])
         return {"distance": d, "same": batch["same"].astype(jnp.float32)}
 
-    def aggregate(per_example: Mapping[str, np.ndarray]) -> dict[str, float]:
-        return {"auc": baselines.pair_auc(per_example["distance"], per_example["same"])}
+    def summarize(per_example: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """The split's ROC-AUC (no per-pair mean) beside the mean distance and share of same."""
+        distance, same = per_example["distance"], per_example["same"]
+        auc = baselines.pair_auc(distance, same)
+        return {"auc": auc, "distance": float(np.mean(distance)), "same": float(np.mean(same))}
 
     return Task(
         name="siamese",
@@ -88,5 +91,5 @@ def siamese(
         primary="auc",
         examples=examples,
         forward=forward,
-        aggregate=aggregate,
+        summarize=summarize,
     )

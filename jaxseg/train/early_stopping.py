@@ -6,10 +6,28 @@ from __future__ import annotations
 import dataclasses
 import math
 
-# Metrics where lower is better; every other metric is maximised.
+from jaxseg.eval import summary
+
+# Metrics where lower is better; every other metric is maximised. Derived names follow their
+# base metric ('hd_all', 'hd[benign]', 'hd_inf': lower is better; ``summary.base_name``).
 LOWER_IS_BETTER = frozenset(
-    {"loss", "center_error", "pixel_error", "hd", "hd95", "boundary_length_diff", "mse", "nll"}
+    {
+        "loss",
+        "center_error",
+        "pixel_error",
+        "hd",
+        "hd95",
+        "boundary_length_diff",
+        "empty_fp_rate",
+        "mse",
+        "nll",
+    }
 )
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller ``metric`` is better (its base name is in ``LOWER_IS_BETTER``)."""
+    return summary.base_name(metric) in LOWER_IS_BETTER
 
 
 @dataclasses.dataclass
@@ -26,7 +44,7 @@ class EarlyStopping:
 
     @property
     def mode(self) -> str:
-        return "min" if self.monitor in LOWER_IS_BETTER else "max"
+        return "min" if lower_is_better(self.monitor) else "max"
 
     def update(self, step: int, value: float) -> bool:
         """Record the validation ``value`` at ``step``; True when it is a new best."""

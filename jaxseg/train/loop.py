@@ -138,12 +138,12 @@ def validate(
 ) -> None:
     """Evaluate on the validation split; keep the state if it is the best so far."""
     per = evaluate(stage, program, out, state, "val")
-    if stopper.monitor not in per:
+    means = steps.summarize(stage.task, per)
+    if stopper.monitor not in means:
         raise ValueError(
             f"stage {stage.config.name!r}: monitor={stopper.monitor!r} is not a metric of task "
-            f"{stage.task.name!r} ({sorted(per)})"
+            f"{stage.task.name!r} ({sorted(means)})"
         )
-    means, _ = steps.summarise(stage.task, per)
     out.writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
     if stopper.update(step, means[stopper.monitor]):
         save(out, out.best, step, state)
@@ -256,7 +256,7 @@ def held_out_result(
     """Evaluate ``state`` on the held-out fold; the result ``result.json`` holds."""
     task, rows = stage.task, stage.index
     per_example = evaluate(stage, program, out, state, "test")
-    means, nonfinite = steps.summarise(task, per_example)
+    means, nonfinite = steps.summarize(task, per_example), steps.finite_means(per_example)[1]
     out.writer.write(step, {f"test/{k}": v for k, v in means.items() if math.isfinite(v)})
     return {
         "stage": stage.config.name,

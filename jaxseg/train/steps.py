@@ -130,15 +130,12 @@ def finite_means(per_example: dict[str, np.ndarray]) -> tuple[dict[str, float], 
     return means, nonfinite
 
 
-def summarise(
-    task: Task, per_example: dict[str, np.ndarray]
-) -> tuple[dict[str, float], dict[str, int]]:
-    """``finite_means`` of ``per_example`` with the task's split-level ``aggregate`` metrics
-    (e.g. the siamese ROC-AUC) added to the means."""
-    means, nonfinite = finite_means(per_example)
-    if task.aggregate is not None:
-        means.update(task.aggregate(per_example))
-    return means, nonfinite
+def summarize(task: Task, per_example: dict[str, np.ndarray]) -> dict[str, float]:
+    """The reported means of a split's per-example metrics: ``task.summarize`` when the task
+    has one (segmentation: ``eval.summary``), else ``finite_means``."""
+    if task.summarize is not None:
+        return task.summarize(per_example)
+    return finite_means(per_example)[0]
 
 
 def new_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int) -> TrainState:
