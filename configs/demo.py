@@ -34,14 +34,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )
     segment = dict(model=model, freeze="encoder")  # preset: encoder + bottleneck frozen
     config.stages.segment = stage(
-        "segmentation", examples="budget", steps=150,
+        "segmentation", examples="budget", steps=1000,
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"), **segment,
     )  # fmt: skip
-    config.stages.scratch = stage("segmentation", examples="budget", steps=150, model=model)
+    config.stages.scratch = stage("segmentation", examples="budget", steps=1000, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.explain = configs.explain()
+    configs.converge(config, "ci" if "tiny" in args else "cpu")
     if "tiny" in args:
         model.update(depth=2, width=4)
         configs.shrink(config)

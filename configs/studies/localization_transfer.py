@@ -23,9 +23,9 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(4,), depth=2, width=4),
-    "cpu": dict(size=64, steps=(400, 150), folds=5, budgets=(8, 16, 32, 64, 128), depth=4,
+    "cpu": dict(size=64, steps=(400, 1000), folds=5, budgets=(8, 16, 32, 64, 128), depth=4,
                 width=16),
-    "paper": dict(size=256, steps=(5000, 2000), folds=5, budgets=(8, 16, 32, 64, 128, 256),
+    "paper": dict(size=256, steps=(5000, 6000), folds=5, budgets=(8, 16, 32, 64, 128, 256),
                   depth=4, width=32),
 }  # fmt: skip
 
@@ -58,6 +58,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.compare = ("pretrained", "scratch")
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.explain = configs.explain()
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=loc_steps)
     return config

@@ -36,9 +36,9 @@ SCALES = {
     "ci": dict(size=32, steps=(6, 6, 6), folds=2, budgets=(4,), backbone="", depth=2, width=4),
     # a ResNet50 U-Net trains at ~5 images/s at 64² on 2 CPU cores (measured), hours for
     # this protocol: scale=cpu uses the plain U-Net; backbone=resnet50 selects it anyway
-    "cpu": dict(size=64, steps=(300, 300, 200), folds=3, budgets=(16, 64),
+    "cpu": dict(size=64, steps=(300, 300, 1000), folds=3, budgets=(16, 64),
                 backbone="", depth=4, width=16),
-    "paper": dict(size=256, steps=(3000, 3000, 2000), folds=9, budgets=(10, 40, 80),
+    "paper": dict(size=256, steps=(3000, 3000, 6000), folds=9, budgets=(10, 40, 80),
                   backbone="resnet50", depth=4, width=32),
 }  # fmt: skip
 WORDS = (
@@ -91,9 +91,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.seg_boxes = segment("boxes", from_boxes)
     config.stages.seg_boxes_only = segment("boxes_only", from_boxes)
     config.stages.scratch = segment("", "")
-    if s is SCALES["paper"]:  # method 3 trains every step to early stopping
-        for st in config.stages.values():
-            st.update(val_fraction=0.1, eval_every=100, patience=5)
     config.arms = ml_collections.ConfigDict(
         dict(none="scratch", pretext="pretext,seg_pretext", boxes="boxes_only,seg_boxes_only",
              two_step="pretext,boxes,seg_boxes")
@@ -102,6 +99,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()
+    configs.converge(
+        config, args.get("scale", "cpu")
+    )  # method 3 trains every step to early stopping
     if ci:
         configs.shrink(config, image_size=s["size"], steps=p_steps)
     return config

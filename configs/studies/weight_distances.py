@@ -71,6 +71,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
     config.explain = configs.explain()
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=scratch_steps)
         config.protocol.run_folds = 1  # one fold is enough to exercise every stage

@@ -24,8 +24,8 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(8,), depth=2, width=4),
-    "cpu": dict(size=64, steps=(400, 150), folds=3, budgets=(64,), depth=3, width=16),
-    "paper": dict(size=256, steps=(6000, 2000), folds=5, budgets=(1.0,), depth=4, width=64),
+    "cpu": dict(size=64, steps=(400, 1000), folds=3, budgets=(64,), depth=3, width=16),
+    "paper": dict(size=256, steps=(6000, 6000), folds=5, budgets=(1.0,), depth=4, width=64),
 }  # fmt: skip
 
 
@@ -73,6 +73,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.report_metrics = ("dice", "pixel_error", "ari")  # method 2's three
     config.explain = configs.explain()
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=pre_steps)
         config.protocol.run_folds = 1  # one fold is enough to exercise every stage
