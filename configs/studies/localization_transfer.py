@@ -6,11 +6,17 @@ scratch, at ≥ 5 budgets × 5 folds with paired tests per budget.
     python -m jaxseg.main --config=configs/studies/localization_transfer.py:scale=cpu,busi \\
         --workdir=runs/localization_transfer
 
-Arguments: scale=ci|cpu|paper (ci: seconds, tests; cpu: ~30 min on 2 cores at 64²; paper: 256²
+Arguments: scale=ci|cpu|paper (ci: seconds, tests; cpu: 64² on 2 cores, see below; paper: 256²
 and the published step counts for a GPU/TPU), busi | data=PATH (default: the built-in fundus
 generator). Real data is preprocessed as method 1 does (grayscale, CLAHE, gamma,
 normalisation); centres are the mask centroids (BUSI has no centre labels) and images with
 empty masks (BUSI's normal class) are left out of the localization pretext.
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.149 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 165 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~3.2 h (78,000 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations

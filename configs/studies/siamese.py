@@ -12,6 +12,12 @@ Arguments: scale=ci|cpu|paper; default data: the built-in 3-D kidneys generator 
 volumes, windowed to [−80, 300] HU, z-scored, pairs = crops around the kidney in each half of
 a volume, label = side); busi | data=PATH: 2-D images, pairs by class label (BUSI: normal /
 benign / malignant).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.089 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 75 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~0.5 h (19,500 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the small segmentation set, against one step of either and none.
     python -m jaxseg.main --config=configs/studies/two_step.py:scale=ci --workdir=/tmp/t   # seconds
 
 Arguments (after ':', comma-separated):
-  scale=ci|cpu|paper  ci: seconds (tests); cpu: ~15 min on 2 cores (64², plain U-Net);
+  scale=ci|cpu|paper  ci: seconds (tests); cpu: 64², plain U-Net (time below);
                       paper: the published 9-fold protocol at 256², ResNet50, GPU/TPU.
   busi | data=PATH    BUSI (../shared/data/busi/busi.npz) or another .npz / tfds dataset;
                       default: the built-in fundus generator.
@@ -20,6 +20,12 @@ Arms: ``none`` (scratch), ``pretext`` (pretext → segment), ``boxes`` (box mask
 ``two_step`` (pretext → box masks → segment); ``compare`` = two_step vs none. The box masks are
 the dataset's boxes rasterised (BUSI has none of its own: they are derived from its masks, so
 the box stage sees every training image's lesion extent, the cheap label the study assumes).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.131 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 99 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~1.5 h (40,500 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations

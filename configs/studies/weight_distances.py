@@ -10,6 +10,12 @@ Arguments: scale=ci|cpu|paper; busi | data=PATH (default: the fundus generator);
 structures=A+B+... class names to treat as structures (default: BUSI's benign+malignant
 lesions, or every class of the dataset); lr=depth fine-tunes with depth-dependent learning
 rates (``depth_lr:0.5``: stage i at 0.5^i, method 5) instead of one rate.
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.130 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 36 runs (3 seeds; every stage validated, up to its
+``steps`` maximum): at most ~0.4 h (10,800 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations

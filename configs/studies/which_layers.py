@@ -12,6 +12,12 @@ another seed — then source and target are alike; use real data for the real qu
 A block is the two convolutions between consecutive pooling/up-sampling layers: a depth-L
 U-Net has 2·L+1 of them (surgery.presets). Note: in this U-Net the contracting path holds ~61%
 of the parameters (method 2's text says the expanding path is about twice the contracting one).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.114 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 153 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~3.3 h (104,400 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations
