@@ -36,7 +36,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     model = unet()
     config.stages = ml_collections.ConfigDict()
     config.stages.localize = stage(
-        "localization", examples="all", steps=600, optimizer=dict(name="rmsprop"), model=model
+        "localization", examples="all", steps=600, model=model, **configs.localizer()
     )
     segment = dict(model=model, freeze="encoder")  # preset: encoder + bottleneck frozen
     config.stages.segment = stage(

@@ -140,3 +140,15 @@ def test_data_path_goes_with_a_file_source_only():
         data.load(fundus)
     with pytest.raises(ValueError, match=r"data.source='tfds' reads a file: give data.path"):
         data.load(configs.data({}, source="tfds"))
+
+
+def test_method_1_localize_stages_use_the_measured_localizer():
+    want = configs.localizer()
+    studies = [config_file(CONFIGS / "demo.py", a) for a in ("", "tiny")]
+    studies += [config_file(CONFIGS / "studies" / "localization_transfer.py", f"scale={s}")
+                for s in ("ci", "cpu", "paper")]  # fmt: skip
+    for config in studies:
+        st = config.stages.localize
+        assert st.task_options.to_dict() == want["task_options"]
+        assert {k: st.optimizer[k] for k in want["optimizer"]} == want["optimizer"]
+        assert st.optimizer.weight_decay == 0.0  # the other optimizer defaults stay

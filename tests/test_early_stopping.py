@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import checkpoint_steps
 
+from jaxseg import tasks
 from jaxseg.data.splits import validation_split
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.loop import train_and_evaluate
@@ -34,6 +35,17 @@ def test_lower_is_better_metrics_and_patience_zero_never_stops():
     assert es.update(1, 5.0) and es.update(2, 4.0) and not es.update(3, 4.5)
     assert es.best == 4.0 and not es.should_stop
     assert EarlyStopping(**es.to_dict()) == es
+
+
+def test_every_tasks_primary_metric_is_monitored_in_its_direction():
+    """The monitor defaults to the task's primary metric: an error must be minimised (the
+    autoencoder's 'mse' was maximised before, keeping its worst reconstruction as 'best')."""
+    lower = {"center_error", "mse"}
+    info = tasks.DataInfo(num_labels=2)
+    primaries = {tasks.build(name, info=info).primary for name in tasks.TASKS}
+    assert lower <= primaries
+    for metric in primaries:
+        assert EarlyStopping(metric).mode == ("min" if metric in lower else "max"), metric
 
 
 def test_validation_split_is_group_aware_deterministic_and_disjoint():

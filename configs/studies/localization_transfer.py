@@ -52,8 +52,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         "localization",
         examples="all",
         steps=loc_steps,
-        optimizer=dict(name="rmsprop"),
         model=model,
+        **configs.localizer(),  # head, optimizer, warm-up: measured, see above
     )
     config.stages.segment = stage(
         "segmentation", examples="budget", steps=seg_steps, model=model, freeze="encoder",

@@ -96,6 +96,20 @@ def stage(
     return cfg
 
 
+def localizer() -> dict:
+    """Method 1's localization stage settings (issue 15 §2), chosen by measurement on the
+    built-in fundus data and BUSI at 64² (table in configs/studies/localization_transfer.py,
+    ``benchmarks/localizer_sweep.py``): a linear head on the globally average-pooled bottleneck
+    features (``head='pooled'``; method 1 puts its linear layer on the flattened features, which
+    with RMSprop at 1e-3 diverged at step 2), RMSprop at 1e-3 after a 50-step linear warm-up,
+    cosine decay over ``steps``; centres in [-1, 1] (the task's target scale). Fields for
+    ``stage('localization', ..., **localizer())``."""
+    return dict(
+        task_options=dict(head="pooled"),
+        optimizer=dict(name="rmsprop", learning_rate=1e-3, schedule="cosine", warmup_steps=50),
+    )
+
+
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
     """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
     tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),

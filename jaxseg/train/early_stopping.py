@@ -8,7 +8,7 @@ import math
 
 # Metrics where lower is better; every other metric is maximised.
 LOWER_IS_BETTER = frozenset(
-    {"loss", "center_error", "pixel_error", "hd", "hd95", "boundary_length_diff"}
+    {"loss", "center_error", "pixel_error", "hd", "hd95", "boundary_length_diff", "mse", "nll"}
 )
 
 
