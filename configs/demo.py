@@ -13,6 +13,12 @@ localization_transfer.py). They are not in the default demo: they add ~65 % to i
 steps (one fold measured, under load: localize 82 s, the two frozen segment runs 46 s, the two
 scratch runs 114 s; the controls add one of each per budget, 160 s): from ~7 min on 2 cores
 (2 folds took 2 min 54 s when the demo was sized) to an estimated 10-11, past its 10.
+
+Without 'tiny' the stages follow the scale=cpu defaults of ``jaxseg.studies.configs.converge``:
+validation split, early stopping, the segmentation stages 100 epochs of their masks (at most
+1000 steps: 100 steps at 4 masks, 200 at 16), 3 seeds. Time (an estimate): the steps per fold
+and seed are those of the earlier fixed-step demo (600 + 2 × 2 × 150 = 1200 at most), so about
+3× its one-seed time (under 10 min on 2 cores): under ~30 min; early stopping ends stages sooner.
 """
 
 from __future__ import annotations
@@ -37,14 +43,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     model = unet()
     config.stages = ml_collections.ConfigDict()
     config.stages.localize = stage(
-        "localization", examples="all", steps=600, optimizer=dict(name="rmsprop"), model=model
+        "localization", examples="all", steps=600, model=model, **configs.localizer()
     )
     segment = dict(model=model, freeze="encoder")  # preset: encoder + bottleneck frozen
     config.stages.segment = stage(
-        "segmentation", examples="budget", steps=150,
+        "segmentation", examples="budget", steps=1000,
         init_from=dict(stage="localize", subtrees="encoder+bottleneck"), **segment,
     )  # fmt: skip
-    config.stages.scratch = stage("segmentation", examples="budget", steps=150, model=model)
+    config.stages.scratch = stage("segmentation", examples="budget", steps=1000, model=model)
     config.arms = ml_collections.ConfigDict(dict(pretrained="localize,segment", scratch="scratch"))
     config.compare = ("pretrained", "scratch")
     if "controls" in args:
@@ -52,6 +58,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
+    configs.converge(config, "ci" if "tiny" in args else "cpu")
     if "tiny" in args:
         model.update(depth=2, width=4)
         configs.shrink(config)

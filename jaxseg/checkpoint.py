@@ -33,6 +33,23 @@ CHECKSUMS = "jaxseg_sha256.json"  # {relative path: [size, sha256]} of a step's 
 _UNCHECKED = frozenset({CHECKSUMS, CHECKSUMS + ".tmp", "_CHECKPOINT_METADATA"})  # orbax may update
 
 
+# A stage run directory's checkpoint folders (its layout is ``jaxseg.train.rundir``'s): the
+# latest steps, and the best validated step (kept only when the stage has a validation split).
+LATEST = "checkpoints"
+BEST = "checkpoints_best"
+
+
+def run_weights(run: str) -> tuple[str, str]:
+    """(checkpoint folder, 'best' | 'latest') of the stage run directory ``run``: the folder of
+    its best validated step when it kept one, else of its latest steps. Every reader of a
+    finished stage's weights (transfer into the next stage, weight distances, explain, predict)
+    goes through this, so they use the weights the stage's own test metrics come from."""
+    best = os.path.join(run, BEST)
+    if steps(best):
+        return best, "best"
+    return os.path.join(run, LATEST), "latest"
+
+
 class CorruptCheckpointError(ValueError):
     """A checkpoint step (or every step of a directory) is damaged and cannot be restored."""
 

@@ -83,3 +83,29 @@ def test_predict_benchmark_counts_windows_and_reports_consistent_speed():
     assert cells["TTA"] == "True"
     seconds, rate = float(cells["s/image (median)"]), float(cells["images/s"])
     assert seconds > 0 and abs(1 / rate - seconds) <= 0.0006  # seconds printed to 3 decimals
+
+
+def test_localizer_sweep_baselines_and_candidates(tiny_study, tiny_fundus):
+    """The sweep's baselines are the held-out errors of two constant guesses on the run's own
+    fold (images with a centre only); a candidate changes head, optimizer and steps alone."""
+    from jaxseg.data import splits
+    from jaxseg.studies import plan
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import localizer_sweep
+
+    run = plan.stage_run(tiny_study, "/w", "pretrained", 0, 1, 0, 4).config
+    got = localizer_sweep.baselines(run, tiny_fundus)
+    arrays = tiny_fundus.arrays
+    train, test = splits.kfold(arrays["group"], run.split.folds, run.split.seed)[1]
+    has = arrays["has_object"].astype(bool)
+    train, test = train[has[train]], test[has[test]]
+    centres = arrays["center"]
+    for name, guess in (("mean_centre", centres[train].mean(0)), ("image_centre", [16.0, 16.0])):
+        want = np.linalg.norm(centres[test] - np.asarray(guess), axis=1).mean()
+        assert abs(got[name] - want) < 1e-4, name
+    cfg = localizer_sweep.candidate(run, "pooled", 3e-4, 50, 7)
+    assert (cfg.steps, cfg.val_fraction, cfg.task_options.head) == (7, 0.0, "pooled")
+    assert (cfg.optimizer.learning_rate, cfg.optimizer.warmup_steps) == (3e-4, 50)
+    assert cfg.optimizer.schedule == "cosine" and cfg.model == run.model
+    assert localizer_sweep.candidate(run, "vector", 1e-3, 0, 7).optimizer.schedule == "constant"

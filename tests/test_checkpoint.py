@@ -1,5 +1,7 @@
 """Tests for jaxseg.checkpoint: save/restore round trips, metadata and partial restore."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,3 +150,19 @@ def test_restore_partial_missing_checkpoint(tmp_path):
     target = checkpoint.abstract({"params": {"w": np.zeros(2, np.float32)}})
     with pytest.raises(FileNotFoundError):
         checkpoint.restore_partial(str(tmp_path), target)
+
+
+def test_run_weights_prefers_the_best_validated_step(tmp_path):
+    run = str(tmp_path / "run")
+    latest = os.path.join(run, checkpoint.LATEST)
+    best = os.path.join(run, checkpoint.BEST)
+    assert checkpoint.run_weights(run) == (latest, "latest")  # nothing saved yet
+    mngr = checkpoint.manager(latest)
+    checkpoint.save(mngr, 4, _state(step=4))
+    mngr.close()
+    os.makedirs(best)  # an empty best folder (validation not reached yet) does not count
+    assert checkpoint.run_weights(run) == (latest, "latest")
+    mngr = checkpoint.manager(best)
+    checkpoint.save(mngr, 2, _state(step=2))
+    mngr.close()
+    assert checkpoint.run_weights(run) == (best, "best")

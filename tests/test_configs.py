@@ -3,8 +3,10 @@ and the optimizer settings; the command-line end of each is in tests/test_bad_in
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,60 @@ from jaxseg.studies.plan import check_protocol
 from jaxseg.train import optimizers
 
 WORDS = ("tiny", "data=PATH", "lr=depth", "backbone=|vgg16")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_file(path: Path, arg: str):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def every_config(scale: str) -> dict[str, object]:
+    """{name: config} of every study at ``scale`` and of the demo ('cpu': the default demo;
+    'ci': its ``tiny``; 'paper': none)."""
+    out = {p.stem: config_file(p, f"scale={scale}") for p in (CONFIGS / "studies").glob("*.py")}
+    demo = {"cpu": "", "ci": "tiny"}.get(scale)
+    if demo is not None:
+        out["demo"] = config_file(CONFIGS / "demo.py", demo)
+    return out
+
+
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+def test_every_stage_converges_by_default_at_cpu_and_paper(scale):
+    """Issue 15 §2/§6: validation split, early stopping with a maximum, epochs on the label
+    budget's stages (a larger budget trains longer), three seeds."""
+    configs_ = every_config(scale)
+    assert len(configs_) == 6 - (scale == "paper")
+    for name, config in configs_.items():
+        assert tuple(config.protocol.seeds) == (0, 1, 2), name
+        for stage_name, st in config.stages.items():
+            where = f"{name}.{stage_name}"
+            assert 0 < st.val_fraction < 1 and st.eval_every > 0 and st.patience > 0, where
+            assert st.steps >= st.eval_every, where  # the maximum
+            assert (st.epochs > 0) == (st.examples == "budget"), where
+
+
+def test_ci_and_tiny_keep_fixed_steps_and_one_validated_path():
+    validated = set()
+    for name, config in every_config("ci").items():
+        assert tuple(config.protocol.seeds) == (0,), name
+        for stage_name, st in config.stages.items():
+            assert st.epochs == 0 and st.patience == 0, (name, stage_name)
+            if st.val_fraction:
+                validated.add(f"{name}.{stage_name}")
+    assert validated == {"siamese.segment", "siamese.scratch"}  # run end to end by test_studies
+
+
+def test_converge_applies_one_scale_in_place():
+    config = config_file(CONFIGS / "demo.py", "tiny")
+    configs.converge(config, "paper")
+    assert config.stages.segment.epochs == configs.BUDGET_EPOCHS["paper"]
+    assert config.stages.localize.epochs == 0  # trained on every image: steps
+    for st in config.stages.values():
+        assert (st.val_fraction, st.eval_every, st.patience) == (0.1, 100, 5)
+    assert config.protocol.seeds == configs.SEEDS["paper"]
 
 
 def test_parse_args_reads_switches_values_and_choices():
@@ -84,3 +140,15 @@ def test_data_path_goes_with_a_file_source_only():
         data.load(fundus)
     with pytest.raises(ValueError, match=r"data.source='tfds' reads a file: give data.path"):
         data.load(configs.data({}, source="tfds"))
+
+
+def test_method_1_localize_stages_use_the_measured_localizer():
+    want = configs.localizer()
+    studies = [config_file(CONFIGS / "demo.py", a) for a in ("", "tiny")]
+    studies += [config_file(CONFIGS / "studies" / "localization_transfer.py", f"scale={s}")
+                for s in ("ci", "cpu", "paper")]  # fmt: skip
+    for config in studies:
+        st = config.stages.localize
+        assert st.task_options.to_dict() == want["task_options"]
+        assert {k: st.optimizer[k] for k in want["optimizer"]} == want["optimizer"]
+        assert st.optimizer.weight_decay == 0.0  # the other optimizer defaults stay

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 from conftest import checkpoint_steps
 
+from jaxseg import tasks
 from jaxseg.data.splits import validation_split
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.loop import train_and_evaluate
+from jaxseg.train.settings import check_settings
+from jaxseg.train.setup import resolve_steps, with_steps
 from jaxseg.train.writers import read_jsonl
 
 
@@ -31,6 +35,17 @@ def test_lower_is_better_metrics_and_patience_zero_never_stops():
     assert es.update(1, 5.0) and es.update(2, 4.0) and not es.update(3, 4.5)
     assert es.best == 4.0 and not es.should_stop
     assert EarlyStopping(**es.to_dict()) == es
+
+
+def test_every_tasks_primary_metric_is_monitored_in_its_direction():
+    """The monitor defaults to the task's primary metric: an error must be minimised (the
+    autoencoder's 'mse' was maximised before, keeping its worst reconstruction as 'best')."""
+    lower = {"center_error", "mse"}
+    info = tasks.DataInfo(num_labels=2)
+    primaries = {tasks.build(name, info=info).primary for name in tasks.TASKS}
+    assert lower <= primaries
+    for metric in primaries:
+        assert EarlyStopping(metric).mode == ("min" if metric in lower else "max"), metric
 
 
 def test_validation_split_is_group_aware_deterministic_and_disjoint():
@@ -55,14 +70,64 @@ def test_validation_split_needs_two_groups():
         validation_split(np.arange(3), np.zeros(3, int), 0.5, 0)
 
 
+def loop_config(**fields) -> ml_collections.ConfigDict:
+    """The loop settings ``check_settings`` and ``resolve_steps`` read."""
+    base = dict(name="s", steps=100, epochs=0, batch_size=4, log_every=1, checkpoint_every=1,
+                val_fraction=0.0, eval_every=0, patience=0, unfreeze_every=0,
+                frozen_norm="stored")  # fmt: skip
+    return ml_collections.ConfigDict({**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "fields, n_train, steps",
+    [
+        (dict(epochs=0), 6, 100),  # no epochs: the steps as given
+        (dict(epochs=3), 6, 6),  # ceil(6 / 4) = 2 steps per epoch
+        (dict(epochs=3), 10, 9),  # ceil(10 / 4) = 3 steps per epoch
+        (dict(epochs=3), 200, 100),  # 150 steps, capped at steps=100
+        (dict(epochs=3, steps=0), 200, 150),  # no cap
+        (dict(epochs=0.5), 6, 1),
+        (dict(epochs=3, batch_size=8), 3, 3),  # fewer examples than a batch: 1 step per epoch
+    ],
+)
+def test_resolve_steps_from_epochs_scales_with_the_training_examples(fields, n_train, steps):
+    assert resolve_steps(loop_config(**fields), n_train) == steps
+
+
+def test_with_steps_records_the_cap_and_leaves_step_configs_alone():
+    config = loop_config(epochs=3)
+    resolved = with_steps(config, 6)
+    assert (resolved.steps, resolved.max_steps, resolved.epochs) == (6, 100, 3)
+    assert config.steps == 100 and "max_steps" not in config
+    plain = loop_config()
+    assert with_steps(plain, 100) is plain
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(steps=0), "steps=0 must be an int >= 1"),
+        (dict(epochs=-1), "epochs=-1 must be a number >= 0"),
+        (dict(epochs="10"), "epochs='10' must be a number"),
+        (dict(epochs=2, steps=-1), "steps=-1 must be an int >= 0"),
+    ],
+)
+def test_check_settings_refuses_bad_epochs_and_steps(fields, message):
+    with pytest.raises(ValueError, match=message):
+        check_settings(loop_config(**fields))
+    check_settings(loop_config(epochs=2, steps=0))  # epochs alone: no maximum
+
+
 def test_trainer_stops_early_and_evaluates_the_best_checkpoint(tiny_run, tiny_fundus, tmp_path):
     run = tiny_run(tmp_path, "scratch", budget=8)
     # lr 1e-9 (0 is refused): the loss cannot improve by min_delta after the first validation,
-    # so patience 1 stops at step 4.
+    # so patience 1 stops at step 4. 3 epochs of 6 training examples at batch 4: 6 steps planned.
     run.config.optimizer.update(name="sgd", learning_rate=1e-9)
     run.config.update(val_fraction=0.25, eval_every=2, monitor="loss", patience=1, min_delta=1e-3)
+    run.config.update(epochs=3, steps=50)
     result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
     assert result["n_val"] == 2 and result["n_train"] == 6
+    assert (result["planned_steps"], result["max_steps"], result["epochs"]) == (6, 50, 3)
     assert result["steps"] == 4 and result["evaluated_step"] == 2
     assert result["early_stopping"]["best_step"] == 2
     assert checkpoint_steps(os.path.join(run.workdir, "checkpoints_best")) == [2]

@@ -395,6 +395,15 @@ def test_load_params_from_a_stage_dir_or_its_checkpoints(tmp_path):
         load_params(str(tmp_path / "empty"))
 
 
+def test_load_params_of_a_stage_dir_prefers_its_best_validated_checkpoint(tmp_path):
+    save_run(tmp_path / "run", small_params(2.0), step=4)
+    mngr = checkpoint.manager(str(tmp_path / "run" / "checkpoints_best"))
+    checkpoint.save(mngr, 2, {"step": 2, "params": small_params(3.0)})
+    mngr.close()
+    assert_trees_equal(load_params(str(tmp_path / "run")), small_params(3.0))  # best, step 2
+    assert_trees_equal(load_params(str(tmp_path / "run" / "checkpoints")), small_params(2.0))
+
+
 def test_importing_defines_no_flags():
     before = set(flags.FLAGS)
     importlib.reload(weights)

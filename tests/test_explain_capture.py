@@ -6,10 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _transfer_worker import random_variables, save_state
 
+from jaxseg import models
 from jaxseg.eval.distances import host_metrics
 from jaxseg.explain.capture import capture, layer_output, load_run, module_paths
 from jaxseg.models.unet import Localizer, UNet
+from jaxseg.train import rundir
 from jaxseg.train.loop import train_and_evaluate
 
 
@@ -87,6 +90,20 @@ def test_load_run_rebuilds_the_trained_model(tiny_run, tiny_fundus, tmp_path):
         assert result["nonfinite"].get(name, 0) == int((~finite).sum())
         if finite.any():
             assert result["metrics"][name] == pytest.approx(host[name][finite].mean())
+
+
+def test_load_run_reads_the_best_validated_checkpoint_unless_told(tiny_run, tmp_path):
+    run = tiny_run(tmp_path, "scratch")
+    rundir.record(run.config, run.workdir)
+    model = models.build(run.config.model, "pixels", 1)
+    best, last = (random_variables(model, seed) for seed in (41, 42))
+    save_state(rundir.checkpoints(run.workdir), last, step=6)
+    assert np.array_equal(load_run(run.workdir).variables["params"]["head"]["kernel"],
+                          last["params"]["head"]["kernel"])  # fmt: skip
+    save_state(rundir.best(run.workdir), best, step=2)
+    for loaded, want in ((load_run(run.workdir), best), (load_run(run.workdir, best=False), last)):
+        got = loaded.variables["params"]["head"]["kernel"]
+        assert np.array_equal(got, want["params"]["head"]["kernel"])
 
 
 def test_load_run_needs_a_stage_directory(tmp_path):

@@ -55,6 +55,15 @@ def test_families_join_the_chains_that_share_a_run(tiny_study):
     assert shards.cost(families[0]) == 6 + 3 * 6  # the shared localize run counted once
 
 
+def test_cost_counts_the_maximum_steps_or_else_the_epochs():
+    def chain(i: int, **fields) -> plan_lib.Chain:
+        run = plan_lib.Run(f"/s/e{i}", ml_collections.ConfigDict(fields), "stage", 0, 0, 0)
+        return plan_lib.Chain("arm", [run])
+
+    family = [chain(0, steps=500, epochs=100), chain(1, steps=0, epochs=2.5)]
+    assert shards.cost(family) == 500 + 3
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 40])
 def test_shares_cover_every_run_once_keep_families_whole_and_balance_cost(tiny_study, n):
     kw = dict(seeds=(0, 1), budgets=(4, 8, 12), localize_steps=30)

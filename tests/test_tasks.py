@@ -47,6 +47,12 @@ def test_localization_metrics_in_pixels():
     np.testing.assert_allclose(err, [np.hypot(8, 4), np.hypot(16, 8), 0.0], rtol=1e-6)
 
 
+def test_localization_head_option_picks_the_models_head_kind():
+    assert tasks.build("localization", options={"head": "pooled"}).head == "pooled"
+    with pytest.raises(ValueError, match="head='conv' must be one of"):
+        tasks.build("localization", options={"head": "conv"})
+
+
 def test_localization_task_fields_and_usable():
     task = tasks.build("localization")
     assert (task.name, task.head, task.outputs, task.primary) == (

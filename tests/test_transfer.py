@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import jax
 import ml_collections
@@ -23,6 +24,7 @@ from jaxseg.surgery.transfer import (
     transfer,
     transfer_tree,
 )
+from jaxseg.train import loop
 
 
 def flat(variables: dict) -> dict[str, np.ndarray]:
@@ -371,6 +373,39 @@ def test_transfer_tree_matches_the_checkpoint_transfer(loc):
     assert all(np.array_equal(a, flat(got)[p]) for p, a in flat(want).items())
     with pytest.raises(ValueError, match="missing in checkpoint"):
         transfer_tree(fresh, saved, "encoder", source="weights.safetensors")
+
+
+def test_next_stage_starts_from_the_parent_best_validated_checkpoint(tmp_path):
+    """A parent whose best validated step (3) is not its last (6): the next stage's subtree is
+    bit-identical to step 3's, and transfer.json and the log line say so; without a best
+    folder (no validation) the latest step is used."""
+    parent, child = tmp_path / "localize", tmp_path / "segment"
+    best = random_variables(Localizer(depth=2, width=4), seed=31)
+    last = random_variables(Localizer(depth=2, width=4), seed=32)
+    save_state(str(parent / "checkpoints"), last, step=6)
+    fresh = random_variables(UNet(depth=2, width=4), seed=33)
+    init_from = ml_collections.ConfigDict(dict(stage="localize", subtrees="encoder"))
+    config = ml_collections.ConfigDict(dict(name="segment", init_from=init_from))
+    stage = types.SimpleNamespace(config=config)  # load_parent reads only the stage's config
+    encoder = {p: p for p in flat(fresh) if under(p, "encoder")}
+    os.makedirs(child)
+    new = loop.load_parent(stage, fresh, str(child), str(parent))  # no best folder: latest
+    assert_merged(new, fresh, flat(last), encoder)
+    assert json.loads((child / "transfer.json").read_text())["checkpoint"] == "latest"
+    save_state(str(parent / "checkpoints_best"), best, step=3)
+    new = loop.load_parent(stage, fresh, str(child), str(parent))
+    assert_merged(new, fresh, flat(best), encoder)
+    report = json.loads((child / "transfer.json").read_text())
+    assert (report["step"], report["checkpoint"]) == (3, "best")
+    assert report["source"] == os.path.join("..", "localize", "checkpoints_best")
+    assert "(step 3, best)" in format_report(report)
+    assert loop.transferred(str(child)) == {
+        "source": report["source"], "step": 3, "checkpoint": "best",
+    }  # fmt: skip
+    init_from.step = 6  # an explicit step is one of the latest steps
+    new = loop.load_parent(stage, fresh, str(child), str(parent))
+    assert_merged(new, fresh, flat(last), encoder)
+    assert loop.transferred(str(tmp_path)) is None  # nothing loaded there
 
 
 # --------------------------------------------------------------------------- devices

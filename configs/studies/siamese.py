@@ -12,6 +12,12 @@ Arguments: scale=ci|cpu|paper; default data: the built-in 3-D kidneys generator 
 volumes, windowed to [−80, 300] HU, z-scored, pairs = crops around the kidney in each half of
 a volume, label = side); busi | data=PATH: 2-D images, pairs by class label (BUSI: normal /
 benign / malignant).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.089 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 75 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~0.5 h (19,500 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=16, steps=(6, 6), folds=2, budgets=(4,), layers=(1, 1), growth=4, width=4),
-    "cpu": dict(size=32, steps=(300, 300), folds=5, budgets=(4, 16), layers=(2, 2, 4),
+    "cpu": dict(size=32, steps=(300, 600), folds=5, budgets=(4, 16), layers=(2, 2, 4),
                 growth=8, width=8),
-    "paper": dict(size=96, steps=(4000, 4000), folds=5, budgets=(8, 32), layers=(2, 2, 4, 8),
+    "paper": dict(size=96, steps=(4000, 6000), folds=5, budgets=(8, 32), layers=(2, 2, 4, 8),
                   growth=16, width=16),
 }  # fmt: skip
 
@@ -56,7 +62,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             loss="bce_dice", optimizer=dict(weight_decay=1e-2), init_from=init,
             task_options=dict(pos_weight=2.0, bce_dice_start=(0.6, 0.4), bce_dice_end=(0.2, 0.8),
                               recon_weight=0.1),
-            val_fraction=0.2, eval_every=max(1, seg_steps // 10), batch_size=4,
+            batch_size=4,
         )  # fmt: skip
 
     config.stages = ml_collections.ConfigDict()
@@ -72,9 +78,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "hd95", "boundary_length_diff")
     config.explain = configs.explain(layers=r"^encoder/stage_\d+$")
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=config.data.image_size, steps=pre_steps)
         config.protocol.run_folds = 1  # one fold is enough to exercise every stage
-        for st in config.stages.values():
-            st.eval_every = 3 if st.val_fraction else 0
+        for name in ("segment", "scratch"):  # the tests' end-to-end run of the validated path
+            config.stages[name].update(val_fraction=0.2, eval_every=3)
     return config

@@ -6,7 +6,7 @@ the small segmentation set, against one step of either and none.
     python -m jaxseg.main --config=configs/studies/two_step.py:scale=ci --workdir=/tmp/t   # seconds
 
 Arguments (after ':', comma-separated):
-  scale=ci|cpu|paper  ci: seconds (tests); cpu: ~15 min on 2 cores (64², plain U-Net);
+  scale=ci|cpu|paper  ci: seconds (tests); cpu: 64², plain U-Net (time below);
                       paper: the published 9-fold protocol at 256², ResNet50, GPU/TPU.
   busi | data=PATH    BUSI (../shared/data/busi/busi.npz) or another .npz / tfds dataset;
                       default: the built-in fundus generator.
@@ -23,6 +23,12 @@ Arms: ``none`` (scratch), ``pretext`` (pretext → segment), ``boxes`` (box mask
 ``two_step`` (pretext → box masks → segment); ``compare`` = two_step vs none. The box masks are
 the dataset's boxes rasterised (BUSI has none of its own: they are derived from its masks, so
 the box stage sees every training image's lesion extent, the cheap label the study assumes).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.131 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 99 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~1.5 h (40,500 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations
@@ -39,9 +45,9 @@ SCALES = {
     "ci": dict(size=32, steps=(6, 6, 6), folds=2, budgets=(4,), backbone="", depth=2, width=4),
     # a ResNet50 U-Net trains at ~5 images/s at 64² on 2 CPU cores (measured), hours for
     # this protocol: scale=cpu uses the plain U-Net; backbone=resnet50 selects it anyway
-    "cpu": dict(size=64, steps=(300, 300, 200), folds=3, budgets=(16, 64),
+    "cpu": dict(size=64, steps=(300, 300, 1000), folds=3, budgets=(16, 64),
                 backbone="", depth=4, width=16),
-    "paper": dict(size=256, steps=(3000, 3000, 2000), folds=9, budgets=(10, 40, 80),
+    "paper": dict(size=256, steps=(3000, 3000, 6000), folds=9, budgets=(10, 40, 80),
                   backbone="resnet50", depth=4, width=32),
 }  # fmt: skip
 WORDS = (
@@ -95,9 +101,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.stages.seg_boxes = segment("boxes", from_boxes)
     config.stages.seg_boxes_only = segment("boxes_only", from_boxes)
     config.stages.scratch = segment("", "")
-    if s is SCALES["paper"]:  # method 3 trains every step to early stopping
-        for st in config.stages.values():
-            st.update(val_fraction=0.1, eval_every=100, patience=5)
     config.arms = ml_collections.ConfigDict(
         dict(none="scratch", pretext="pretext,seg_pretext", boxes="boxes_only,seg_boxes_only",
              two_step="pretext,boxes,seg_boxes")
@@ -112,6 +115,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "miou")  # method 3 reports mIoU
     config.explain = configs.explain()
+    configs.converge(
+        config, args.get("scale", "cpu")
+    )  # method 3 trains every step to early stopping
     if ci:
         configs.shrink(config, image_size=s["size"], steps=p_steps)
     return config

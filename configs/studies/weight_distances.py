@@ -32,6 +32,12 @@ Arguments: scale=ci|cpu|paper; busi | data=PATH (default: the fundus generator);
 structures=A+B+... class names to treat as structures (default: BUSI's benign+malignant
 lesions, or every class of the dataset); lr=depth fine-tunes with depth-dependent learning
 rates (``depth_lr:0.5``: stage i at 0.5^i, method 5) instead of one rate.
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.130 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 36 runs (3 seeds; every stage validated, up to its
+``steps`` maximum): at most ~0.4 h (10,800 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
     config.explain = configs.explain()
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=steps)
         config.protocol.run_folds = 1  # one fold is enough to exercise every stage

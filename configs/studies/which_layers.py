@@ -12,6 +12,12 @@ another seed — then source and target are alike; use real data for the real qu
 A block is the two convolutions between consecutive pooling/up-sampling layers: a depth-L
 U-Net has 2·L+1 of them (surgery.presets). Note: in this U-Net the contracting path holds ~61%
 of the parameters (method 2's text says the expanding path is about twice the contracting one).
+
+Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
+the earlier one-seed fixed-step protocol on BUSI (0.114 s/step, docs/results.md, 2-core box)
+× the planned maximum steps of the 153 runs (3 seeds; every stage validated, up to its
+``steps`` maximum; label-budget stages up to 100 epochs): at most ~3.3 h (104,400 steps).
+Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from jaxseg.studies.configs import stage
 
 SCALES = {
     "ci": dict(size=32, steps=(6, 6), folds=2, budgets=(8,), depth=2, width=4),
-    "cpu": dict(size=64, steps=(400, 150), folds=3, budgets=(64,), depth=3, width=16),
-    "paper": dict(size=256, steps=(6000, 2000), folds=5, budgets=(1.0,), depth=4, width=64),
+    "cpu": dict(size=64, steps=(400, 1000), folds=3, budgets=(64,), depth=3, width=16),
+    "paper": dict(size=256, steps=(6000, 6000), folds=5, budgets=(1.0,), depth=4, width=64),
 }  # fmt: skip
 
 
@@ -74,6 +80,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "pixel_error", "ari")  # method 2's three
     config.explain = configs.explain()
+    configs.converge(config, args.get("scale", "cpu"))
     if s is SCALES["ci"]:
         configs.shrink(config, image_size=s["size"], steps=pre_steps)
         config.protocol.run_folds = 1  # one fold is enough to exercise every stage

@@ -226,17 +226,20 @@ def distance_matrix(
 
 
 def checkpoint_dir(path: str) -> str:
-    """The orbax checkpoint directory of ``path``: ``path/checkpoints`` for a stage directory,
-    else ``path`` itself. Raises FileNotFoundError when the directory does not exist."""
+    """The orbax checkpoint directory of ``path``: for a stage directory (holding
+    ``checkpoints/``) that of its best validated step when it kept one, else ``checkpoints/``
+    (``checkpoint.run_weights``); else ``path`` itself. Raises FileNotFoundError when the
+    directory does not exist."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no such directory: {path}")
-    nested = os.path.join(path, "checkpoints")
-    return nested if os.path.isdir(nested) else path
+    if os.path.isdir(os.path.join(path, checkpoint.LATEST)):
+        return checkpoint.run_weights(path)[0]
+    return path
 
 
 def load_params(workdir_or_ckpt: str, step: int | None = None) -> dict[str, Any]:
-    """The ``params`` tree (numpy arrays) of the latest (or given) checkpoint of a stage
-    directory (holding ``checkpoints/``) or of a checkpoints directory itself."""
+    """The ``params`` tree (numpy arrays) of a stage directory's best validated (else latest)
+    checkpoint, or of the latest (or given) step of a checkpoints directory itself."""
     directory = checkpoint_dir(workdir_or_ckpt)
     variables = checkpoint.load_variables(directory, step, collections=("params",))
     if not variables["params"]:

@@ -27,23 +27,21 @@ class LoadedRun(NamedTuple):
     """A finished stage rebuilt for inference."""
 
     model: nn.Module
-    variables: dict[str, Any]  # {'params', 'batch_stats'} of the latest checkpoint (or ``step``)
+    variables: dict[str, Any]  # {'params', 'batch_stats'} of the best (or latest, or ``step``)
     config: ml_collections.ConfigDict  # the run's config.json
 
 
-def load_run(workdir: str, step: int | None = None, best: bool = False) -> LoadedRun:
+def load_run(workdir: str, step: int | None = None, best: bool = True) -> LoadedRun:
     """The model, variables and config of a finished stage directory (``config.json`` +
-    ``checkpoints/``), for inference. The head size is read from the checkpoint. ``best``: the
-    best validated checkpoint (the one the run's test metrics come from) when the run kept one,
-    else the latest."""
+    ``checkpoints/``), for inference. The head size is read from the checkpoint. ``best`` (the
+    default): the best validated checkpoint (the one the run's test metrics come from) when the
+    run kept one, else the latest (``checkpoint.run_weights``); False: the latest steps."""
     path = os.path.join(workdir, rundir.CONFIG)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a stage directory (no {rundir.CONFIG})")
     with open(path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    folder = rundir.checkpoints(workdir)
-    if best and checkpoint.steps(rundir.best(workdir)):
-        folder = rundir.best(workdir)
+    folder = rundir.weights(workdir)[0] if best else rundir.checkpoints(workdir)
     variables = checkpoint.load_variables(folder, step)
     head = checkpoint.flatten(variables["params"]["head"])  # 'kernel' or e.g. 'conv/kernel'
     outputs = int(next(v for p, v in head.items() if p.endswith("kernel")).shape[-1])

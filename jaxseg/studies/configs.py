@@ -55,10 +55,15 @@ def scale(args: dict[str, str], scales: dict[str, dict]) -> dict:
     return scales[args.get("scale", "cpu")]
 
 
-def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.ConfigDict:
-    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``) trained for ``steps``;
-    ``examples`` 'all' trains on every training image of the fold (the cheap labels), 'budget'
-    on the label-budget subset (the expensive masks). The optimizer is Adam at 1e-3 unless
+def stage(
+    task: str, *, examples: str, steps: int, epochs: float = 0, **kw
+) -> ml_collections.ConfigDict:
+    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``) trained for ``steps``, or
+    for ``epochs`` passes over its training examples (after the validation split) when
+    ``epochs`` > 0, ``steps`` then being the maximum (0: none); the steps a run resolves to
+    (``jaxseg.train.setup.resolve_steps``) are recorded in its result.json. ``examples`` 'all'
+    trains on every training image of the fold (the cheap labels), 'budget' on the label-budget
+    subset (the expensive masks). The optimizer is Adam at 1e-3 unless
     ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a preset of
     ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
     block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
@@ -67,13 +72,16 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
     training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
     ('' = the task's primary metric); ``patience`` evaluations without a ``min_delta`` gain stop
-    the stage (0: never), and the test metrics come from the best validation checkpoint. ``augment``
+    the stage (0: never), and the best validated checkpoint is what the stage's test metrics and
+    every later reader (transfer, weight distances, explain, predict) use. ``augment``
     (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
     (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
-    (``optimizer=dict(weight_decay=0.01)``)."""
+    (``optimizer=dict(weight_decay=0.01)``). ``converge`` applies the scale's validation,
+    early-stopping and epoch defaults."""
     cfg = ml_collections.ConfigDict(
         dict(
-            task=task, loss="", task_options={}, steps=steps, batch_size=8, examples=examples,
+            task=task, loss="", task_options={}, steps=steps, epochs=epochs, batch_size=8,
+            examples=examples,
             optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", path="", subtrees="", rename="", allow=""),
@@ -108,6 +116,20 @@ def localization_controls(config: ml_collections.ConfigDict) -> None:
     config.compare = ("pretrained:scratch", "pretrained:frozen_random", "finetune:scratch")
 
 
+def localizer() -> dict:
+    """Method 1's localization stage settings (issue 15 §2), chosen by measurement on the
+    built-in fundus data and BUSI at 64² (table in configs/studies/localization_transfer.py,
+    ``benchmarks/localizer_sweep.py``): a linear head on the globally average-pooled bottleneck
+    features (``head='pooled'``; method 1 puts its linear layer on the flattened features, which
+    with RMSprop at 1e-3 diverged at step 2), RMSprop at 1e-3 after a 50-step linear warm-up,
+    cosine decay over ``steps``; centres in [-1, 1] (the task's target scale). Fields for
+    ``stage('localization', ..., **localizer())``."""
+    return dict(
+        task_options=dict(head="pooled"),
+        optimizer=dict(name="rmsprop", learning_rate=1e-3, schedule="cosine", warmup_steps=50),
+    )
+
+
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
     """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
     tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),
@@ -122,6 +144,33 @@ def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collectio
         cfg.source = "npz" if path.endswith(".npz") else "tfds"
         cfg.path = path
     return cfg
+
+
+# Issue 15 §2, convergence by default: at scale=cpu and paper every stage validates on a
+# group-aware split of its training images and stops early (``steps`` is then the maximum; the
+# best validated checkpoint is what the stage's test metrics, transfers, distances and explain
+# read); the label-budget segmentation stages train for a number of epochs (a larger budget gets
+# proportionally more steps) up to their ``steps``; three seeds (pairs = folds × seeds). scale=ci
+# and the demo's ``tiny`` keep fixed short steps without validation, for speed.
+CONVERGENCE = {
+    "ci": {},
+    "cpu": dict(val_fraction=0.2, eval_every=25, patience=8),
+    "paper": dict(val_fraction=0.1, eval_every=100, patience=5),
+}
+BUDGET_EPOCHS = {"ci": 0, "cpu": 100, "paper": 200}
+SEEDS = {"ci": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
+
+
+def converge(config: ml_collections.ConfigDict, scale_name: str) -> None:
+    """Apply the ``scale_name`` ('ci' | 'cpu' | 'paper') defaults above to every stage and the
+    protocol of a study ``config``, in place: validation and early stopping for every stage,
+    epochs for the stages that train on the label budget (``examples='budget'``: masks), seeds.
+    Call it after building the stages and before ``shrink``."""
+    for s in config.stages.values():
+        s.update(CONVERGENCE[scale_name])
+        if s.examples == "budget" and BUDGET_EPOCHS[scale_name]:
+            s.epochs = BUDGET_EPOCHS[scale_name]
+    config.protocol.seeds = SEEDS[scale_name]
 
 
 def protocol(**fields) -> ml_collections.ConfigDict:

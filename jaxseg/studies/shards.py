@@ -9,6 +9,7 @@ directory: every worker computes the same partition from the same plan, with no 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -81,8 +82,10 @@ def runs(chains: list[Chain]) -> list[Run]:
 
 
 def cost(family: list[Chain]) -> int:
-    """The planned training steps of a family: the sum over its distinct runs."""
-    return sum(int(run.config.steps) for run in runs(family))
+    """The planned training steps of a family: the sum over its distinct runs of ``steps`` (the
+    maximum of a stage given in epochs; one without a maximum counts its epochs, as its steps
+    depend on data not read here)."""
+    return sum(int(run.config.steps) or math.ceil(run.config.epochs) for run in runs(family))
 
 
 def assign(groups: list[list[Chain]], n: int) -> list[int]:

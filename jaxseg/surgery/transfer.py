@@ -321,7 +321,8 @@ def format_report(report: dict[str, Any]) -> str:
     """A short printable summary of a ``transfer`` report for the run log."""
     renamed, skipped = report.get("renamed", []), report.get("skipped", [])
     where = f" from {report['source']}" if report.get("source") else ""
-    where += f" (step {report['step']})" if report.get("step") is not None else ""
+    which = f", {report['checkpoint']}" if report.get("checkpoint") else ""
+    where += f" (step {report['step']}{which})" if report.get("step") is not None else ""
     lines = [
         f"transfer{where}: {len(report['loaded'])} leaves loaded ({len(renamed)} renamed), "
         f"{len(skipped)} skipped, {len(report['kept'])} freshly initialised"

@@ -25,8 +25,15 @@ def to_pixels(outputs: jax.Array, batch: Batch) -> jax.Array:
     return (outputs + 1) / 2 * _scale(batch)
 
 
-def localization(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
-    """Centre regression ((x, y), or (x, y, z) for volumes); default loss MSE (method 1)."""
+HEADS = ("vector", "pooled")
+
+
+def localization(loss: str = "", info: DataInfo = DEFAULT_INFO, head: str = "vector") -> Task:
+    """Centre regression ((x, y), or (x, y, z) for volumes); default loss MSE (method 1).
+    ``head`` 'vector' is method 1's linear layer on the flattened bottleneck features, 'pooled'
+    a linear layer on their global average (``models.HEADS``)."""
+    if head not in HEADS:
+        raise ValueError(f"task 'localization': head={head!r} must be one of {HEADS}")
     loss_fn = losses.get(loss or "mse")
 
     def per_example(outputs: jax.Array, batch: Batch) -> jax.Array:
@@ -38,7 +45,7 @@ def localization(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
     return Task(
         name="localization",
         keys=("image", "center", "has_object"),
-        head="vector",
+        head=head,
         outputs=info.rank,
         loss=per_example,
         metrics=metrics,

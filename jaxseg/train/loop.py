@@ -62,9 +62,11 @@ def saved_plan(stage: Stage, step: int) -> int:
 def load_parent(
     stage: Stage, variables: dict[str, Any], workdir: str, parent: str | None
 ) -> dict[str, Any]:
-    """``variables`` with ``init_from.subtrees`` loaded from the parent run's checkpoints (when
-    there is a parent) or from ``init_from.path`` (``init_path``); ``transfer.json`` records
-    the report, its source relative to the run (a path: absolute)."""
+    """``variables`` with ``init_from.subtrees`` loaded from ``init_from.path`` (``init_path``)
+    or from the parent run (when there is one): from its best validated checkpoint when it kept
+    one, else its latest (``rundir.weights``; an explicit ``init_from.step`` reads that step of
+    the latest ones). ``transfer.json`` records the report (its source relative to the run, a
+    path absolute; from a parent also the step and ``checkpoint`` 'best' | 'latest')."""
     init_from, name = stage.config.init_from, stage.config.name
     if init_from.get("path"):
         variables, report = init_path.load(stage.config, variables)
@@ -77,7 +79,11 @@ def load_parent(
             )
         return variables
     else:
-        variables, report = transfer.from_config(variables, init_from, rundir.checkpoints(parent))
+        folder, which = rundir.weights(parent)
+        if init_from.get("step") is not None:  # an explicit step is one of the latest steps
+            folder, which = rundir.checkpoints(parent), "latest"
+        variables, report = transfer.from_config(variables, init_from, folder)
+        report = {**report, "checkpoint": which}
         source = os.path.relpath(report["source"], workdir)
     rundir.write_json(workdir, rundir.TRANSFER, {**report, "source": source})
     print(f"{name}: {transfer.format_report(report)}", flush=True)
@@ -273,9 +279,20 @@ def held_out_result(
         "n_val": len(rows["val"]),
         "n_test": len(rows["test"]),
         "steps": step,
+        # the steps the run was set to train (resolved from ``epochs`` when given) and the cap
+        "planned_steps": int(stage.config.steps),
+        "epochs": stage.config.get("epochs", 0),
+        "max_steps": int(stage.config.get("max_steps", stage.config.steps)),
         "evaluated_step": int(state["step"]),
         "early_stopping": stopper.to_dict() if len(rows["val"]) else None,
     }
+
+
+def transferred(workdir: str) -> dict[str, Any] | None:
+    """What the run started from: {'source', 'step', 'checkpoint'} of its ``transfer.json``, or
+    None when it loaded nothing."""
+    report = rundir.read_json(workdir, rundir.TRANSFER)
+    return {k: report.get(k) for k in ("source", "step", "checkpoint")} if report else None
 
 
 def open_outputs(workdir: str, validating: bool, clock: Clock) -> Outputs:
@@ -357,6 +374,7 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
     with clock("evaluate"):
         figure = result["metrics"][stage.task.primary]
         result.update(health.health(stage, stage.model(program.plan), state, figure, random))
+    result["transfer"] = transferred(workdir)
     with clock("checkpoint_write"):
         out.close()  # waits for pending checkpoint writes
     rundir.add_timing(workdir, clock.totals())

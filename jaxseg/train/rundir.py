@@ -29,8 +29,8 @@ TRANSFER = "transfer.json"
 EARLY_STOPPING = "early_stopping.json"
 FAILED = "failed.json"
 TIMING = "timing.json"
-CHECKPOINTS = "checkpoints"
-BEST = "checkpoints_best"
+CHECKPOINTS = checkpoint.LATEST
+BEST = checkpoint.BEST
 # Everything a run writes: ``clear`` deletes these (other files in the directory stay).
 OUTPUTS = (
     CHECKPOINTS, BEST, RESULT, FAILED, "metrics.jsonl", EARLY_STOPPING, "tb", TRANSFER, TIMING,
@@ -140,3 +140,9 @@ def checkpoints(run: str) -> str:
 def best(run: str) -> str:
     """The folder of the run's best validation checkpoint (kept only with a validation split)."""
     return os.path.join(run, BEST)
+
+
+def weights(run: str) -> tuple[str, str]:
+    """(folder, 'best' | 'latest'): where later readers take the finished run's weights from
+    (``checkpoint.run_weights``: the best validated step when the run kept one)."""
+    return checkpoint.run_weights(run)

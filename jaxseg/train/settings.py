@@ -10,10 +10,17 @@ POSITIVE_INTS = ("steps", "batch_size", "log_every", "checkpoint_every")
 
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Raise one ValueError naming the stage and key for a loop setting out of range."""
+    """Raise one ValueError naming the stage and key for a loop setting out of range. ``steps``
+    may be 0 (no maximum) when the stage gives ``epochs`` > 0."""
+    epochs = config.get("epochs", 0)
+    if isinstance(epochs, bool) or not isinstance(epochs, int | float) or not epochs >= 0:
+        raise ValueError(f"stage {config.name!r}: epochs={epochs!r} must be a number >= 0")
     for key in POSITIVE_INTS:
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"stage {config.name!r}: {key}={config[key]!r} must be an int >= 1")
+        least = 0 if key == "steps" and epochs else 1
+        if not isinstance(config[key], int) or config[key] < least:
+            raise ValueError(
+                f"stage {config.name!r}: {key}={config[key]!r} must be an int >= {least}"
+            )
     if not 0 <= config.val_fraction < 1:
         raise ValueError(
             f"stage {config.name!r}: val_fraction={config.val_fraction} must be in [0, 1)"

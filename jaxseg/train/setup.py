@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,28 @@ def split_rows(
     return {"train": train, "val": val, "test": test}
 
 
+def resolve_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
+    """The steps a run trains for: ``steps``, or with ``epochs`` E > 0 the steps of E passes
+    over its ``n_train`` training examples (ceil(E · ceil(n_train / batch_size))), at most
+    ``steps`` when that is > 0. So a larger label budget trains proportionally longer."""
+    epochs = config.get("epochs", 0)
+    if not epochs:
+        return int(config.steps)
+    per_epoch = schedule_lib.steps_per_epoch(n_train, config.batch_size)
+    from_epochs = max(1, math.ceil(epochs * per_epoch))
+    return min(from_epochs, config.steps) if config.steps else from_epochs
+
+
+def with_steps(config: ml_collections.ConfigDict, steps: int) -> ml_collections.ConfigDict:
+    """A copy of ``config`` training for ``steps`` (``max_steps`` keeps the configured
+    ``steps``); ``config`` itself unchanged when nothing is resolved from epochs."""
+    if not config.get("epochs", 0):
+        return config
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    resolved.update(steps=steps, max_steps=config.steps)
+    return resolved
+
+
 def augmentation(config: ml_collections.ConfigDict) -> AugmentConfig | None:
     """The stage's augmentation, or None when it would change nothing."""
     augment = AugmentConfig.from_config(config.augment)
@@ -161,6 +184,7 @@ def prepare_stage(
     task = tasks.for_config(config, arrays, dataset.class_names)
     task.check(arrays, dataset.name)
     rows = split_rows(config, dataset, task)
+    config = with_steps(config, resolve_steps(config, len(rows["train"])))
     optimizer = optimizers.build(config.optimizer, config.steps)
     augment = augmentation(config)
     mesh = mesh_lib.data_mesh()
