@@ -53,6 +53,16 @@ def pytest_configure(config: pytest.Config) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (pyproject's addopts) each test file runs whole on one
+    worker, so its module-scoped fixtures are built once; the files that read the session-wide
+    tiny ``demo`` study share one worker, so it runs once."""
+    demo_files = {item.path for item in items if "demo" in getattr(item, "fixturenames", ())}
+    for item in items:
+        group = "demo" if item.path in demo_files else str(item.path.relative_to(REPO))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a child python running jaxseg: same compilation cache, repo on the path."""
     env = dict(os.environ)
