@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxseg.data import labels as labels_lib
+
 Batch = Mapping[str, jax.Array]
 PerExample = Callable[[Any, Batch], jax.Array]
 Apply = Callable[[jax.Array], Any]  # the model applied to one input array
@@ -25,6 +27,7 @@ class DataInfo:
     image_channels: int = 1
     rank: int = 2
     spacing: bool = False  # the dataset has voxel sizes (distances then in mm)
+    multi_hot: int = 0  # columns L of the dataset's multi-hot ``labels`` [N,L] (0: none)
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray], class_names: tuple[str, ...]) -> DataInfo:
@@ -34,6 +37,7 @@ class DataInfo:
             image_channels=arrays["image"].shape[-1],
             rank=arrays["image"].ndim - 2,
             spacing="spacing" in arrays,
+            multi_hot=arrays["labels"].shape[1] if "labels" in arrays else 0,
         )
 
 
@@ -71,6 +75,9 @@ class Task:
     needs: tuple[str, ...] = ()
     examples: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None
     forward: Callable[[Apply, Batch], Any] | None = None
+    # the label kinds (jaxseg.data.labels.KINDS) an example must carry; ``usable`` of
+    # ``carrying(*labels)`` trains and evaluates on exactly those examples
+    labels: tuple[str, ...] = ()
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""
@@ -85,6 +92,16 @@ class Task:
 def everything(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """Every example is usable."""
     return np.ones(len(arrays["image"]), dtype=bool)
+
+
+def carrying(*kinds: str) -> dict[str, Any]:
+    """``labels`` and ``usable`` fields of a task whose examples must carry the label ``kinds``
+    (``jaxseg.data.labels``: 'mask', 'center', 'box', 'label', 'labels')."""
+
+    def usable(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return labels_lib.carrying(arrays, kinds)
+
+    return {"labels": kinds, "usable": usable}
 
 
 def task_arrays(

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxseg import losses
 from jaxseg.eval.distances import host_metrics
 from jaxseg.eval.metrics import segmentation_metrics
-from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, everything
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, carrying
 
 
 def logits_of(outputs: Any) -> jax.Array:
@@ -93,8 +93,8 @@ def segmentation(
         outputs=info.mask_channels + (1 if softmax else 0),
         loss=per_example,
         metrics=metrics,
-        usable=everything,
         primary="dice",
+        **carrying("mask"),
         predict=lambda outputs: scored(outputs) >= 0.0,  # sigmoid >= 0.5 / the argmax class
         host_metrics=lambda pred, batch: host_metrics(
             pred, batch["mask"] > 0.5, batch.get("spacing")
