@@ -122,7 +122,7 @@ def test_labels_per_example_masks_centres_boxes(tmp_path):
             centers=centers,
             has_mask=np.array([True, True, False, False]),
             boxes=boxes,
-        )  # fmt: skip
+        )
     )
     a = ds.arrays
     np.testing.assert_array_equal(a["has_mask"], [True, True, False, False])

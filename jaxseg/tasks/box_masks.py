@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 
 from jaxseg.data import labels as labels_lib
-
 from jaxseg.tasks.base import DEFAULT_INFO, DataInfo, Task, carrying
 from jaxseg.tasks.segmentation import segmentation
 
