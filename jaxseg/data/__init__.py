@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, kidneys, npz, preprocess, tfds_store
+from jaxseg.data import fundus, kidneys, labels, npz, preprocess, tfds_store
 from jaxseg.data.dataset import REQUIRED_KEYS, Dataset, check_arrays
 
 SOURCES: dict[str, Callable[..., Dataset]] = {
@@ -91,10 +91,13 @@ def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset
         arrays["image"], pads = preprocess.pad_to_multiple(arrays["image"], pad_multiple)
         arrays["mask"], _ = preprocess.pad_to_multiple(arrays["mask"], pad_multiple)
         shift = np.array(pads[::2][::-1], np.float32)  # befores in (x, y[, z]) order
-        has = arrays["has_object"][:, None]
+        has = labels.available(arrays, "center")[:, None]
         arrays["center"] = np.where(has, arrays["center"] + shift, 0).astype(np.float32)
         box = arrays["box"] + np.concatenate([shift, shift])
-        arrays["box"] = np.where(has, box, 0).astype(np.float32)
+        arrays["box"] = np.where(labels.available(arrays, "box")[:, None], box, 0)
+        arrays["box"] = arrays["box"].astype(np.float32)
+        if "boxes" in arrays:  # NaN rows stay NaN
+            arrays["boxes"] = arrays["boxes"] + np.concatenate([shift, shift])
     return Dataset(arrays, dataset.class_names, dataset.name)
 
 
