@@ -25,6 +25,8 @@ SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     "npz": ("path", "image_size"),
     "tfds": ("path", "image_size"),
 }
+# ... and those passed only when the config has them (configs written before they existed)
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"fundus": ("num_masked",), "npz": ("pool",)}
 
 
 def load(config: Any) -> Dataset:
@@ -45,6 +47,12 @@ def load(config: Any) -> Dataset:
                 f"data config for source {source!r} lacks field '{field}'; "
                 f"it needs {list(SOURCE_FIELDS[source])}"
             ) from None
+    for field in OPTIONAL_FIELDS.get(source, ()):
+        if getattr(config, field, None):
+            kwargs[field] = getattr(config, field)
+    for field in ("num_masked", "pool"):
+        if getattr(config, field, None) and field not in OPTIONAL_FIELDS.get(source, ()):
+            raise ValueError(f"data.{field} is not used by data.source={source!r}; leave it unset")
     dataset = keep_classes(SOURCES[source](**kwargs), tuple(getattr(config, "classes", ()) or ()))
     return prepare(dataset, getattr(config, "preprocess", ""), getattr(config, "pad_multiple", 0))
 

@@ -31,6 +31,7 @@ import zipfile
 import numpy as np
 
 from jaxseg.data import derive, labels, resize
+from jaxseg.data import pool as pool_lib
 from jaxseg.data.dataset import Dataset
 from jaxseg.data.layout import fields
 
@@ -300,6 +301,11 @@ def from_raw(
     masks = np.where(has_mask.reshape(-1, *[1] * (masks.ndim - 1)), masks, 0).astype(masks.dtype)
     label_arrays, class_names = _labels(path, raw, n)
     groups = _groups(path, raw, n)
+    if has_mask.any() and not has_mask.all():  # a pool beside the masked set
+        ids = raw.get("ids", np.array([f"row {i}" for i in range(n)]))
+        pool_lib.check_duplicates(
+            images, np.arange(n) if groups is None else groups, ids, has_mask, path
+        )
     centers, center_known = _points(path, raw, n, rank)
     boxes = _boxes(path, raw, n, rank)
     spacing = _vector(path, raw, "spacing", n, rank)
@@ -338,13 +344,25 @@ def from_raw(
     return arrays, class_names
 
 
-def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
+def read_with_pool(path: str, pool_path: str, image_size: int = 0):
+    """``read_arrays`` of the masked file ``path`` with the cheap-label pool of another file
+    appended (``jaxseg.data.pool.merge``: masks dropped, groups joined by id, duplicates
+    refused)."""
+    _check_image_size(path, image_size)
+    keys = (*_KEYS, "ids")
+    merged = pool_lib.merge(_read(path, keys), _read(pool_path, keys), path, pool_path)
+    return from_raw(merged, path, image_size)
+
+
+def load(path: str | os.PathLike, image_size: int = 0, pool: str = "") -> Dataset:
     """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
 
     Args:
       path: the .npz file.
       image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
         to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
+      pool: '' or another .npz whose examples join as a cheap-label pool (their masks dropped;
+        see ``jaxseg.data.pool``).
 
     Returns:
       Dataset named `path` (arrays of `read_arrays`). Centres/boxes come from the file's
@@ -353,5 +371,8 @@ def load(path: str | os.PathLike, image_size: int = 0) -> Dataset:
       downsampling counts as no object.
     """
     path = os.fspath(path)
+    if pool:
+        arrays, class_names = read_with_pool(path, os.fspath(pool), image_size)
+        return Dataset(arrays, class_names, path)
     arrays, class_names = read_arrays(path, image_size)
     return Dataset(arrays, class_names, path)

@@ -13,6 +13,12 @@ BUSI = os.environ.get("JAXSEG_BUSI") or os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "busi", "busi.npz")
 )
 
+IDRID = os.environ.get("JAXSEG_IDRID") or os.path.normpath(
+    os.path.join(
+        os.path.dirname(__file__), "..", "..", "..", "shared", "data", "idrid", "idrid.npz"
+    )
+)
+
 DATA_WORDS = ("busi", "data=PATH")  # the data words every config file accepts
 STUDY_WORDS = ("scale=ci|cpu|paper", *DATA_WORDS)  # ... and every study of configs/studies/
 
@@ -89,18 +95,30 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
 
 
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
-    """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
-    tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),
-    e.g. one structure per stage in the weight-distance study."""
+    """The data block: the built-in ``source`` unless ``busi``, ``idrid`` or ``data=PATH`` (an
+    .npz, or a tfds folder) is given; ``pool=PATH`` adds another .npz as a cheap-label pool
+    (``data.pool``: its masks dropped, see ``jaxseg.data.pool``). ``classes`` keeps only the
+    examples of those class names (() = all), e.g. one structure per stage in the
+    weight-distance study."""
     cfg = ml_collections.ConfigDict(
         dict(source=source, num_images=600, image_size=64, seed=0, path="", preprocess="",
              pad_multiple=0, classes=())
     )  # fmt: skip
     cfg.update(fields)
-    if "busi" in args or "data" in args:
-        path = os.path.abspath(args.get("data", BUSI))
+    given = [w for w in ("busi", "idrid", "data") if w in args]
+    if len(given) > 1:
+        raise ValueError(f"config arguments {' and '.join(given)} both name the data; give one")
+    if given:
+        path = os.path.abspath(args.get("data", IDRID if "idrid" in args else BUSI))
         cfg.source = "npz" if path.endswith(".npz") else "tfds"
         cfg.path = path
+    if "pool" in args:
+        if cfg.source != "npz":
+            raise ValueError(
+                f"config argument pool=PATH needs an .npz masked set (data=PATH.npz, busi or "
+                f"idrid), not data.source={cfg.source!r}"
+            )
+        cfg.pool = os.path.abspath(args["pool"])
     return cfg
 
 
