@@ -22,7 +22,6 @@ from jaxseg import models
 from jaxseg.studies import configs
 from jaxseg.studies.configs import stage
 
-
 MASKED, POOL = 200, 2200  # the demo's masked set and its centre-only pool (fundus generator)
 
 

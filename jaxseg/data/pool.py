@@ -148,6 +148,6 @@ def check_duplicates(
             pool_id, masked_id = str(ids[j]), str(ids[i])
             raise ValueError(
                 f"{path}: pool image {pool_id!r} has the same pixels as masked image "
-                f"{masked_id!r} under another id and group: it could enter the pretext of the fold that tests "
-                "it; give both one id or group, or drop it from the pool"
+                f"{masked_id!r} under another id and group: it could enter the pretext of the fold "
+                "that tests it; give both one id or group, or drop it from the pool"
             )
