@@ -94,7 +94,7 @@ def test_pool_and_idrid_words_and_the_demo_pool():
     assert max(c.protocol.budgets) <= 64  # a fold holds 64-65 of IDRiD's 81 masks
     with pytest.raises(ValueError, match="busi and idrid both name the data"):
         study_config("localization_transfer", "scale=ci,busi,idrid")
-    with pytest.raises(ValueError, match="pool=PATH needs an .npz masked set"):
+    with pytest.raises(ValueError, match=r"pool=PATH needs an \.npz masked set"):
         study_config("localization_transfer", "scale=ci,pool=/x/p.npz")
     with pytest.raises(ValueError, match=r"data.pool is not used by data.source='fundus'"):
         data.load(configs.data({}, num_images=4, image_size=16, pool="/x/p.npz"))
