@@ -67,9 +67,9 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     with a pool beside the masked set, the pool too: docs/data.md), 'budget' on the label-budget
     subset of the fold's masked training images (the expensive masks). The optimizer is Adam at
     1e-3 unless ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a
-    preset of ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
-    block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
-    inference mode (dropout off); their BatchNorms use the stored statistics unless
+    preset of ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets
+    unfreeze one more block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps.
+    Frozen subtrees run in inference mode (dropout off); their BatchNorms use the stored statistics unless
     ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale and bias stay
     frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
     training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
