@@ -69,15 +69,15 @@ def stage(task: str, *, examples: str, steps: int, **kw) -> ml_collections.Confi
     1e-3 unless ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a
     preset of ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets
     unfreeze one more block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps.
-    Frozen subtrees run in inference mode (dropout off); their BatchNorms use the stored statistics unless
-    ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale and bias stay
-    frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
-    training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
-    ('' = the task's primary metric); ``patience`` evaluations without a ``min_delta`` gain stop
-    the stage (0: never), and the test metrics come from the best validation checkpoint. ``augment``
-    (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
-    (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
-    (``optimizer=dict(weight_decay=0.01)``)."""
+    Frozen subtrees run in inference mode (dropout off); their BatchNorms use the stored
+    statistics unless ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale
+    and bias stay frozen). ``val_fraction`` > 0 carves a group-aware validation split from the
+    stage's training images, validated every ``eval_every`` steps (0: at checkpoints) on
+    ``monitor`` ('' = the task's primary metric); ``patience`` evaluations without a
+    ``min_delta`` gain stop the stage (0: never), and the test metrics come from the best
+    validation checkpoint. ``augment`` (``jaxseg.data.augment``): shift (fraction), rotate/shear
+    (degrees), flips, zoom (fraction), blur (max sigma), p. Keyword fields given as dicts merge
+    into the defaults (``optimizer=dict(weight_decay=0.01)``)."""
     cfg = ml_collections.ConfigDict(
         dict(
             task=task, loss="", task_options={}, steps=steps, batch_size=8, examples=examples,
