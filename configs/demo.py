@@ -5,7 +5,8 @@
     python -m jaxseg.main --config=configs/demo.py:tiny --workdir=/tmp/t     # seconds (tests)
 
 Arguments (after ':', comma-separated): 'busi' reads ../shared/data/busi/busi.npz (or
-``data=PATH`` for another .npz of that layout); 'tiny' shrinks everything for tests;
+``data=PATH`` for another .npz of that layout, ``pool=PATH`` for another .npz as its cheap-label
+pool); 'tiny' shrinks everything for tests;
 'controls' adds method 1's control arms ``frozen_random`` (the pretrained arm's freezing on a
 random encoder) and ``finetune`` (the localizer's encoder, nothing frozen) with their
 comparisons (``studies.configs.localization_controls``, as configs/studies/
@@ -19,6 +20,12 @@ validation split, early stopping, the segmentation stages 100 epochs of their ma
 1000 steps: 100 steps at 4 masks, 200 at 16), 3 seeds. Time (an estimate): the steps per fold
 and seed are those of the earlier fixed-step demo (600 + 2 × 2 × 150 = 1200 at most), so about
 3× its one-seed time (under 10 min on 2 cores): under ~30 min; early stopping ends stages sooner.
+
+
+The default data is method 1's setting in small: the built-in fundus generator's 2,400 images,
+of which 200 keep their disc mask and 2,200 form a centre-only pool. The masked 200 give the 5
+folds, the label budgets and the test images; the localizer trains on the pool plus the fold's
+masked training images. 'tiny' keeps 40 fully masked images (seconds).
 """
 
 from __future__ import annotations
@@ -29,16 +36,20 @@ from jaxseg import models
 from jaxseg.studies import configs
 from jaxseg.studies.configs import stage
 
+MASKED, POOL = 200, 2200  # the demo's masked set and its centre-only pool (fundus generator)
+
 
 def unet() -> ml_collections.ConfigDict:
     return models.config(name="unet", depth=3, width=8, norm="batch", dropout=0.1)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg, ("tiny", "controls", *configs.DATA_WORDS))
+    args = configs.parse_args(arg, ("tiny", "controls", *configs.DATA_WORDS, "pool=PATH"))
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = configs.data(args)
+    if config.data.source == "fundus" and "tiny" not in args:
+        config.data.update(num_images=POOL + MASKED, num_masked=MASKED)
     config.protocol = configs.protocol()
     model = unet()
     config.stages = ml_collections.ConfigDict()

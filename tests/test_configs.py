@@ -152,3 +152,23 @@ def test_method_1_localize_stages_use_the_measured_localizer():
         assert st.task_options.to_dict() == want["task_options"]
         assert {k: st.optimizer[k] for k in want["optimizer"]} == want["optimizer"]
         assert st.optimizer.weight_decay == 0.0  # the other optimizer defaults stay
+
+
+def test_pool_and_idrid_words_and_the_demo_pool():
+    from tests.test_studies import study_config
+
+    c = study_config("localization_transfer", "scale=cpu,idrid,pool=/x/p.npz")
+    assert c.data.path.endswith("idrid.npz") and c.data.pool == "/x/p.npz"
+    assert max(c.protocol.budgets) <= 64  # a fold holds 64-65 of IDRiD's 81 masks
+    with pytest.raises(ValueError, match="busi and idrid both name the data"):
+        study_config("localization_transfer", "scale=ci,busi,idrid")
+    with pytest.raises(ValueError, match=r"pool=PATH needs an \.npz masked set"):
+        study_config("localization_transfer", "scale=ci,pool=/x/p.npz")
+    with pytest.raises(ValueError, match=r"data.pool is not used by data.source='fundus'"):
+        data.load(configs.data({}, num_images=4, image_size=16, pool="/x/p.npz"))
+    from configs import demo
+
+    d = demo.get_config("")
+    assert (d.data.num_images, d.data.num_masked) == (2400, 200)
+    assert "num_masked" not in demo.get_config("tiny").data  # tiny: 40 masked images
+    assert "num_masked" not in demo.get_config("busi").data

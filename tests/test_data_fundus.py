@@ -153,3 +153,18 @@ def test_load_errors():
         data.load(types.SimpleNamespace(source="mnist"))
     with pytest.raises(ValueError, match="lacks field 'seed'"):
         data.load(types.SimpleNamespace(source="fundus", num_images=2, image_size=16))
+
+
+def test_centre_only_pool_beside_a_small_masked_set():
+    """num_masked: the first images keep their masks, the rest are a centre-only pool whose
+    centres are the discs' (identical to the fully masked set's) and that has no mask or box."""
+    full = fundus.generate(12, 16, seed=1).arrays
+    a = fundus.generate(12, 16, seed=1, num_masked=3).arrays
+    np.testing.assert_array_equal(a["has_mask"], np.arange(12) < 3)
+    assert a["mask"][3:].sum() == 0 and (a["mask"][:3] == full["mask"][:3]).all()
+    np.testing.assert_array_equal(a["center"], full["center"])
+    assert a["has_center"].all() and not a["center_derived"].any()
+    np.testing.assert_array_equal(a["has_box"], np.arange(12) < 3)
+    assert a["has_object"].all()
+    with pytest.raises(ValueError, match="num_masked=13 exceeds num_images=12"):
+        fundus.generate(12, 16, num_masked=13)

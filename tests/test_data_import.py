@@ -279,3 +279,31 @@ def test_unplace_inverts_place(policy, size):
     kept = np.zeros(shape, bool)  # what the placement kept: all but crop's 15 columns each side
     kept[:, 15:105] = True
     np.testing.assert_allclose(probs[..., 1], 1.0 if policy != "crop" else kept)
+
+
+def test_image_folder_without_masks_imports_with_a_centres_csv(tmp_path, capsys):
+    """IMAGES OUT.npz --csv: no masks; centres for two of three images (the third unknown:
+    NaN), two boxes for c0 (rows of one id), and the loaded set has no mask rows."""
+    images, _ = _folders(tmp_path)
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,x,y\nc0,3,4\nc2,5,6\n")
+    boxes = tmp_path / "b.csv"
+    boxes.write_text("id,x0,y0,x1,y1\nc0,1,1,2,2\nc0,10,5,12,7\nc1,0,0,3,3\n")
+    out = str(tmp_path / "o.npz")
+    assert cli.main(["import", images, out, "--csv", str(csv), "--csv", str(boxes)]) == 0
+    printed = capsys.readouterr().out
+    assert "centres from CSV for 2 of 3 images (the others have none)" in printed
+    assert "boxes from CSV for 2 of 3 images, 1 with several" in printed
+    raw = np.load(out)
+    assert "masks" not in raw.files and raw["boxes"].shape == (3, 2, 4)
+    np.testing.assert_allclose(raw["centers"][[0, 2]], [[3, 6], [5, 8]])  # 2 rows padded on top
+    assert np.isnan(raw["centers"][1]).all() and np.isnan(raw["boxes"][1, 1]).all()
+    np.testing.assert_allclose(raw["boxes"][0], [[1, 3, 2, 4], [10, 7, 12, 9]])
+    a = npz.load(out).arrays
+    assert not a["has_mask"].any() and not a["center_derived"].any()
+    np.testing.assert_array_equal(a["has_center"], [True, False, True])
+    np.testing.assert_array_equal(a["box"][0], [1, 3, 12, 9])  # enclosing both boxes
+    assert cli.main(["inspect", out, "--sheet", ""]) == 0
+    assert "center 2," in capsys.readouterr().out
+    assert cli.main(["import", images, str(tmp_path / "tf"), "--csv", str(csv)]) == 1
+    assert "without masks is written as .npz only" in capsys.readouterr().err

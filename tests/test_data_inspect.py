@@ -65,3 +65,22 @@ def test_cli_inspect(tmp_path, capsys):
     assert sheet.is_file() and "5 examples" in capsys.readouterr().out
     assert cli.main(["inspect", str(tmp_path / "missing.npz")]) == 1
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_label_coverage_per_kind_without_masks(tmp_path, capsys):
+    """A file with centres for some images, masks for none and multi-hot labels: inspect says
+    how many examples carry each kind of label (nothing derived: there is no mask)."""
+    images = np.random.default_rng(0).integers(0, 255, (4, 16, 16)).astype(np.uint8)
+    centers = np.array([[3.0, 4.0], [np.nan, np.nan], [5.0, 5.0], [1.0, 1.0]])
+    multi = np.array([[1, -1], [0, 0], [-1, -1], [1, 1]])
+    path = tmp_path / "c.npz"
+    np.savez(path, images=images, centers=centers, labels=multi, label_names=np.array(["a", "b"]))
+    s = inspection.inspect(str(path), sheet="")
+    assert s["labels"]["center"] == {"available": 3, "derived": 0}
+    assert s["labels"]["mask"]["available"] == 0 and s["labels"]["labels"]["available"] == 3
+    assert s["classes"] == {
+        "a": {"positive": 2, "uncertain": 1},
+        "b": {"positive": 1, "uncertain": 2},
+    }
+    assert s["empty_masks"] == [] and s["foreground_fraction"] == []
+    assert "center 3," in capsys.readouterr().out

@@ -105,6 +105,63 @@ def test_optional_labels(tmp_path):
     assert ds.class_names == ("class0", "class1", "class2")
 
 
+def test_labels_per_example_masks_centres_boxes(tmp_path):
+    """A file whose masks exist for some rows only: mask rows are ignored where has_mask is
+    False, a stored centre wins and one is derived from a mask only where it is missing (and
+    flagged), NaN centres are unknown, several boxes per image are kept with their enclosing
+    box, and -1 marks an unknown class label."""
+    raw = _raw()
+    raw["masks"][3, 0:2, 0:2] = 1  # a mask row that must be ignored (has_mask False)
+    centers = np.array([[7.0, 3.0], [np.nan, np.nan], [np.nan, np.nan], [1.0, 2.0]])
+    boxes = np.full((4, 2, 4), np.nan)
+    boxes[3] = [[0, 0, 3, 3], [10, 12, 14, 15]]
+    ds = npz.load(
+        _write(
+            tmp_path,
+            **{**raw, "labels": np.array([1, -1, 2, 0])},
+            centers=centers,
+            has_mask=np.array([True, True, False, False]),
+            boxes=boxes,
+        )
+    )
+    a = ds.arrays
+    np.testing.assert_array_equal(a["has_mask"], [True, True, False, False])
+    assert a["mask"][3].sum() == 0 and a["mask"][2].sum() == 0
+    np.testing.assert_array_equal(a["has_center"], [True, True, False, True])
+    np.testing.assert_array_equal(a["center_derived"], [False, True, False, False])
+    np.testing.assert_allclose(a["center"][[0, 1, 3]], [[7, 3], [1.5, 11.5], [1, 2]])
+    np.testing.assert_array_equal(a["has_box"], [True, True, False, True])
+    np.testing.assert_array_equal(a["box"][3], [0, 0, 14, 15])
+    np.testing.assert_array_equal(a["boxes"][3], boxes[3])
+    np.testing.assert_array_equal(a["boxes"][0, 0], [4, 2, 11, 5])  # derived from the mask
+    assert np.isnan(a["boxes"][2]).all() and np.isnan(a["boxes"][0, 1]).all()
+    np.testing.assert_array_equal(a["has_object"], [True, True, False, True])
+    np.testing.assert_array_equal(a["has_label"], [True, False, True, True])
+
+
+def test_file_without_masks_and_multi_hot_labels(tmp_path):
+    raw = _raw()
+    multi = np.array([[1, 0, -1], [0, 0, 0], [-1, -1, -1], [0, 1, 1]], np.int8)
+    path = _write(
+        tmp_path, images=raw["images"], centers=np.array([[1.0, 2.0]] * 4),
+        has_center=np.array([True, False, True, True]), labels=multi,
+        label_names=raw["label_names"],
+    )  # fmt: skip
+    a = npz.load(path).arrays
+    assert not a["has_mask"].any() and a["mask"].shape == (4, 16, 16, 1)
+    np.testing.assert_array_equal(a["has_center"], [True, False, True, True])
+    assert not a["center_derived"].any()
+    np.testing.assert_array_equal(a["labels"], multi)
+    assert not a["has_label"].any()
+
+
+def test_dup_group_gives_groups(tmp_path):
+    raw = _raw()
+    ds = npz.load(_write(tmp_path, **raw, dup_group=np.array([-1, 5, -1, 5], np.int16)))
+    g = ds.arrays["group"]
+    assert g[1] == g[3] and len({g[0], g[1], g[2]}) == 3
+
+
 def test_load_npz_through_config(tmp_path):
     path = _write(tmp_path, **_raw())
     cfg = types.SimpleNamespace(source="npz", path=path, image_size=8, num_images=1, seed=0)
@@ -122,7 +179,18 @@ def _bad(raw: dict, **changes) -> dict:
     ("changes", "match"),
     [
         ({"images": None}, r"missing required key 'images'"),
-        ({"masks": None}, r"missing required key 'masks'"),
+        ({"masks": None, "has_mask": np.ones(4, bool)}, r"'has_mask' marks masks but the file"),
+        ({"has_mask": np.ones(4, np.uint8)}, r"'has_mask' has dtype uint8; expected bool"),
+        ({"labels": np.full((4, 3), 2)}, r"multi-hot 'labels' \(4, 3\) must hold 1, 0 or -1"),
+        ({"labels": np.zeros((4, 2), int)}, r"has 2 columns but 'label_names' has 3"),
+        ({"labels": np.array([0, -2, 1, 0])}, r"'labels' span \[-2, 1\]"),
+        ({"centers": np.array([[1, np.nan]] * 4)}, r"'centers' has rows with some coordinates NaN"),
+        (
+            {"centers": np.full((4, 2), np.nan), "has_center": np.ones(4, bool)},
+            r"'has_center' \[N\] must be bool and False where 'centers' is NaN",
+        ),
+        ({"boxes": np.zeros((4, 2, 3))}, r"'boxes' has shape \(4, 2, 3\); expected \(4, 4\) or"),
+        ({"boxes": np.array([[[0, 0, 1, np.nan]]] * 4)}, r"'boxes' has boxes with some coord"),
         ({"images": np.zeros((3, 16, 16), np.uint8)}, r"'images' \(3, 16, 16, 1\) and 'masks'"),
         ({"images": np.zeros((4, 16, 12), np.uint8)}, r"differ in N, H or W"),
         ({"masks": np.full((4, 16, 16), 255, np.uint8)}, r"'masks' must hold only 0 and 1.*255"),
@@ -130,10 +198,10 @@ def _bad(raw: dict, **changes) -> dict:
         ({"images": np.zeros((4, 256), np.uint8)}, r"'images' has shape \(4, 256\)"),
         ({"masks": np.zeros((4, 16, 16, 1, 1), np.uint8)}, r"'masks' has shape \(4, 16, 16, 1, 1"),
         ({"labels": np.array([0, 1, 2, 3])}, r"'labels' span \[0, 3\] but 'label_names' has 3"),
-        ({"labels": np.zeros(3, int)}, r"'labels' has shape \(3,\); expected \(4,\)"),
+        ({"labels": np.zeros(3, int)}, r"'labels' has shape \(3,\); expected \[4\] or \[4,L\]"),
         ({"groups": np.zeros(5, int)}, r"'groups' has shape \(5,\)"),
         ({"centers": np.zeros((4, 3))}, r"'centers' has shape \(4, 3\); expected \(4, 2\)"),
-        ({"boxes": np.full((4, 4), np.inf)}, r"'boxes' must be finite"),
+        ({"boxes": np.full((4, 4), np.inf)}, r"'boxes' must be finite numbers or NaN"),
     ],
 )
 def test_bad_contents(tmp_path, changes, match):

@@ -272,3 +272,51 @@ def test_unknown_optimizer_and_schedule():
         optimizers.schedule(_opt_cfg(schedule="linear"), 10)
     with pytest.raises(ValueError, match="linear"):
         optimizers.build(_opt_cfg(schedule="linear"), 10)
+
+
+def test_tasks_declare_labels_and_use_exactly_the_examples_carrying_them():
+    arrays = {
+        "image": np.zeros((4, 8, 8, 1)),
+        "has_object": np.array([True, True, False, True]),
+        "has_center": np.array([True, False, False, True]),
+        "has_mask": np.array([True, False, False, False]),
+        "has_label": np.array([False, True, True, True]),
+    }
+    expect = {
+        "localization": ("center", [True, False, False, True]),
+        "segmentation": ("mask", [True, False, False, False]),
+        "classification": ("label", [False, True, True, True]),
+    }
+    for name, (kind, usable) in expect.items():
+        task = tasks.build(name, info=tasks.DataInfo(num_labels=2))
+        assert task.labels == (kind,)
+        np.testing.assert_array_equal(task.usable(arrays), usable)
+
+
+def test_multilabel_uncertain_labels_ignore_positive_negative():
+    rows = {"image": np.zeros((2, 8, 8, 1)), "labels": np.array([[1, -1, 0], [-1, -1, -1]])}
+    info = tasks.DataInfo(multi_hot=3)
+    task = tasks.build("multilabel", info=info)
+    assert task.outputs == 3
+    np.testing.assert_array_equal(task.usable(rows), [True, False])
+    batch = tasks.task_arrays(task, rows, np.arange(2), seed=0)
+    logits = np.array([[5.0, 5.0, -5.0], [0.0, 0.0, 0.0]], np.float32)
+    bce = np.log1p(np.exp(-5.0))
+    np.testing.assert_allclose(task.loss(logits, batch)[0], bce, rtol=1e-5)  # -1 left out
+    np.testing.assert_allclose(task.metrics(-logits, batch)["label_accuracy"][0], 0.0)
+    for uncertain, target in (("positive", 1.0), ("negative", 0.0)):
+        task = tasks.build("multilabel", info=info, options={"uncertain": uncertain})
+        batch = tasks.task_arrays(task, rows, np.arange(2), seed=0)
+        np.testing.assert_array_equal(batch["labels"][0], [1, target, 0])
+    with pytest.raises(ValueError, match="uncertain='maybe'"):
+        tasks.build("multilabel", options={"uncertain": "maybe"})
+
+
+def test_box_segmentation_draws_every_box_of_an_image():
+    from jaxseg.tasks.box_masks import rasterise_all
+
+    boxes = np.full((2, 2, 4), np.nan, np.float32)
+    boxes[0] = [[0, 0, 1, 1], [5, 6, 7, 7]]
+    masks = rasterise_all(boxes, (8, 8))
+    assert masks.shape == (2, 8, 8, 1) and masks[1].sum() == 0
+    assert masks[0, :2, :2].all() and masks[0, 6:8, 5:8].all() and masks[0].sum() == 4 + 6

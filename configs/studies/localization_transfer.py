@@ -22,10 +22,21 @@ saved is given per pair against its reference arm.
         --workdir=runs/localization_transfer
 
 Arguments: scale=ci|cpu|paper (ci: seconds, tests; cpu: 64² on 2 cores, see below; paper: 256²
-and the published step counts for a GPU/TPU), busi | data=PATH (default: the built-in fundus
-generator). Real data is preprocessed as method 1 does (grayscale, CLAHE, gamma,
-normalisation); centres are the mask centroids (BUSI has no centre labels) and images with
-empty masks (BUSI's normal class) are left out of the localization pretext.
+and the published step counts for a GPU/TPU), busi | idrid | data=PATH (default: the built-in
+fundus generator), pool=PATH (another .npz whose images form the cheap-label pool). Real data is
+preprocessed as method 1 does (grayscale, CLAHE, gamma, normalisation). Centres come from the
+file where it stores them and are the mask centroids elsewhere (BUSI has no centre labels);
+images without a centre (BUSI's normal class: empty masks) are left out of the localization
+pretext. A file whose images have masks for some (``has_mask``) is a masked set with a
+cheap-label pool beside it: folds, budgets and test images come from the masked images, the
+localizer trains on every image outside the fold's test groups (docs/data.md).
+
+``idrid`` (../shared/data/idrid/idrid.npz: 81 optic-disc masks, 508 disc centres; method 1's
+setting on real data): 5 folds over the 81 masked images grouped by ``dup_group`` (copies of
+one photograph share a fold), not the official train/test ``split``: one fixed split of 30
+test masks would give one paired difference per budget and no test; the group folds are
+leak-safe as well (no test image, nor a copy of it, enters that fold's pretext). Budgets stop
+at 64 (a fold's 64-65 training masks).
 
 Localizer settings (``configs.localizer``), chosen by measurement with
 ``benchmarks/localizer_sweep.py``: the localize stage at scale=cpu (64², depth-4 width-16
@@ -75,8 +86,10 @@ SCALES = {
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = configs.parse_args(arg, configs.STUDY_WORDS)
-    s = configs.scale(args, SCALES)
+    args = configs.parse_args(arg, (*configs.STUDY_WORDS, "idrid", "pool=PATH"))
+    s = dict(configs.scale(args, SCALES))
+    if "idrid" in args and s["budgets"][-1] > 64:
+        s["budgets"] = tuple(b for b in s["budgets"] if b <= 64)
     model = models.config(depth=s["depth"], width=s["width"], norm="batch", dropout=0.1)
     config = ml_collections.ConfigDict()
     config.seed = 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg.data import fundus, kidneys, npz, preprocess, stream, tfds_store
+from jaxseg.data import fundus, kidneys, labels, npz, preprocess, stream, tfds_store
 from jaxseg.data.dataset import REQUIRED_KEYS, Dataset, check_arrays
 
 SOURCES: dict[str, Callable[..., Dataset]] = {
@@ -49,6 +49,10 @@ def pipeline(source: str, steps: str) -> str:
     return ",".join([*given, "normalize"])
 
 
+# ... and those passed only when the config has them (configs written before they existed)
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"fundus": ("num_masked",), "npz": ("pool",)}
+
+
 def load(config: Any) -> Dataset:
     """Build the dataset named by `config.source` from the config fields in SOURCE_FIELDS.
 
@@ -69,6 +73,12 @@ def load(config: Any) -> Dataset:
             ) from None
     if source in NORMALIZING_SOURCES:
         kwargs["normalize"] = False  # the pipeline standardises where it says
+    for field in OPTIONAL_FIELDS.get(source, ()):
+        if getattr(config, field, None):
+            kwargs[field] = getattr(config, field)
+    for field in ("num_masked", "pool"):
+        if getattr(config, field, None) and field not in OPTIONAL_FIELDS.get(source, ()):
+            raise ValueError(f"data.{field} is not used by data.source={source!r}; leave it unset")
     dataset = keep_classes(SOURCES[source](**kwargs), tuple(getattr(config, "classes", ()) or ()))
     steps = pipeline(source, getattr(config, "preprocess", ""))
     return prepare(dataset, steps, getattr(config, "pad_multiple", 0))
@@ -124,10 +134,13 @@ def prepare(dataset: Dataset, steps: str = "", pad_multiple: int = 0) -> Dataset
             pad = functools.partial(preprocess.pad_to_multiple, multiple=pad_multiple)
             arrays[key] = stream.per_batch(arrays[key], lambda x, pad=pad: pad(x)[0])
         shift = np.array(pads[::2][::-1], np.float32)  # befores in (x, y[, z]) order
-        has = arrays["has_object"][:, None]
+        has = labels.available(arrays, "center")[:, None]
         arrays["center"] = np.where(has, arrays["center"] + shift, 0).astype(np.float32)
         box = arrays["box"] + np.concatenate([shift, shift])
-        arrays["box"] = np.where(has, box, 0).astype(np.float32)
+        arrays["box"] = np.where(labels.available(arrays, "box")[:, None], box, 0)
+        arrays["box"] = arrays["box"].astype(np.float32)
+        if "boxes" in arrays:  # NaN rows stay NaN
+            arrays["boxes"] = arrays["boxes"] + np.concatenate([shift, shift])
     return Dataset(arrays, dataset.class_names, dataset.name)
 
 

@@ -1,6 +1,7 @@
 """``python -m jaxseg.data import|inspect ...``: bring your own data.
 
     python -m jaxseg.data import IMAGES MASKS OUT.npz [--csv labels.csv] [--size 256]
+    python -m jaxseg.data import IMAGES OUT.npz --csv centres.csv   # no masks: CSV labels only
     python -m jaxseg.data import CT_DIR LABEL_DIR OUT_DIR --spacing 3.22,1.62,1.62
     python -m jaxseg.data inspect OUT.npz
 
@@ -34,8 +35,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "images", help="folder of images (png/jpg/tif/bmp) or NIfTI volumes; may be MASKS too"
     )
-    imp.add_argument("masks", help="folder of masks / label volumes")
-    imp.add_argument("output", help="OUT.npz, or a folder for a tfds dataset")
+    imp.add_argument(
+        "masks", help="folder of masks / label volumes (leave out: images alone, labels by --csv)"
+    )
+    imp.add_argument("output", nargs="?", help="OUT.npz, or a folder for a tfds dataset")
     imp.add_argument(
         "--mask-suffix",
         default=None,
@@ -117,7 +120,11 @@ def run_import(args: argparse.Namespace) -> importer.Report:
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
     )
+    if args.output is None:  # IMAGES OUT: images alone, labelled by the CSV
+        args.masks, args.output = None, args.masks
     if _is_nifti(args.images):
+        if args.masks is None:
+            raise ValueError(f"{args.images}: NIfTI volumes are imported with their label volumes")
         return importer.import_nifti(
             args.images,
             args.masks,

@@ -16,6 +16,12 @@ volumes (S = D,H,W; R = 3):
 Optional:
   spacing     float32 [N,R]     physical voxel size (mm) per spatial axis in array order
                                 (D,H,W / H,W); positive and finite.
+  has_mask, has_center, has_box, has_label  bool [N]: which labels an example carries
+                                (absent: all; centre/box: has_object), see jaxseg.data.labels.
+  center_derived, box_derived   bool [N]: computed from the mask (the source gave none).
+  boxes       float32 [N,M,2R]  every box of an example, rows of NaN where it has fewer than M
+                                (`box` is then the box enclosing them).
+  labels      float32 [N,L]     multi-hot image labels: 1, 0 or -1 (uncertain).
 A set larger than memory holds `image` and `mask` as `stream.Rows` (lazy, read per batch).
 """
 
@@ -37,8 +43,12 @@ _DTYPES: dict[str, type] = {
     "label": np.int32,
     "group": np.int32,
     "spacing": np.float32,
+    "boxes": np.float32,
+    "labels": np.float32,
 }
-_PER_EXAMPLE = ("has_object", "label", "group")  # shape [N]
+_FLAGS = ("has_mask", "has_center", "has_box", "has_label", "center_derived", "box_derived")
+_DTYPES.update({k: np.bool_ for k in _FLAGS})
+_PER_EXAMPLE = ("has_object", "label", "group", *_FLAGS)  # shape [N]
 _WIDTHS = {"center": 1, "box": 2, "spacing": 1}  # shape [N, width·R]
 
 
@@ -72,6 +82,12 @@ def check_arrays(arrays: dict[str, np.ndarray], num_classes: int, name: str = "d
             raise ValueError(
                 f"{name}: '{key}' has shape {arrays[key].shape}, expected {shape} for {kind}"
             )
+    boxes = arrays.get("boxes")
+    if boxes is not None and (boxes.ndim != 3 or boxes.shape[2] != 2 * rank):
+        raise ValueError(f"{name}: 'boxes' has shape {boxes.shape}, expected [N,M,{2 * rank}]")
+    multi = arrays.get("labels")
+    if multi is not None and (multi.ndim != 2 or not np.isin(multi, (-1, 0, 1)).all()):
+        raise ValueError(f"{name}: 'labels' [N,L] must hold 1, 0 or -1 (uncertain)")
     label = arrays["label"]
     if n and (label.min() < 0 or label.max() >= num_classes):
         raise ValueError(

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
-from jaxseg.data import derive
+from jaxseg.data import derive, labels
 from jaxseg.data.dataset import Dataset
 
 CLASS_NAMES = ("small_cup", "medium_cup", "large_cup")
@@ -129,7 +129,11 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 
 def generate(
-    num_images: int, image_size: int = 64, seed: int = 0, normalize: bool = True
+    num_images: int,
+    image_size: int = 64,
+    seed: int = 0,
+    num_masked: int = 0,
+    normalize: bool = True,
 ) -> Dataset:
     """Generate `num_images` synthetic fundus images with optic-disc masks.
 
@@ -137,6 +141,9 @@ def generate(
       num_images: N >= 1.
       image_size: S, a multiple of 16 and >= 16 (U-Nets pool four times).
       seed: non-negative int; example i is drawn from np.random.default_rng([seed, i]).
+      num_masked: 0 (every image has its mask) or 1..N: only the first `num_masked` images keep
+        their mask; the others form a centre-only pool (method 1's setting: many disc centres,
+        few masks): has_mask False, mask zeros, the disc centre kept, no box.
       normalize: standardise each image (False: the generator's own intensities, float32).
 
     Returns:
@@ -151,12 +158,19 @@ def generate(
             f"try {max(16, size // 16 * 16)} or {size // 16 * 16 + 16}"
         )
     seed = _check_int("seed", seed, 0)
+    num_masked = _check_int("num_masked", num_masked, 0)
+    if num_masked > n:
+        raise ValueError(f"fundus.generate: num_masked={num_masked} exceeds num_images={n}")
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     images = np.empty((n, size, size, 1), np.float32)
     masks = np.empty((n, size, size, 1), np.float32)
     cdr = np.empty(n)
     for i in range(n):
         images[i, ..., 0], masks[i, ..., 0], cdr[i] = _one_image(seed, i, xx, yy)
-    labels = np.digitize(cdr, CDR_THRESHOLDS)
-    arrays = derive.contract_arrays(images, masks, labels, normalize=normalize)
+    classes = np.digitize(cdr, CDR_THRESHOLDS)
+    arrays = derive.contract_arrays(images, masks, classes, normalize=normalize)
+    if num_masked:
+        has_mask = np.arange(n) < num_masked
+        arrays["mask"][~has_mask] = 0
+        arrays = labels.merge(arrays, has_mask, arrays["center"], np.ones(n, bool))
     return Dataset(arrays, CLASS_NAMES, "fundus")

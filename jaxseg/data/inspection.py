@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from jaxseg import plotting
+from jaxseg.data import labels as labels_lib
 from jaxseg.data import npz, tfds_store
 from jaxseg.data.dataset import Dataset
 
@@ -28,7 +29,9 @@ SHEET_TILES = 16
 def read(path: str) -> dict[str, np.ndarray]:
     """The stored arrays of an .npz file or tfds dataset folder (.npz layout, channels last:
     images [N,*S,C], masks [N,*S,K]) plus 'rank', after the checks training applies when it
-    loads them (a ValueError for the first that fails)."""
+    loads them (a ValueError for the first that fails). A file without masks gets zero masks;
+    'has_mask' [N] says which rows are masks and 'coverage' (a 0-d object array) holds
+    `labels.coverage` of the loaded dataset: how many examples carry, or derived, each label."""
     if os.path.isdir(path):
         raw = tfds_store.read_raw(path)
     else:
@@ -39,7 +42,9 @@ def read(path: str) -> dict[str, np.ndarray]:
     Dataset(arrays, class_names, path)  # as `npz.load` and `tfds_store.load` do
     rank = npz._rank(path, raw)
     raw["images"] = npz._with_channels(path, "images", raw["images"], rank)
-    raw["masks"] = npz._masks(path, raw["masks"], rank)
+    raw["masks"] = npz._masks(path, raw["masks"], rank) if "masks" in raw else arrays["mask"]
+    raw["has_mask"] = arrays["has_mask"]
+    raw["coverage"] = np.asarray(labels_lib.coverage(arrays), dtype=object)
     raw["rank"] = np.asarray(rank)
     return raw
 
@@ -87,8 +92,10 @@ def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
     ids = [str(i) for i in raw.get("ids", np.arange(n))]
     names = [str(s) for s in raw.get("label_names", ["unlabelled"])]
     labels = raw.get("labels", np.zeros(n, np.int64)).astype(np.int64)
-    fg = masks.reshape(n, -1, masks.shape[-1]).astype(bool)
-    empty = [ids[i] for i in np.flatnonzero(~fg.any(axis=(1, 2)))]
+    masked = raw["has_mask"]
+    pixels = int(np.prod(masks.shape[1:-1]))
+    fg = masks[masked].reshape(int(masked.sum()), pixels, masks.shape[-1]) > 0
+    empty = [ids[i] for i in np.flatnonzero(masked)[~fg.any(axis=(1, 2))]]
     groups = raw.get("groups", np.arange(n))
     _, group_sizes = np.unique(groups, return_counts=True)
     planes = _planes(images, rank)
@@ -102,8 +109,9 @@ def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
         "shape": list(images.shape[1:]),
         "dtype": str(images.dtype),
         "intensity": [float(images.min()), float(images.max())],
-        "classes": {names[c]: int((labels == c).sum()) for c in range(len(names))},
-        "foreground_fraction": [float(v) for v in fg.mean(axis=(0, 1))],
+        "classes": class_counts(labels, names),
+        "labels": raw["coverage"].item(),
+        "foreground_fraction": [float(v) for v in fg.mean(axis=(0, 1))] if len(fg) else [],
         "empty_masks": empty,
         "groups": {"count": len(group_sizes), "largest": int(group_sizes.max())},
         "exact_duplicates": [[ids[i] for i in g] for g in exact],
@@ -125,6 +133,25 @@ def inspect(path: str, sheet: str | None = None, max_distance: int = 4) -> dict:
     return summary
 
 
+def class_counts(labels: np.ndarray, names: list[str]) -> dict[str, int | dict[str, int]]:
+    """Examples per class name: a count for labels [N] (-1 unknown left out), or for multi-hot
+    labels [N,L] {'positive': n, 'uncertain': n} per column."""
+    if labels.ndim == 2:
+        return {
+            name: {"positive": int((col == 1).sum()), "uncertain": int((col == -1).sum())}
+            for name, col in zip(names, labels.T, strict=True)
+        }
+    return {names[c]: int((labels == c).sum()) for c in range(len(names))}
+
+
+def format_coverage(coverage: dict) -> str:
+    """'mask 8, center 40 (8 derived), ...': examples carrying each label kind."""
+    return ", ".join(
+        f"{k} {v['available']}" + (f" ({v['derived']} derived from masks)" if v["derived"] else "")
+        for k, v in coverage.items()
+    )
+
+
 def format_summary(s: dict) -> str:
     """The printed form of an `inspect` summary."""
 
@@ -137,6 +164,7 @@ def format_summary(s: dict) -> str:
         f"{s['path']}: {s['count']} examples of shape {tuple(s['shape'])} ({s['dtype']})",
         f"intensity range: {s['intensity'][0]:g} .. {s['intensity'][1]:g}",
         "classes: " + ", ".join(f"{k} {v}" for k, v in s["classes"].items()),
+        "labels per kind (examples carrying it): " + format_coverage(s["labels"]),
         "foreground fraction per mask channel: "
         + ", ".join(f"{v:.4f}" for v in s["foreground_fraction"]),
         f"empty masks: {len(s['empty_masks'])} ({listed(s['empty_masks'])})",

@@ -27,11 +27,12 @@ class Field:
     shape: tuple[int, ...]
 
 
-def fields(rank: int) -> dict[str, Field]:
-    """{row key = tfds feature name: Field} of the optional per-example keys (rank R)."""
+def fields(rank: int, max_boxes: int = 1) -> dict[str, Field]:
+    """{row key = tfds feature name: Field} of the optional per-example keys (rank R); boxes
+    are [2R], or [max_boxes, 2R] padded with NaN rows when an example has several."""
     return {
         "center": Field("centers", np.float32, (rank,)),
-        "box": Field("boxes", np.float32, (2 * rank,)),
+        "box": Field("boxes", np.float32, (2 * rank,) if max_boxes == 1 else (max_boxes, 2 * rank)),
         "spacing": Field("spacing", np.float32, (rank,)),
         "original_shape": Field("original_shapes", np.int32, (rank,)),
         "placement_offset": Field("placement_offsets", np.int32, (rank,)),
@@ -51,6 +52,8 @@ class Layout:
     keys: frozenset[str]  # optional per-example keys stored (of `fields`)
     image_shape: tuple[int, ...]  # per example: [*S,C]
     image_dtype: type
+    max_boxes: int = 1  # boxes per example: several are stored [M,2R], NaN-padded
+    masks: bool = True  # False: an import without masks (no 'masks' key is written)
 
     @property
     def rank(self) -> int:
@@ -60,7 +63,7 @@ class Layout:
     @property
     def stored(self) -> dict[str, Field]:
         """The Fields of the optional keys stored, in the order of `fields`."""
-        return {k: f for k, f in fields(self.rank).items() if k in self.keys}
+        return {k: f for k, f in fields(self.rank, self.max_boxes).items() if k in self.keys}
 
     @property
     def mask_shape(self) -> tuple[int, ...]:

@@ -30,11 +30,13 @@ import zipfile
 
 import numpy as np
 
-from jaxseg.data import derive, resize
+from jaxseg.data import derive, labels, resize
+from jaxseg.data import pool as pool_lib
 from jaxseg.data.dataset import Dataset
 from jaxseg.data.layout import fields
 
-_KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes", "spacing")
+_KEYS = ("images", "masks", "labels", "label_names", "groups", "centers", "boxes", "spacing",
+         "has_mask", "has_center", "dup_group")  # fmt: skip
 # original_shapes, placement_offsets, placement_scales, file_shapes, affines, orientations
 PLACEMENT_KEYS = tuple(f.npz_key for f in fields(2).values() if f.npz_key not in _KEYS)
 
@@ -95,22 +97,117 @@ def _vector(path: str, raw: dict, key: str, n: int, width: int | None) -> np.nda
     return x
 
 
-def _labels(path: str, raw: dict, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    labels = _vector(path, raw, "labels", n, None)
+def _labels(path: str, raw: dict, n: int) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """{'label' [N] int32, 'has_label' [N]} and, for a multi-hot [N,L] array, 'labels' [N,L]
+    float32 in {1, 0, -1 = uncertain}; -1 in an [N] array marks an unknown label."""
+    labels = raw.get("labels")
     names = raw.get("label_names")
     if labels is None:
-        return np.zeros(n, np.int32), ("unlabelled",) if names is None else tuple(map(str, names))
-    if not np.issubdtype(labels.dtype, np.integer):
+        names = ("unlabelled",) if names is None else tuple(map(str, np.ravel(names)))
+        return {"label": np.zeros(n, np.int32), "has_label": np.ones(n, bool)}, names
+    if labels.ndim not in (1, 2) or len(labels) != n:
+        raise ValueError(f"{path}: 'labels' has shape {labels.shape}; expected [{n}] or [{n},L]")
+    if not np.issubdtype(labels.dtype, np.integer) and not (
+        labels.ndim == 2 and labels.dtype.kind == "f"
+    ):
         raise ValueError(f"{path}: 'labels' has dtype {labels.dtype}; expected integer class ids")
+    if labels.ndim == 2:
+        if not np.isin(labels, (-1, 0, 1)).all():
+            raise ValueError(
+                f"{path}: multi-hot 'labels' {labels.shape} must hold 1, 0 or -1 (uncertain), "
+                f"found {np.unique(labels)[:8]}"
+            )
+        width = labels.shape[1]
+        names = [f"class{i}" for i in range(width)] if names is None else np.ravel(names)
+        if len(names) != width:
+            raise ValueError(
+                f"{path}: multi-hot 'labels' {labels.shape} has {width} columns but "
+                f"'label_names' has {len(names)} entries"
+            )
+        arrays = {"label": np.zeros(n, np.int32), "has_label": np.zeros(n, bool)}
+        return arrays | {"labels": labels.astype(np.float32)}, tuple(map(str, names))
+    known = labels >= 0
     if names is None:
         names = [f"class{i}" for i in range(max(int(labels.max()), 0) + 1)]
     names = tuple(str(s) for s in np.ravel(names))
-    if labels.min() < 0 or labels.max() >= len(names):
+    if labels.min() < -1 or labels.max() >= len(names):
         raise ValueError(
             f"{path}: 'labels' span [{labels.min()}, {labels.max()}] but 'label_names' has "
-            f"{len(names)} entries"
+            f"{len(names)} entries (-1 = unknown)"
         )
-    return labels.astype(np.int32), names
+    return {"label": np.where(known, labels, 0).astype(np.int32), "has_label": known}, names
+
+
+def _groups(path: str, raw: dict, n: int) -> np.ndarray | None:
+    """Int group ids from 'groups' [N] (any dtype), else from 'dup_group' [N] (>= 0: copies of
+    one photograph; -1: a group of its own), else None."""
+    groups = _vector(path, raw, "groups", n, None)
+    if groups is None and "dup_group" in raw:
+        dup = _vector(path, raw, "dup_group", n, None)
+        if not np.issubdtype(dup.dtype, np.integer):
+            raise ValueError(f"{path}: 'dup_group' has dtype {dup.dtype}; expected integers")
+        groups = np.where(dup >= 0, dup.astype(np.int64), -1 - np.arange(n))
+    if groups is None:
+        return None
+    return np.unique(groups, return_inverse=True)[1].astype(np.int32)
+
+
+def _mask_rows(path: str, raw: dict, n: int) -> np.ndarray:
+    """'has_mask' [N] bool (every row when absent; none when the file has no 'masks')."""
+    if "masks" not in raw:
+        if "has_mask" in raw and np.asarray(raw["has_mask"]).any():
+            raise ValueError(f"{path}: 'has_mask' marks masks but the file has no 'masks' key")
+        return np.zeros(n, bool)
+    has_mask = _vector(path, raw, "has_mask", n, None)
+    if has_mask is None:
+        return np.ones(n, bool)
+    if has_mask.dtype != np.bool_:
+        raise ValueError(f"{path}: 'has_mask' has dtype {has_mask.dtype}; expected bool [N]")
+    return has_mask
+
+
+def _points(path: str, raw: dict, n: int, rank: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """'centers' [N,R] (NaN = unknown; 'has_center' [N] bool may mark the known ones) ->
+    (centres with NaN rows zeroed or None, known [N])."""
+    centers = _vector(path, raw, "centers", n, rank)
+    flag = _vector(path, raw, "has_center", n, None)
+    if centers is None:
+        if flag is not None and flag.any():
+            raise ValueError(f"{path}: 'has_center' marks centres but the file has no 'centers'")
+        return None, np.zeros(n, bool)
+    if centers.dtype.kind not in "uif" or np.isinf(centers).any():
+        raise ValueError(f"{path}: 'centers' must be finite numbers or NaN (dtype {centers.dtype})")
+    finite = np.isfinite(centers)
+    if (finite.any(axis=1) & ~finite.all(axis=1)).any():
+        raise ValueError(f"{path}: 'centers' has rows with some coordinates NaN; NaN a whole row")
+    known = finite.all(axis=1)
+    if flag is not None:
+        if flag.dtype != np.bool_ or (flag & ~known).any():
+            raise ValueError(
+                f"{path}: 'has_center' [N] must be bool and False where 'centers' is NaN"
+            )
+        known &= flag
+    return np.where(known[:, None], centers, 0.0), known
+
+
+def _boxes(path: str, raw: dict, n: int, rank: int) -> np.ndarray | None:
+    """'boxes' [N,2R] or [N,M,2R] (rows of NaN = no box) -> float64 [N,M,2R], or None."""
+    boxes = raw.get("boxes")
+    if boxes is None:
+        return None
+    if boxes.ndim == 2:
+        boxes = boxes[:, None]
+    if boxes.ndim != 3 or len(boxes) != n or boxes.shape[2] != 2 * rank:
+        raise ValueError(
+            f"{path}: 'boxes' has shape {raw['boxes'].shape}; expected ({n}, {2 * rank}) or "
+            f"({n}, M, {2 * rank}) padded with NaN rows"
+        )
+    if boxes.dtype.kind not in "uif" or np.isinf(boxes).any():
+        raise ValueError(f"{path}: 'boxes' must be finite numbers or NaN (dtype {boxes.dtype})")
+    finite = np.isfinite(boxes)
+    if (finite.any(axis=2) & ~finite.all(axis=2)).any():
+        raise ValueError(f"{path}: 'boxes' has boxes with some coordinates NaN; NaN a whole box")
+    return boxes.astype(np.float64)
 
 
 def _scale_geometry(
@@ -172,42 +269,49 @@ def from_raw(
     (float32) for a preprocessing pipeline that needs them (`data.pipeline`: CT windows in HU).
     """
     _check_image_size(path, image_size)
-    for key in ("images", "masks"):
-        if key not in raw:
-            raise ValueError(
-                f"{path}: missing required key '{key}' (has {sorted(raw)}); "
-                "the file needs 'images' [N,H,W(,C)] and 'masks' [N,H,W(,K)]"
-            )
+    if "images" not in raw:
+        raise ValueError(
+            f"{path}: missing required key 'images' (has {sorted(raw)}); the file needs "
+            "'images' [N,H,W(,C)] and, for segmentation, 'masks' [N,H,W(,K)]"
+        )
     rank = _rank(path, raw)
     images = _with_channels(path, "images", raw["images"], rank)
-    masks = _masks(path, raw["masks"], rank)
+    n = len(images)
+    if n == 0:
+        raise ValueError(f"{path}: 'images' has shape {images.shape}; it holds no examples")
+    has_mask = _mask_rows(path, raw, n)
+    if "masks" in raw:
+        masks = _masks(path, raw["masks"], rank)
+    else:
+        masks = np.zeros((*images.shape[:-1], 1), np.uint8)
     if images.shape[: rank + 1] != masks.shape[: rank + 1]:
         which = "N, H or W" if rank == 2 else "N, D, H or W"
         raise ValueError(
             f"{path}: 'images' {images.shape} and 'masks' {masks.shape} differ in {which}"
         )
-    n = len(images)
-    if n == 0:
-        raise ValueError(f"{path}: 'images' has shape {images.shape}; it holds no examples")
     if images.dtype.kind not in "uif":
         raise ValueError(f"{path}: 'images' has dtype {images.dtype}; expected int or float")
     if images.dtype.kind == "f" and not np.isfinite(images).all():
         raise ValueError(f"{path}: 'images' contains NaN or inf; clean or drop those examples")
-    if masks.dtype.kind not in "uifb" or not ((masks == 0) | (masks == 1)).all():
-        bad = np.unique(masks)[:8] if masks.dtype.kind in "uifb" else masks.dtype
+    rows = masks[has_mask]
+    if masks.dtype.kind not in "uifb" or not ((rows == 0) | (rows == 1)).all():
+        bad = np.unique(rows)[:8] if masks.dtype.kind in "uifb" else masks.dtype
         raise ValueError(
             f"{path}: 'masks' must hold only 0 and 1, found {bad}; binarise it (e.g. masks > 0)"
         )
-    labels, class_names = _labels(path, raw, n)
-    groups = _vector(path, raw, "groups", n, None)
-    if groups is not None:
-        groups = np.unique(groups, return_inverse=True)[1].astype(np.int32)
-    centers = _vector(path, raw, "centers", n, rank)
-    boxes = _vector(path, raw, "boxes", n, 2 * rank)
+    masks = np.where(has_mask.reshape(-1, *[1] * (masks.ndim - 1)), masks, 0).astype(masks.dtype)
+    label_arrays, class_names = _labels(path, raw, n)
+    groups = _groups(path, raw, n)
+    if has_mask.any() and not has_mask.all():  # a pool beside the masked set
+        ids = raw.get("ids", np.array([f"row {i}" for i in range(n)]))
+        pool_lib.check_duplicates(
+            images, np.arange(n) if groups is None else groups, ids, has_mask, path
+        )
+    centers, center_known = _points(path, raw, n, rank)
+    boxes = _boxes(path, raw, n, rank)
     spacing = _vector(path, raw, "spacing", n, rank)
-    for key, x in (("centers", centers), ("boxes", boxes), ("spacing", spacing)):
-        if x is not None and (x.dtype.kind not in "uif" or not np.isfinite(x).all()):
-            raise ValueError(f"{path}: '{key}' must be finite numbers (dtype {x.dtype})")
+    if spacing is not None and (spacing.dtype.kind not in "uif" or not np.isfinite(spacing).all()):
+        raise ValueError(f"{path}: 'spacing' must be finite numbers (dtype {spacing.dtype})")
     if spacing is not None and not (spacing > 0).all():
         raise ValueError(f"{path}: 'spacing' must be > 0 (mm per pixel/voxel)")
 
@@ -225,7 +329,7 @@ def from_raw(
         if centers is not None or boxes is not None:
             scaled = _scale_geometry(
                 np.zeros((n, 2)) if centers is None else centers.astype(np.float64),
-                np.zeros((n, 4)) if boxes is None else boxes.astype(np.float64),
+                np.zeros((n, 1, 4)) if boxes is None else boxes,
                 factor,
             )
             centers = None if centers is None else scaled[0]
@@ -233,23 +337,37 @@ def from_raw(
         if spacing is not None:
             spacing = spacing * factor
 
-    arrays = derive.contract_arrays(images, masks, labels, groups, normalize=normalize)
-    empty = ~arrays["has_object"]
-    for key, stored in (("center", centers), ("box", boxes)):
-        if stored is not None:
-            arrays[key] = np.where(empty[:, None], 0.0, stored).astype(np.float32)
+    arrays = derive.contract_arrays(
+        images, masks, label_arrays["label"], groups, normalize=normalize
+    )
+    arrays = labels.merge(arrays, has_mask, centers, center_known, boxes)
+    arrays.update(label_arrays)
     if spacing is not None:
         arrays["spacing"] = spacing.astype(np.float32)
     return arrays, class_names
 
 
-def load(path: str | os.PathLike, image_size: int = 0, normalize: bool = True) -> Dataset:
+def read_with_pool(path: str, pool_path: str, image_size: int = 0, normalize: bool = True):
+    """``read_arrays`` of the masked file ``path`` with the cheap-label pool of another file
+    appended (``jaxseg.data.pool.merge``: masks dropped, groups joined by id, duplicates
+    refused)."""
+    _check_image_size(path, image_size)
+    keys = (*_KEYS, "ids")
+    merged = pool_lib.merge(_read(path, keys), _read(pool_path, keys), path, pool_path)
+    return from_raw(merged, path, image_size, normalize)
+
+
+def load(
+    path: str | os.PathLike, image_size: int = 0, pool: str = "", normalize: bool = True
+) -> Dataset:
     """Read an .npz segmentation dataset and convert it to the jaxseg.data contract.
 
     Args:
       path: the .npz file.
       image_size: 0 keeps the stored size; otherwise square images are block-mean downsampled
         to image_size (a divisor of the stored side), masks re-thresholded at 0.5.
+      pool: '' or another .npz whose examples join as a cheap-label pool (their masks dropped;
+        see ``jaxseg.data.pool``).
       normalize: standardise each image (False: the stored intensities as float32, what
         `data.load` hands to the preprocessing pipeline).
 
@@ -260,5 +378,8 @@ def load(path: str | os.PathLike, image_size: int = 0, normalize: bool = True) -
       downsampling counts as no object.
     """
     path = os.fspath(path)
+    if pool:
+        arrays, class_names = read_with_pool(path, os.fspath(pool), image_size, normalize)
+        return Dataset(arrays, class_names, path)
     arrays, class_names = read_arrays(path, image_size, normalize)
     return Dataset(arrays, class_names, path)

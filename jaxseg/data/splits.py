@@ -111,3 +111,46 @@ def validation_split(
     chosen = np.random.default_rng([seed, 7]).permutation(uniq)[:n_val]
     is_val = np.isin(np.asarray(groups)[train_idx], chosen)
     return np.sort(train_idx[~is_val]), np.sort(train_idx[is_val])
+
+
+def masked_folds(
+    groups: np.ndarray, has_mask: np.ndarray, k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``kfold`` over the masked examples only, when a dataset holds masked and unmasked ones
+    (a cheap-label pool beside a masked set): the masked set supplies the folds, their label
+    budgets and their test images. Otherwise (every or no example masked) ``kfold`` over all.
+    Indices point into all N examples."""
+    has_mask = np.asarray(has_mask, bool)
+    if has_mask.all() or not has_mask.any():
+        return kfold(groups, k, seed)
+    rows = np.flatnonzero(has_mask)
+    return [(rows[tr], rows[te]) for tr, te in kfold(np.asarray(groups)[rows], k, seed)]
+
+
+def outside(groups: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+    """Sorted indices of every example whose group has no example in ``test_idx``: what an
+    ``examples='all'`` (pretext) stage may train on. With a pool beside the masked set this is
+    the pool plus the masked training images; no test image, nor any image sharing its group
+    (a patient, a duplicate photograph), enters that fold's pretext."""
+    groups = np.asarray(groups)
+    return np.flatnonzero(~np.isin(groups, groups[np.asarray(test_idx)]))
+
+
+def pool_check(groups: np.ndarray, has_mask: np.ndarray, k: int, seed: int) -> dict:
+    """What the report says about a cheap-label pool: its size (examples without a mask), the
+    masked set's size, and per fold how many pool examples were kept out of the pretext because
+    they share a group with that fold's test images, and how many test images reached the
+    pretext (0: ``outside`` is checked here, not assumed)."""
+    has_mask = np.asarray(has_mask, bool)
+    groups = np.asarray(groups)
+    excluded, leaked = [], []
+    for _, test in masked_folds(groups, has_mask, k, seed):
+        train = outside(groups, test)
+        excluded.append(int((~has_mask).sum() - (~has_mask[train]).sum()))
+        leaked.append(int(np.isin(groups[train], groups[test]).sum() + np.isin(train, test).sum()))
+    return {
+        "pool": int((~has_mask).sum()),
+        "masked": int(has_mask.sum()),
+        "excluded_per_fold": excluded,
+        "test_images_in_pretext": leaked,
+    }

@@ -236,7 +236,7 @@ def streamed(
             small[key] += [r[key] for r in records]
     raw = {"labels": np.array(small["label"], np.int32)}
     raw["label_names"] = np.array(metadata["class_names"])
-    labels, class_names = npz._labels(path, raw, n)  # the .npz checks of labels
+    label_arrays, class_names = npz._labels(path, raw, n)  # the .npz checks of labels
     has_object = np.concatenate(small["has"])
     arrays = {
         "image": stream.Rows(_reader(source, "image"), n, source[0]["image"].shape, np.float32),
@@ -244,7 +244,7 @@ def streamed(
         "center": np.concatenate(small["center_m"]),
         "box": np.concatenate(small["box_m"]),
         "has_object": has_object,
-        "label": labels,
+        **label_arrays,
         "group": np.unique(small["group"], return_inverse=True)[1].astype(np.int32),
     }
     if normalize:

@@ -13,6 +13,12 @@ BUSI = os.environ.get("JAXSEG_BUSI") or os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "busi", "busi.npz")
 )
 
+IDRID = os.environ.get("JAXSEG_IDRID") or os.path.normpath(
+    os.path.join(
+        os.path.dirname(__file__), "..", "..", "..", "shared", "data", "idrid", "idrid.npz"
+    )
+)
+
 DATA_WORDS = ("busi", "data=PATH")  # the data words every config file accepts
 STUDY_WORDS = ("scale=ci|cpu|paper", *DATA_WORDS)  # ... and every study of configs/studies/
 
@@ -62,8 +68,9 @@ def stage(
     for ``epochs`` passes over its training examples (after the validation split) when
     ``epochs`` > 0, ``steps`` then being the maximum (0: none); the steps a run resolves to
     (``jaxseg.train.setup.resolve_steps``) are recorded in its result.json. ``examples`` 'all'
-    trains on every training image of the fold (the cheap labels), 'budget' on the label-budget
-    subset (the expensive masks). The optimizer is Adam at 1e-3 unless
+    trains on every image outside the fold's test groups (the cheap labels; with a pool beside
+    the masked set, the pool too: docs/data.md), 'budget' on the label-budget subset of the
+    fold's masked training images (the expensive masks). The optimizer is Adam at 1e-3 unless
     ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a preset of
     ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
     block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
@@ -131,18 +138,30 @@ def localizer() -> dict:
 
 
 def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collections.ConfigDict:
-    """The data block: the built-in ``source`` unless ``busi`` or ``data=PATH`` (an .npz, or a
-    tfds folder) is given. ``classes`` keeps only the examples of those class names (() = all),
-    e.g. one structure per stage in the weight-distance study."""
+    """The data block: the built-in ``source`` unless ``busi``, ``idrid`` or ``data=PATH`` (an
+    .npz, or a tfds folder) is given; ``pool=PATH`` adds another .npz as a cheap-label pool
+    (``data.pool``: its masks dropped, see ``jaxseg.data.pool``). ``classes`` keeps only the
+    examples of those class names (() = all), e.g. one structure per stage in the
+    weight-distance study."""
     cfg = ml_collections.ConfigDict(
         dict(source=source, num_images=600, image_size=64, seed=0, path="", preprocess="",
              pad_multiple=0, classes=())
     )  # fmt: skip
     cfg.update(fields)
-    if "busi" in args or "data" in args:
-        path = os.path.abspath(args.get("data", BUSI))
+    given = [w for w in ("busi", "idrid", "data") if w in args]
+    if len(given) > 1:
+        raise ValueError(f"config arguments {' and '.join(given)} both name the data; give one")
+    if given:
+        path = os.path.abspath(args.get("data", IDRID if "idrid" in args else BUSI))
         cfg.source = "npz" if path.endswith(".npz") else "tfds"
         cfg.path = path
+    if "pool" in args:
+        if cfg.source != "npz":
+            raise ValueError(
+                f"config argument pool=PATH needs an .npz masked set (data=PATH.npz, busi or "
+                f"idrid), not data.source={cfg.source!r}"
+            )
+        cfg.pool = os.path.abspath(args["pool"])
     return cfg
 
 

@@ -1,8 +1,10 @@
 """From a study config to the runs it needs: each stage of each arm becomes a run config for
 ``train_and_evaluate`` with its fold, seed and budget, and knows the run it starts from.
 
-A stage trained on ``examples='all'`` (the cheap pretext labels) does not depend on the label
-budget, so one run serves every budget of its fold and seed; runs are keyed by their directory.
+A stage trained on ``examples='all'`` (the cheap pretext labels: every image outside the fold's
+test groups, a cheap-label pool included, ``train.setup.split_indices``) does not depend on the
+label budget, so one run serves every budget of its fold and seed; runs are keyed by their
+directory.
 """
 
 from __future__ import annotations

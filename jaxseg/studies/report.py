@@ -12,6 +12,8 @@ import ml_collections
 import numpy as np
 
 from jaxseg import atomic, data, plotting, tasks
+from jaxseg.data import labels as data_labels
+from jaxseg.data import splits
 from jaxseg.eval import summary as metric_summary
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
@@ -159,17 +161,58 @@ DERIVED = {
 }
 
 
-def data_notes(config: ml_collections.ConfigDict) -> str:
-    """Sentences on derived labels and on stages that train on other data."""
+def data_notes(config: ml_collections.ConfigDict, dataset: data.Dataset | None = None) -> str:
+    """Sentences on derived labels, the cheap-label pool and stages that train on other data."""
     used = {s.task for s in config.stages.values()}
-    notes = [DERIVED[t] for t in sorted(used) if t in DERIVED]
+    notes = [label_note(t, dataset) for t in sorted(used) if t in DERIVED]
     text = f" In this study {'; '.join(notes)}." if notes else ""
     for name, stage in config.stages.items():
         if "data" in stage:
             d = stage.data
             where = d.path or f"the built-in '{d.source}' generator (seed {d.seed})"
             text += f" Stage {name} trains on {where}."
-    return text
+    return text + (pool_note(config, dataset) if dataset is not None else "")
+
+
+def empty_masks(dataset: data.Dataset) -> int:
+    """Masked images whose mask is empty."""
+    masked = data_labels.available(dataset.arrays, "mask")
+    return int((masked & ~dataset.arrays["has_object"]).sum())
+
+
+def label_note(task: str, dataset: data.Dataset | None) -> str:
+    """DERIVED[task], or for centres and boxes a file stores for some images: how many were
+    stored and how many derived from masks."""
+    kind = {"localization": "center", "box_segmentation": "box"}.get(task)
+    if dataset is None or kind is None or f"{kind}_derived" not in dataset.arrays:
+        return DERIVED[task]
+    cover = data_labels.coverage(dataset.arrays)[kind]
+    if cover["derived"] == cover["available"]:
+        return DERIVED[task]
+    name = {"center": "centres", "box": "boxes"}[kind]
+    return (
+        f"{name} are given for {cover['available'] - cover['derived']} images and derived from "
+        f"the masks for {cover['derived']}; images without one are left out of {task}"
+    )
+
+
+def pool_note(config: ml_collections.ConfigDict, dataset: data.Dataset) -> str:
+    """The cheap-label pool beside the masked set: its size and the overlap check per fold."""
+    has_mask = data_labels.available(dataset.arrays, "mask")
+    if has_mask.all() or not has_mask.any():
+        return ""
+    p = config.protocol
+    check = splits.pool_check(dataset.arrays["group"], has_mask, p.folds, p.split_seed)
+    source = config.data.get("pool", "") or "the same data"
+    how = "by id and group" if config.data.get("pool", "") else "by group"
+    return (
+        f" Pool: {check['pool']} images without masks ({source}) beside {check['masked']} "
+        "masked images; the masked set gives the folds, label budgets and test images, and "
+        "every examples='all' stage trains on the pool plus the fold's masked training images. "
+        f"Overlap check ({how}, byte-identical images refused at load): test images of a fold "
+        f"in its pretext {check['test_images_in_pretext']} per fold; pool images kept out for "
+        f"sharing a group with the fold's test images {check['excluded_per_fold']}."
+    )
 
 
 def correction_record(
@@ -339,7 +382,7 @@ def write_report(
         "",
         *pretext.report_lines(health, pretext.mode(config)),
         f"Data: {dataset.name} ({len(dataset)} images, "
-        f"{int((~dataset.arrays['has_object']).sum())} with empty masks).{data_notes(config)}",
+        f"{empty_masks(dataset)} with empty masks).{data_notes(config, dataset)}",
         f"Protocol: {config.protocol.folds}-fold group-aware CV (folds run: "
         f"{config.protocol.run_folds or config.protocol.folds}), label budgets "
         f"{tuple(config.protocol.budgets)} (nested), seeds {tuple(config.protocol.seeds)}.",

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxseg.data import labels as labels_lib
+
 Batch = Mapping[str, jax.Array]
 PerExample = Callable[[Any, Batch], jax.Array]
 Apply = Callable[[jax.Array], Any]  # the model applied to one input array
@@ -26,6 +28,7 @@ class DataInfo:
     rank: int = 2
     spacing: bool = False  # the dataset has voxel sizes (distances then in mm)
     class_names: tuple[str, ...] = ()
+    multi_hot: int = 0  # columns L of the dataset's multi-hot ``labels`` [N,L] (0: none)
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray], class_names: tuple[str, ...]) -> DataInfo:
@@ -36,6 +39,7 @@ class DataInfo:
             rank=arrays["image"].ndim - 2,
             spacing="spacing" in arrays,
             class_names=tuple(class_names),
+            multi_hot=arrays["labels"].shape[1] if "labels" in arrays else 0,
         )
 
 
@@ -79,6 +83,9 @@ class Task:
     # ``summarize(per_example) -> {name: mean}``: how a split's per-example metrics become the
     # reported means (default ``train.steps.finite_means``; segmentation: ``eval.summary``).
     summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
+    # the label kinds (jaxseg.data.labels.KINDS) an example must carry; ``usable`` of
+    # ``carrying(*labels)`` trains and evaluates on exactly those examples
+    labels: tuple[str, ...] = ()
 
     def check(self, arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         """Raise if ``arrays`` lacks a key this task needs, naming the task and dataset."""
@@ -93,6 +100,16 @@ class Task:
 def everything(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """Every example is usable."""
     return np.ones(len(arrays["image"]), dtype=bool)
+
+
+def carrying(*kinds: str) -> dict[str, Any]:
+    """``labels`` and ``usable`` fields of a task whose examples must carry the label ``kinds``
+    (``jaxseg.data.labels``: 'mask', 'center', 'box', 'label', 'labels')."""
+
+    def usable(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return labels_lib.carrying(arrays, kinds)
+
+    return {"labels": kinds, "usable": usable}
 
 
 def task_arrays(

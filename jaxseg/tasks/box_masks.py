@@ -9,7 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxseg.tasks.base import DEFAULT_INFO, DataInfo, Task
+from jaxseg.data import labels as labels_lib
+from jaxseg.tasks.base import DEFAULT_INFO, DataInfo, Task, carrying
 from jaxseg.tasks.segmentation import segmentation
 
 
@@ -39,6 +40,23 @@ def rasterise(
     return (inside[..., None] & onehot).astype(np.float32)
 
 
+def rasterise_all(
+    boxes: np.ndarray,
+    spatial: tuple[int, ...],
+    label: np.ndarray | None = None,
+    num_labels: int = 1,
+) -> np.ndarray:
+    """The union of ``rasterise`` over every box of [N,M,2R] (rows of NaN: no box) ->
+    float32 [N,*spatial,K]."""
+    present = np.isfinite(boxes).all(axis=-1)  # [N,M]
+    filled = np.nan_to_num(boxes)
+    masks = [
+        rasterise(filled[:, m], present[:, m], spatial, label, num_labels)
+        for m in range(boxes.shape[1])
+    ]
+    return np.maximum.reduce(masks).astype(np.float32)
+
+
 def box_segmentation(
     loss: str = "", info: DataInfo = DEFAULT_INFO, per_class: bool = False, **options
 ) -> Task:
@@ -54,8 +72,19 @@ def box_segmentation(
         del seed
         spatial = rows["image"].shape[1:-1]
         label = rows["label"] if per_class else None
-        mask = rasterise(rows["box"], rows["has_object"], spatial, label, info.num_labels)
+        boxes = rows.get("boxes")
+        if boxes is None:
+            boxes = np.where(rows["has_object"][:, None], rows["box"], np.nan)[:, None]
+        mask = rasterise_all(boxes, spatial, label, info.num_labels)
         return {**rows, "mask": mask}
 
     needs = ("image", "box", "has_object") + (("label",) if per_class else ())
-    return dataclasses.replace(base, needs=needs, examples=examples)
+    kinds = ("box", "label") if per_class else ("box",)
+    declared = carrying(*kinds)
+
+    def usable(arrays) -> np.ndarray:
+        """Examples with a box, and masked ones without an object (an empty target)."""
+        empty = labels_lib.available(arrays, "mask") & ~np.asarray(arrays["has_object"], bool)
+        return declared["usable"](arrays) | empty
+
+    return dataclasses.replace(base, needs=needs, examples=examples, labels=kinds, usable=usable)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, everything
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, carrying
 
 
 def classification(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
@@ -40,40 +40,59 @@ def classification(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
         outputs=info.num_labels,
         loss=per_example,
         metrics=metrics,
-        usable=everything,
         primary="accuracy",
+        **carrying("label"),
     )
 
 
-def present_classes(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Multi-hot targets [N,K] float32: the dataset's ``labels`` if given, else 1 for every mask
-    channel with at least one foreground pixel."""
+UNCERTAIN = ("ignore", "positive", "negative")
+
+
+def present_classes(arrays: Mapping[str, np.ndarray], uncertain: str = "ignore") -> np.ndarray:
+    """Multi-hot targets [N,K] float32: the dataset's ``labels`` if given (an uncertain -1 kept
+    for 'ignore', made 1 for 'positive', 0 for 'negative', as method 3 relabels), else 1 for
+    every mask channel with at least one foreground pixel."""
     if "labels" in arrays:
-        return arrays["labels"].astype(np.float32)
+        targets = arrays["labels"].astype(np.float32)
+        if uncertain == "ignore":
+            return targets
+        return np.where(targets < 0, float(uncertain == "positive"), targets)
     mask = arrays["mask"]
     return (mask.reshape(len(mask), -1, mask.shape[-1]) > 0.5).any(axis=1).astype(np.float32)
 
 
-def multilabel(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
-    """Multi-label classification, one sigmoid per mask channel (loss 'bce').
+def multilabel(loss: str = "", info: DataInfo = DEFAULT_INFO, uncertain: str = "ignore") -> Task:
+    """Multi-label classification, one sigmoid per mask channel or per column of the dataset's
+    multi-hot ``labels`` (loss 'bce'). ``uncertain`` says what a -1 label is: 'ignore' (left
+    out of the loss and the metrics), 'positive' or 'negative'.
 
-    Metrics per image: 'exact_match' (every class right) and 'label_accuracy' (fraction right).
+    Metrics per image over its known labels: 'exact_match' (every one right) and
+    'label_accuracy' (fraction right).
     """
     if loss not in ("", "bce"):
         raise ValueError(f"task 'multilabel' has loss 'bce' only, got {loss!r}")
+    if uncertain not in UNCERTAIN:
+        raise ValueError(f"task 'multilabel': uncertain={uncertain!r}; use one of {UNCERTAIN}")
 
     def examples(rows: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         del seed
-        return {**rows, "labels": present_classes(rows)}
+        return {**rows, "labels": present_classes(rows, uncertain)}
+
+    def known(batch: Batch) -> tuple[jax.Array, jax.Array]:
+        weight = (batch["labels"] >= 0).astype(jnp.float32)
+        return weight, jnp.maximum(weight.sum(axis=-1), 1.0)
 
     def per_example(logits: jax.Array, batch: Batch) -> jax.Array:
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch["labels"]), axis=-1)
+        weight, count = known(batch)
+        bce = optax.sigmoid_binary_cross_entropy(logits, jnp.maximum(batch["labels"], 0.0))
+        return (bce * weight).sum(axis=-1) / count
 
     def metrics(logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        right = (logits >= 0) == (batch["labels"] > 0.5)
+        weight, count = known(batch)
+        right = ((logits >= 0) == (batch["labels"] > 0.5)).astype(jnp.float32)
         return {
-            "exact_match": jnp.all(right, axis=-1).astype(jnp.float32),
-            "label_accuracy": jnp.mean(right.astype(jnp.float32), axis=-1),
+            "exact_match": jnp.all((right * weight) == weight, axis=-1).astype(jnp.float32),
+            "label_accuracy": (right * weight).sum(axis=-1) / count,
         }
 
     return Task(
@@ -81,10 +100,10 @@ def multilabel(loss: str = "", info: DataInfo = DEFAULT_INFO) -> Task:
         keys=("image", "labels"),
         needs=("image", "mask"),
         head="pooled",
-        outputs=info.mask_channels,
+        outputs=info.multi_hot or info.mask_channels,
         loss=per_example,
         metrics=metrics,
-        usable=everything,
+        **carrying("labels"),
         primary="label_accuracy",
         examples=examples,
     )

@@ -1,8 +1,9 @@
 """Centre localization (method 1's pretext): regress the target's (x, y) with a linear head.
 
 The head predicts coordinates scaled to [-1, 1] over the image (so the loss does not depend on
-image size); metrics are reported in pixels. Examples whose mask is empty have no centre and are
-not used (``has_object``).
+image size); metrics are reported in pixels. It trains and evaluates on the examples that carry
+a centre (``has_center``: stored, or derived from a non-empty mask); NaN centres never reach the
+loss or the metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxseg import losses
 from jaxseg.eval.metrics import center_error
-from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, carrying
 
 
 def _scale(batch: Batch) -> jax.Array:
@@ -49,6 +50,6 @@ def localization(loss: str = "", info: DataInfo = DEFAULT_INFO, head: str = "vec
         outputs=info.rank,
         loss=per_example,
         metrics=metrics,
-        usable=lambda arrays: arrays["has_object"].astype(bool),
         primary="center_error",
+        **carrying("center"),
     )

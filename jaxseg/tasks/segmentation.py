@@ -20,7 +20,7 @@ from jaxseg import losses
 from jaxseg.eval import summary
 from jaxseg.eval.distances import host_metrics
 from jaxseg.eval.metrics import segmentation_metrics
-from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, everything
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, carrying
 
 
 def logits_of(outputs: Any) -> jax.Array:
@@ -105,8 +105,8 @@ def segmentation(
         outputs=info.mask_channels + (1 if softmax else 0),
         loss=per_example,
         metrics=metrics,
-        usable=everything,
         primary=summary.HEADLINE,
+        **carrying("mask"),
         predict=lambda outputs: scored(outputs) >= 0.0,  # sigmoid >= 0.5 / the argmax class
         host_metrics=on_host,
         summarize=lambda per_example: summary.summarize(per_example, info.class_names),

@@ -19,7 +19,7 @@ import numpy as np
 from jaxseg import losses
 from jaxseg.data import pairs
 from jaxseg.tasks import baselines
-from jaxseg.tasks.base import DEFAULT_INFO, Apply, Batch, DataInfo, Task, everything
+from jaxseg.tasks.base import DEFAULT_INFO, Apply, Batch, DataInfo, Task, carrying
 
 PAIR_BY = ("label", "side")
 
@@ -87,7 +87,7 @@ def siamese(
         outputs=embedding,
         loss=per_example,
         metrics=metrics,
-        usable=everything,
+        **carrying("mask" if pair_by == "side" else "label"),
         primary="auc",
         examples=examples,
         forward=forward,

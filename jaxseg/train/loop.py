@@ -278,6 +278,7 @@ def held_out_result(
         "n_train": len(rows["train"]),
         "n_val": len(rows["val"]),
         "n_test": len(rows["test"]),
+        "labels_derived": stage.derived,
         "steps": step,
         # the steps the run was set to train (resolved from ``epochs`` when given) and the cap
         "planned_steps": int(stage.config.steps),
@@ -351,6 +352,10 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
         variables = load_parent(stage, stage.variables, workdir, parent)
     with clock("startup"):
         out = open_outputs(workdir, "val" in stage.arrays, clock)
+    n_train = len(stage.index["train"])
+    for kind, count in stage.derived.items():
+        print(f"{config.name}: {kind} derived from masks for {count} of {n_train} training "
+              "examples (the others are stored labels)", flush=True)  # fmt: skip
     state, program = start(stage, variables, out)
     stopper = early_stopping(stage, workdir, int(state["step"]))
     try:

@@ -24,6 +24,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxseg import data, models, tasks
+from jaxseg.data import labels as data_labels
 from jaxseg.data import splits
 from jaxseg.data.augment import AugmentConfig
 from jaxseg.surgery import freeze
@@ -49,6 +50,8 @@ class Stage:
     augment: AugmentConfig | None  # None: no augmentation
     optimizer: optax.GradientTransformation  # for the trainable leaves, before freezing
     mesh: Mesh
+    # label kind -> training examples whose label was derived from their mask (none: {})
+    derived: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def model(self, plan: int) -> nn.Module:
         """The network under freeze plan ``plan``: its frozen subtrees run in inference mode
@@ -60,14 +63,22 @@ class Stage:
 def split_indices(
     config: ml_collections.ConfigDict, dataset: data.Dataset, task: Task
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) example indices of the configured fold, label budget and task labels."""
+    """(train, test) example indices of the configured fold, label budget and task labels.
+
+    Folds, budgets and test images come from the masked examples when a dataset also holds
+    unmasked ones (a cheap-label pool, ``splits.masked_folds``); a stage without a budget
+    (``examples='all'``) trains on every example outside the test fold's groups
+    (``splits.outside``): the pool and the masked training images."""
     arrays = dataset.arrays
-    folds = splits.kfold(arrays["group"], config.split.folds, config.split.seed)
+    has_mask = data_labels.available(arrays, "mask")
+    folds = splits.masked_folds(arrays["group"], has_mask, config.split.folds, config.split.seed)
     if not 0 <= config.split.fold < len(folds):
         raise ValueError(f"split.fold={config.split.fold} is outside 0..{len(folds) - 1}")
     train, test = folds[config.split.fold]
     if config.split.budget:
         train = splits.label_budget(train, config.split.budget, config.split.seed)
+    else:
+        train = splits.outside(arrays["group"], test)
     usable = task.usable(arrays)
     train, test = train[usable[train]], test[usable[test]]
     if len(train) == 0 or len(test) == 0:
@@ -199,4 +210,16 @@ def prepare_stage(
     sample = np.asarray(task_arrays["train"][task.keys[0]][:1])  # a streamed set reads one
     variables = (abstract_variables if abstract else init_variables)(config, task, sample)
     schedule = freeze_schedule(config, variables["params"], len(rows["train"]))
-    return Stage(config, task, rows, task_arrays, variables, schedule, augment, optimizer, mesh)
+    derived = derived_labels(arrays, task.labels, rows["train"])
+    return Stage(
+        config, task, rows, task_arrays, variables, schedule, augment, optimizer, mesh, derived
+    )
+
+
+def derived_labels(
+    arrays: dict[str, np.ndarray], kinds: tuple[str, ...], train: np.ndarray
+) -> dict[str, int]:
+    """{kind: how many of the ``train`` rows got label ``kind`` from their mask} for the label
+    kinds a task needs, kinds with none left out."""
+    counts = {k: int(data_labels.derived(arrays, k)[train].sum()) for k in kinds}
+    return {k: v for k, v in counts.items() if v}

@@ -19,8 +19,9 @@ def read_csv(paths: Sequence[str], rank: int) -> tuple[dict[str, dict], list[str
     """Annotations by id from CSV files with a header row.
 
     Columns (case-insensitive): `id` (an image stem, extension optional) and any of `x, y[, z]`
-    (centre), `x0, y0[, z0], x1, y1[, z1]` (box), `label` or `class`, `group`. Returns
-    ({id: {'center': [R], 'box': [2R], 'label': str, 'group': str}}, problems, notes).
+    (centre), `x0, y0[, z0], x1, y1[, z1]` (box; several rows of one id give several boxes),
+    `label` or `class`, `group`. Returns ({id: {'center': [R], 'box': [2R] (the first),
+    'boxes': [[2R], ...], 'label': str, 'group': str}}, problems, notes).
     """
     table: dict[str, dict] = {}
     problems, notes = [], []
@@ -91,6 +92,10 @@ def _add_row(
     if "group" in col:
         found["group"] = row[col["group"]].strip()
     for key, value in found.items():
+        if key == "box" and np.isfinite(value).all():  # several boxes per id are kept
+            entry.setdefault("boxes", []).append(value)
+        if key in entry and (key == "box" or (key in ("label", "group") and entry[key] == value)):
+            continue  # a further box, or the same label/group repeated on a box row
         if key in entry:
             problems.append(f"{where}: second '{key}' for id '{ident}'")
         elif key in _CSV_FIELDS and not np.isfinite(value).all():
@@ -113,9 +118,10 @@ def class_names(table: dict[str, dict], ids: Sequence[str]) -> tuple[tuple[str, 
 
 
 def check_coverage(table: dict, ids: Sequence[str]) -> list[str]:
-    """A field given for one imported id must be given for all; ids must be imported ones."""
+    """A label or group given for one imported id must be given for all (centres and boxes may
+    be missing: unknown, NaN); ids must be imported ones."""
     problems = [f"CSV: id '{i}' matches no imported image" for i in table if i not in ids]
-    for key in ("center", "box", "label", "group"):
+    for key in ("label", "group"):
         have = [i for i in ids if key in table.get(i, {})]
         if have and len(have) < len(ids):
             missing = [i for i in ids if key not in table.get(i, {})]

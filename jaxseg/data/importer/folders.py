@@ -17,7 +17,7 @@ from jaxseg.data.preprocess import LUMINANCE
 
 def import_folders(
     images: str,
-    masks: str,
+    masks: str | None,
     output: str,
     *,
     mask_suffix: str = "_mask",
@@ -35,6 +35,8 @@ def import_folders(
 
     Args:
       images, masks: folders; a mask of image `case.png` is `case{mask_suffix}[_tag].png`.
+        masks None: the images alone, labelled by the CSV only (centres, boxes, labels; an
+        image without a CSV centre or box has none: NaN); written as .npz without 'masks'.
       output: `*.npz`, or a folder for a tfds dataset.
       multi_mask: 'merge' (OR of an image's mask files) or 'channels' (one channel per tag).
       mask_classes: None (binary masks) or the class values, background first.
@@ -50,7 +52,10 @@ def import_folders(
     """
     pipeline.check_options(resize, size, color, multi_mask, multiple, mask_classes)
     check_output(output, overwrite)
-    source = _source(images, masks, mask_suffix, multi_mask, mask_classes, color, csv_files)
+    if masks is None:
+        source = _images_only(images, color, csv_files)
+    else:
+        source = _source(images, masks, mask_suffix, multi_mask, mask_classes, color, csv_files)
     return pipeline.run(
         output,
         source,
@@ -115,6 +120,34 @@ def _source(
     )
 
 
+def _images_only(images: str, color: str, csv_files: Sequence[str]) -> pipeline.Source:
+    """Every image of the folder, without masks (a cheap-label set: labels from the CSV)."""
+    image_files, skipped = files.listing(images, files.IMAGE_EXTENSIONS)
+    problems: list[str] = []
+    headers = _headers(image_files, problems)
+    if not headers:
+        raise InputError([*problems, f"{images}: no image to import"])
+    dtype = _one_dtype(headers, image_files)
+    read = functools.partial(
+        _read, images=image_files, masks=None, color=color, dtype=dtype, classes=None, tags=None
+    )
+    return pipeline.Source(
+        ids=tuple(headers),
+        grids={s: shape for s, (shape, _) in headers.items()},
+        read=read,
+        mask_names=("mask",),
+        channels=3 if color == "rgb" else 1,
+        dtype=dtype,
+        problems=tuple(problems),
+        skipped=tuple(skipped),
+        summary=(
+            f"{len(headers)} images from {images}, no masks",
+            *([f"CSV {', '.join(csv_files)}"] if csv_files else []),
+        ),
+        masks=False,
+    )
+
+
 def _pairs(
     images: str, masks: str, suffix: str
 ) -> tuple[dict[str, str], dict[str, str], dict[str, list[tuple[str, str]]], list[str], list[str]]:
@@ -175,19 +208,24 @@ def _read(
     entry: dict,
     *,
     images: dict[str, str],
-    masks: dict[str, list[tuple[str, str]]],
+    masks: dict[str, list[tuple[str, str]]] | None,
     color: str,
     dtype: type,
     classes: Sequence[int] | None,
     tags: list[str] | None,
 ) -> dict:
-    """One image, its masks and its CSV centre/box through `where` (a `pipeline.Reader`)."""
+    """One image, its masks (zeros when ``masks`` is None) and its CSV centre and boxes
+    ([m,2R]: every box of the id) through `where` (a `pipeline.Reader`)."""
     image = _color(files.read_image(images[stem]), color, dtype)
-    mask, notes = _read_masks(masks[stem], image.shape[:2], classes, tags)
-    center, box = place_geometry(entry.get("center"), entry.get("box"), where, images[stem])
-    return dict(
-        image=image, mask=mask, center=center, box=box, n_mask_files=len(masks[stem]), notes=notes
-    )
+    if masks is None:
+        mask, notes, count = np.zeros((*image.shape[:2], 1), np.uint8), [], 0
+    else:
+        mask, notes = _read_masks(masks[stem], image.shape[:2], classes, tags)
+        count = len(masks[stem])
+    center, _ = place_geometry(entry.get("center"), None, where, images[stem])
+    boxes = [place_geometry(None, b, where, images[stem])[1] for b in entry.get("boxes", ())]
+    box = np.stack(boxes) if boxes else None
+    return dict(image=image, mask=mask, center=center, box=box, n_mask_files=count, notes=notes)
 
 
 def _color(image: np.ndarray, color: str, dtype: type) -> np.ndarray:

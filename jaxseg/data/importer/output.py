@@ -63,6 +63,8 @@ def write(
 ) -> int:
     """Write the rows to `output` (`*.npz`, else a tfds folder) unless `problems`, which the
     rows may add to while they are read, forbid it (`check`). Returns the number written."""
+    if not layout.masks and not output.endswith(".npz"):
+        raise ValueError(f"{output}: an import without masks is written as .npz only; name OUT.npz")
     if output.endswith(".npz"):
         collected = list(rows)
         check(problems, skip_bad, len(collected))
@@ -91,7 +93,6 @@ def write_npz(output: str, rows: Sequence[dict], layout: Layout) -> None:
     through a temporary sibling file."""
     arrays = {
         "images": _squeeze(np.stack([r["image"] for r in rows])),
-        "masks": _squeeze(np.stack([r["mask"] for r in rows])),
         "ids": np.array([r["id"] for r in rows]),
         "n_mask_files": np.array([r["n_mask_files"] for r in rows], np.int32),
         "labels": np.array([r["label"] for r in rows], np.int32),
@@ -100,6 +101,8 @@ def write_npz(output: str, rows: Sequence[dict], layout: Layout) -> None:
         "groups": np.array([r["group"] for r in rows]),
         MARKER: np.array(marker_text()),
     }
+    if layout.masks:
+        arrays["masks"] = _squeeze(np.stack([r["mask"] for r in rows]))
     for key, field in layout.stored.items():
         arrays[field.npz_key] = np.array([r[key] for r in rows], field.dtype)
     tmp = atomic.temporary_path(output)

@@ -10,10 +10,12 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+
 from jaxseg.data.importer import annotations, output
 from jaxseg.data.importer.placement import RESIZE_POLICIES, Placement, place, plan
 from jaxseg.data.importer.report import Report
-from jaxseg.data.layout import Layout
+from jaxseg.data.layout import Layout, fields
 
 # read(id, placement, CSV entry) -> {'image' [*S,C] in Source.dtype, 'mask' uint8 [*S,K],
 # 'n_mask_files', and 'center', 'box' (placed, or None), the VOLUME_KEYS of a volume source,
@@ -49,6 +51,7 @@ class Source:
     volumes: bool = False  # 3-D sources: CSV rank 3, one group per volume, spacing stored
     slices: bool = False  # write the axial slices of each volume as 2-D examples
     empty_slices: bool = True  # keep slices with an empty mask
+    masks: bool = True  # False: images alone (labels from the CSV only); mask rows are zeros
 
 
 def check_options(
@@ -95,13 +98,17 @@ def run(
     problems = [*source.problems, *csv_problems, *annotations.check_coverage(table, source.ids)]
     if source.slices and any(k in e for e in table.values() for k in ("center", "box")):
         problems.append("CSV centres/boxes are per volume; slices derive theirs from the masks")
+    max_boxes = max((len(e.get("boxes", ())) for e in table.values()), default=1) or 1
+    if source.volumes and max_boxes > 1:
+        problems.append("CSV: several boxes per id are supported for 2-D images only")
     class_names, label_ids = annotations.class_names(table, source.ids)
     noun = "slices" if source.slices else "examples"
     places, shape = plan(source.grids, resize, size, multiple, noun)
     report = Report(path, 0, (*shape, source.channels), source.mask_names, class_names)
     report.skipped.extend([*source.skipped, *notes])
     report.imported.extend(source.summary)
-    keys = _annotation_keys(report, table, source.ids, "volume" if source.volumes else "image")
+    unit = "volume" if source.volumes else "image"
+    keys = _annotation_keys(report, table, source.ids, unit, source.masks)
     report.imported.extend(source.remarks)
     layout = Layout(
         class_names,
@@ -109,6 +116,8 @@ def run(
         frozenset(keys | PLACEMENT_KEYS | (VOLUME_KEYS if source.volumes else set())),
         report.image_shape,
         source.dtype,
+        max_boxes=max_boxes,
+        masks=source.masks,
     )
     labels = {i: label_ids.get(table.get(i, {}).get("label"), 0) for i in source.ids}
     notes: dict[str, list[str]] = {}
@@ -124,18 +133,45 @@ def run(
     return report
 
 
-def _annotation_keys(report: Report, table: dict, ids: Sequence[str], unit: str) -> set[str]:
-    """Fill the report's imported/derived lines for CSV fields; returns the stored keys."""
+def _annotation_keys(
+    report: Report, table: dict, ids: Sequence[str], unit: str, masks: bool = True
+) -> set[str]:
+    """Fill the report's imported/derived lines for CSV fields (how many examples have each);
+    returns the stored keys. Examples without a CSV centre or box store NaN (unknown): loading
+    derives it from the mask where there is one."""
     keys = set()
+    rest = "the others' from the masks when loaded" if masks else "the others have none"
     for key, plural in (("center", "centres"), ("box", "boxes")):
-        if ids and all(key in table.get(i, {}) for i in ids):
+        have = sum(key in table.get(i, {}) for i in ids)
+        if have:
             keys.add(key)
-            report.imported.append(f"{plural} from CSV")
-        else:
+            several = sum(len(table.get(i, {}).get("boxes", ())) > 1 for i in ids)
+            extra = f", {several} with several" if key == "box" and several else ""
+            report.imported.append(
+                f"{plural} from CSV for {have} of {len(ids)} {unit}s{extra}"
+                + (f" ({rest})" if have < len(ids) else "")
+            )
+        elif masks:
             report.derived.append(f"{plural} from the masks when loaded (the CSV has none)")
     have_group = ids and all("group" in table.get(i, {}) for i in ids)
     report.imported.append("groups from CSV" if have_group else f"one group per {unit}")
     return keys
+
+
+GEOMETRY = frozenset({"center", "box", "spacing"})
+
+
+def _or_nan(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """A row's centre/box, NaN-padded to ``shape`` (several boxes [m,2R] -> [M,2R]); NaN when
+    the CSV has none for this example."""
+    out = np.full(shape, np.nan)
+    if value is None:
+        return out
+    value = np.asarray(value, np.float64)
+    if value.shape == shape:
+        return value
+    out.reshape(-1, shape[-1])[: len(value.reshape(-1, shape[-1]))] = value.reshape(-1, shape[-1])
+    return out
 
 
 def _rows(
@@ -151,6 +187,9 @@ def _rows(
     """The placed rows of every example (or of every slice); bad ones go to `problems`, the
     readers' notes to `notes` ({what: [where]})."""
     dropped = 0
+    rank = 3 if source.volumes else 2
+    max_boxes = max((len(e.get("boxes", ())) for e in table.values()), default=1) or 1
+    layout_shapes = {k: f.shape for k, f in fields(rank, max_boxes).items()}
     for stem in source.ids:
         where = places[stem]
         try:
@@ -177,7 +216,7 @@ def _rows(
                 id=stem,
                 **common,
             )
-            yield row | {k: found[k] for k in ("center", "box", "spacing") if k in keys}
+            yield row | {k: _or_nan(found.get(k), layout_shapes[k]) for k in keys & GEOMETRY}
             continue
         for d, (image, mask) in enumerate(zip(found["image"], found["mask"], strict=True)):
             if not source.empty_slices and not mask.any():
