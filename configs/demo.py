@@ -15,12 +15,11 @@ steps (one fold measured, under load: localize 82 s, the two frozen segment runs
 scratch runs 114 s; the controls add one of each per budget, 160 s): from ~7 min on 2 cores
 (2 folds took 2 min 54 s when the demo was sized) to an estimated 10-11, past its 10.
 
-Without 'tiny' the stages follow the scale=cpu defaults of ``jaxseg.studies.configs.converge``:
-validation split, early stopping, the segmentation stages 100 epochs of their masks (at most
-1000 steps: 100 steps at 4 masks, 200 at 16), 3 seeds. Time (an estimate): the steps per fold
-and seed are those of the earlier fixed-step demo (600 + 2 × 2 × 150 = 1200 at most), so about
-3× its one-seed time (under 10 min on 2 cores): under ~30 min; early stopping ends stages sooner.
-
+Without 'tiny' the stages follow the scale=cpu defaults of ``jaxseg.studies.configs.converge``
+(validation split, early stopping, the segmentation stages 100 epochs of their masks, at most
+1000 steps: 100 steps at 4 masks, 200 at 16) with one seed (the studies run 3). Measured: 8 min
+37 s wall on the 2-core AMD EPYC box (CPU only, jax 0.10.2, quiet, 2026-12-01), 1.26 GB peak
+RSS; the localizer beat both trivial baselines in 5 of 5 folds (2.2 px against 12.8 px).
 
 The default data is method 1's setting in small: the built-in fundus generator's 2,400 images,
 of which 200 keep their disc mask and 2,200 form a centre-only pool. The masked 200 give the 5
@@ -70,6 +69,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
     configs.converge(config, "ci" if "tiny" in args else "cpu")
+    config.protocol.seeds = (0,)  # the demo: one seed (~10 min); the studies run 3 at scale=cpu
     if "tiny" in args:
         model.update(depth=2, width=4)
         configs.shrink(config)
