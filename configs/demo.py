@@ -10,10 +10,10 @@ pool); 'tiny' shrinks everything for tests;
 'controls' adds method 1's control arms ``frozen_random`` (the pretrained arm's freezing on a
 random encoder) and ``finetune`` (the localizer's encoder, nothing frozen) with their
 comparisons (``studies.configs.localization_controls``, as configs/studies/
-localization_transfer.py). They are not in the default demo: they add ~65 % to its training
-steps (one fold measured, under load: localize 82 s, the two frozen segment runs 46 s, the two
-scratch runs 114 s; the controls add one of each per budget, 160 s): from ~7 min on 2 cores
-(2 folds took 2 min 54 s when the demo was sized) to an estimated 10-11, past its 10.
+localization_transfer.py). They are not in the default demo: they add two segmentation runs per
+fold and budget, about 65 % more training (one fold of the earlier fixed-step demo, timed under
+load: localize 82 s, the two frozen segment runs 46 s, the two scratch runs 114 s), which would
+take the demo past its 10 minutes.
 
 Without 'tiny' the stages follow the scale=cpu defaults of ``jaxseg.studies.configs.converge``
 (validation split, early stopping, the segmentation stages 100 epochs of their masks, at most

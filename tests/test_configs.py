@@ -43,7 +43,8 @@ def test_every_stage_converges_by_default_at_cpu_and_paper(scale):
     configs_ = every_config(scale)
     assert len(configs_) == 6 - (scale == "paper")
     for name, config in configs_.items():
-        assert tuple(config.protocol.seeds) == (0, 1, 2), name
+        seeds = (0,) if name == "demo" else (0, 1, 2)  # the demo: one seed, within 10 minutes
+        assert tuple(config.protocol.seeds) == seeds, name
         for stage_name, st in config.stages.items():
             where = f"{name}.{stage_name}"
             assert 0 < st.val_fraction < 1 and st.eval_every > 0 and st.patience > 0, where
@@ -55,6 +56,8 @@ def test_ci_and_tiny_keep_fixed_steps_and_one_validated_path():
     validated = set()
     for name, config in every_config("ci").items():
         assert tuple(config.protocol.seeds) == (0,), name
+        # shrunk (configs.shrink): 2 folds, and a pretext that need not learn in 6 steps warns
+        assert (config.protocol.folds, config.pretext_check) == (2, "warn"), name
         for stage_name, st in config.stages.items():
             assert st.epochs == 0 and st.patience == 0, (name, stage_name)
             if st.val_fraction:

@@ -71,7 +71,8 @@ def test_pairing_trains(fields, name, options, loss, source):
     # forward: per-example loss and metrics, one value per example
     out = jax.jit(steps.make_eval_step(model, task)).lower(state, batch).compile(FAST)(state, batch)
     assert all(np.shape(v)[0] == 4 for k, v in out.items() if k != steps.PREDICTION)
-    assert task.primary in out
+    per = {k: np.asarray(v) for k, v in out.items() if k != steps.PREDICTION}
+    assert task.primary in steps.summarize(task, per)  # the run's figure (siamese: its AUC)
     step = jax.jit(steps.make_train_step(model, task, tx, None, steps=8))
     step = step.lower(state, TrainMetrics.empty(), batch).compile(FAST)
     losses = []

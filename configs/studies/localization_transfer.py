@@ -116,6 +116,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
     configs.converge(config, args.get("scale", "cpu"))
-    if s is SCALES["ci"]:
+    if args.get("scale", "cpu") == "ci":  # (s is a copy of the scale's settings)
         configs.shrink(config, image_size=s["size"], steps=loc_steps)
     return config

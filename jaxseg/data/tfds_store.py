@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from jaxseg import atomic
-from jaxseg.data import derive, npz, stream
+from jaxseg.data import derive, labels, npz, stream
 from jaxseg.data.dataset import Dataset
 from jaxseg.data.layout import MARKER, Field, Layout, fields, marker_text
 
@@ -249,10 +249,15 @@ def streamed(
     }
     if normalize:
         arrays["image"] = arrays["image"].map(derive.normalize_images)
-    for key in ("center", "box"):
-        if key in small:
-            stored = np.asarray(small[key], np.float32)
-            arrays[key] = np.where(has_object[:, None], stored, 0).astype(np.float32)
+    stored = {k: np.asarray(small[k], np.float32) for k in ("center", "box") if k in small}
+    every = np.ones(n, bool)  # a tfds folder holds a mask for every example
+    arrays = labels.merge(
+        arrays,
+        every,
+        stored.get("center"),
+        every if "center" in stored else None,
+        stored["box"][:, None] if "box" in stored else None,
+    )
     if "spacing" in small:
         arrays["spacing"] = np.asarray(small["spacing"], np.float32)
     return Dataset(arrays, class_names, path)

@@ -12,11 +12,13 @@ task's (e.g. the centre error in pixels).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from jaxseg.data import stream
 from jaxseg.tasks.base import Task
 
 Arrays = Mapping[str, np.ndarray]
@@ -64,13 +66,13 @@ def multilabel(task: Task, train: Arrays) -> dict[str, np.ndarray]:
 def autoencoder(task: Task, train: Arrays) -> dict[str, np.ndarray]:
     """The mean training image as every reconstruction."""
     del task
-    return {"mean_train_image": train["image"].mean(axis=0).astype(np.float32)}
+    return {"mean_train_image": mean_over_examples(train["image"]).astype(np.float32)}
 
 
 def mean_mask(task: Task, train: Arrays) -> dict[str, np.ndarray]:
     """The mean training mask as the probability of each pixel (foreground where more than half
     the training masks cover it); a softmax head gets a background logit 0 first."""
-    logits = _logit(train["mask"].mean(axis=0))
+    logits = _logit(mean_over_examples(train["mask"]))
     if task.outputs == logits.shape[-1] + 1:
         logits = np.concatenate([np.zeros_like(logits[..., :1]), logits], axis=-1)
     name = "mean_train_box_mask" if task.name == "box_segmentation" else "mean_train_mask"
@@ -88,18 +90,34 @@ CONSTANTS: dict[str, Callable[[Task, Arrays], dict[str, np.ndarray]]] = {
 }
 
 
+def mean_over_examples(x: Any) -> np.ndarray:
+    """Mean over the first axis of [N, ...] ``x``, read ``stream.CHUNK`` examples at a time: a
+    streamed set (``data.stream.Rows``) is never held whole."""
+    total = sum(np.asarray(x[rows], np.float64).sum(axis=0) for rows in stream.chunks(len(x)))
+    return total / len(x)
+
+
 def constant_scores(task: Task, train: Arrays, test: Arrays) -> dict[str, float]:
-    """{baseline name: held-out mean of ``task.primary``} of each constant prediction of
-    ``CONSTANTS[task.name]`` ({} for a task without one)."""
+    """{baseline name: held-out ``task.primary``} of each constant prediction of
+    ``CONSTANTS[task.name]`` ({} for a task without one), summarised as the task summarises its
+    own held-out metrics (segmentation: the headline over non-empty truths); ``test`` is read
+    ``stream.CHUNK`` examples at a time."""
     if task.name not in CONSTANTS:
         return {}
     n = len(test[task.keys[0]])
-    batch = {k: jnp.asarray(v) for k, v in test.items()}
     out = {}
     for name, constant in CONSTANTS[task.name](task, train).items():
-        outputs = jnp.broadcast_to(jnp.asarray(constant), (n, *constant.shape))
-        values = np.asarray(task.metrics(outputs, batch)[task.primary], np.float64)
-        out[name] = float(np.mean(values[np.isfinite(values)]))
+        parts = []
+        for rows in stream.chunks(n):
+            batch = {k: jnp.asarray(np.asarray(v[rows])) for k, v in test.items()}
+            outputs = jnp.broadcast_to(jnp.asarray(constant), (len(rows), *constant.shape))
+            parts.append({k: np.asarray(v) for k, v in task.metrics(outputs, batch).items()})
+        per = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if task.summarize is not None:
+            out[name] = float(task.summarize(per)[task.primary])
+        else:
+            values = per[task.primary].astype(np.float64)
+            out[name] = float(np.mean(values[np.isfinite(values)]))
     return out
 
 
