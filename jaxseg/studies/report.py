@@ -312,7 +312,8 @@ def masks_saved_rows(
         return []
     per_arm: dict[str, dict[float, dict]] = defaultdict(dict)
     for (budget, arm), values in results_lib.final_values(rows, metric).items():
-        per_arm[arm][budget] = values
+        if budget > 0:  # budget 0: a final stage on every image (examples='all'), no masks
+            per_arm[arm][budget] = values
     higher = not lower_is_better(metric)  # else "reaching" a target means falling to it
     return [
         dict(arm=arm, reference=ref, metric=metric, unit=unit, **row)
