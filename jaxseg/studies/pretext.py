@@ -53,7 +53,7 @@ def verdict(result: dict) -> tuple[str, float, str, float] | None:
 def message(run: plan_lib.Run, failed: tuple[str, float, str, float]) -> str:
     """One line: which stage (and run directory) failed, both figures and what to change."""
     metric, figure, name, value = failed
-    better = "lower" if metric in health.LOWER_IS_BETTER else "higher"
+    better = "lower" if health.lower_is_better(metric) else "higher"
     return (
         f"pretext stage {run.stage!r} ({run.workdir}) does not beat its trivial baseline: "
         f"held-out {metric} {figure:.4g} vs {name} {value:.4g} ({better} is better); train it "

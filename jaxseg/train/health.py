@@ -23,17 +23,17 @@ from jaxseg import losses, tasks
 from jaxseg.tasks import baselines
 from jaxseg.train import batches
 from jaxseg.train import mesh as mesh_lib
-from jaxseg.train.early_stopping import LOWER_IS_BETTER
+from jaxseg.train.early_stopping import lower_is_better
 from jaxseg.train.setup import Stage
 
 
 def beats(figure: float, baseline: dict[str, float], metric: str) -> bool:
     """Whether ``figure`` of ``metric`` is strictly better than every finite baseline value
-    (lower when ``metric`` is in ``LOWER_IS_BETTER``); False for a non-finite figure."""
+    (lower when ``early_stopping.lower_is_better(metric)``); False for a non-finite figure."""
     if not math.isfinite(figure):
         return False
     values = [v for v in baseline.values() if math.isfinite(v)]
-    if metric in LOWER_IS_BETTER:
+    if lower_is_better(metric):
         return all(figure < v for v in values)
     return all(figure > v for v in values)
 
@@ -41,7 +41,7 @@ def beats(figure: float, baseline: dict[str, float], metric: str) -> bool:
 def best_baseline(baseline: dict[str, float], metric: str) -> tuple[str, float]:
     """(name, value) of the strongest baseline of ``metric`` (its direction respected)."""
     finite = {k: v for k, v in baseline.items() if math.isfinite(v)} or baseline
-    pick = min if metric in LOWER_IS_BETTER else max
+    pick = min if lower_is_better(metric) else max
     name = pick(finite, key=finite.get)
     return name, baseline[name]
 
