@@ -244,3 +244,66 @@ def test_ct_window_sees_the_imported_hounsfield_units(tmp_path):
     assert 0.75 < outside.mean() < 0.85  # [-80, 300] of [-1000, 1000)
     np.testing.assert_array_equal(clipped.reshape(stored.shape), outside)
     np.testing.assert_allclose(image.mean(), 0, atol=1e-5)  # `normalize` appended
+
+
+def _centres_csv(root, names: str) -> str:
+    """A CSV of the planted voxel's (x, y, z) = (i, j, k) in each named file's own voxel order."""
+    at = {n: np.argwhere(np.asanyarray(nib.load(root / "labels" / f"{n}.nii.gz").dataobj))[0]
+          for n in names}  # fmt: skip
+    csv = root / "centres.csv"
+    csv.write_text("id,x,y,z\n" + "".join(f"{n},{i},{j},{k}\n" for n, (i, j, k) in at.items()))
+    return str(csv)
+
+
+def test_volumes_without_labels_import_with_a_centres_csv(tmp_path, capsys):
+    """Image volumes alone + CSV centres in file voxel indices: no 'masks' key, has_mask False,
+    the centres moved to RAS (an LPS and an SLA file: a wrong transform misses), the third
+    volume without a centre carries none, and a localization task trains on the other two."""
+    from jaxseg.tasks.localization import localization
+
+    for name, codes in (("a", "LPS"), ("b", "SLA"), ("c", "RAS")):
+        _oriented(tmp_path, name, codes)
+    csv = _centres_csv(tmp_path, "ab")
+    out = str(tmp_path / "o.npz")
+    report = importer.import_nifti(str(tmp_path / "images"), None, out, csv_files=[csv], multiple=2)
+    assert "centres from CSV for 2 of 3 volumes (the others have none)" in report.imported
+    assert report.imported[0].endswith("no label volumes") and not report.derived
+    raw = np.load(out)
+    assert "masks" not in raw.files and raw["images"].shape == (3, 4, 6, 6)
+    np.testing.assert_array_equal(raw["n_mask_files"], [0, 0, 0])
+    np.testing.assert_allclose(raw["centers"][:2], [[4, 1, 2]] * 2)  # RAS voxel, array (2, 1, 4)
+    for n in range(3):
+        assert np.unravel_index(raw["images"][n].argmax(), (4, 6, 6)) == (2, 1, 4)
+    a = npz.load(out).arrays
+    assert not a["has_mask"].any() and not a["center_derived"].any()
+    np.testing.assert_array_equal(a["has_center"], [True, True, False])
+    np.testing.assert_array_equal(localization().usable(a), [True, True, False])
+    np.testing.assert_allclose(a["center"][:2], [[4, 1, 2]] * 2)
+    assert a["mask"].shape == (3, 4, 6, 6, 1) and not a["mask"].any()
+
+
+def test_cli_imports_volume_slices_without_labels(tmp_path, capsys):
+    """IMAGES OUT.npz --slices: every slice is an example (no mask, labels and groups of its
+    volume); --drop-empty-slices, per-volume CSV centres on slices are one error line each."""
+    from jaxseg.data import __main__ as cli
+
+    _case(tmp_path, "a")
+    _case(tmp_path, "b")
+    images, out = str(tmp_path / "images"), str(tmp_path / "s.npz")
+    labels = tmp_path / "l.csv"
+    labels.write_text("id,label,group\na,1,p1\nb,0,p2\n")
+    argv = ["import", images, out, "--slices", "--size", "4", "--csv", str(labels)]
+    assert cli.main(argv) == 0
+    raw = np.load(out)
+    assert "masks" not in raw.files and raw["images"].shape == (8, 4, 4)
+    np.testing.assert_array_equal(raw["labels"], [1] * 4 + [0] * 4)
+    np.testing.assert_array_equal(raw["groups"], ["p1"] * 4 + ["p2"] * 4)
+    assert not npz.load(out).arrays["has_mask"].any()
+    capsys.readouterr()
+    assert cli.main([*argv, "--overwrite", "--drop-empty-slices"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "needs label volumes" in err
+    centres = tmp_path / "c.csv"
+    centres.write_text("id,x,y,z\na,1,1,1\n")
+    assert cli.main([*argv, "--overwrite", "--csv", str(centres)]) == 1
+    assert "slices carry none (omit --slices)" in capsys.readouterr().err

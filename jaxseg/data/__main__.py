@@ -3,9 +3,10 @@
     python -m jaxseg.data import IMAGES MASKS OUT.npz [--csv labels.csv] [--size 256]
     python -m jaxseg.data import IMAGES OUT.npz --csv centres.csv   # no masks: CSV labels only
     python -m jaxseg.data import CT_DIR LABEL_DIR OUT_DIR --spacing 3.22,1.62,1.62
+    python -m jaxseg.data import CT_DIR OUT.npz --csv centres.csv   # volumes alone
     python -m jaxseg.data inspect OUT.npz
 
-IMAGES/MASKS holding .nii/.nii.gz files are imported as volumes (`importer.import_nifti`),
+IMAGES holding .nii/.nii.gz files are imported as volumes (`importer.import_nifti`),
 otherwise as 2-D images (`importer.import_folders`). OUT ending in .npz is written in the .npz
 layout, anything else as a tfds dataset folder. Errors are one ``error:`` line, exit status 1;
 doubtful input that was still imported is one ``warning:`` line per kind, exit status 0.
@@ -123,8 +124,6 @@ def run_import(args: argparse.Namespace) -> importer.Report:
     if args.output is None:  # IMAGES OUT: images alone, labelled by the CSV
         args.masks, args.output = None, args.masks
     if _is_nifti(args.images):
-        if args.masks is None:
-            raise ValueError(f"{args.images}: NIfTI volumes are imported with their label volumes")
         return importer.import_nifti(
             args.images,
             args.masks,

@@ -1,8 +1,9 @@
 """Import your own data into one dataset file that configs read by path (`data.path`).
 
 Sources: a folder of 2-D images and a folder of masks matched by file stem, or NIfTI image
-volumes and label volumes (`import_folders`, `import_nifti`); optional CSV files add centres,
-boxes, classes and patient groups. The output is the .npz layout of shared/data/busi (`*.npz`,
+volumes and label volumes (`import_folders`, `import_nifti`); either without masks (`None`):
+the images alone, labelled by the CSV. Optional CSV files add centres, boxes, class labels
+(one class, or multi-hot findings `label:NAME`) and patient groups. The output is the .npz layout of shared/data/busi (`*.npz`,
 read by `data.source='npz'`) or a TF-free tfds dataset folder (any other path, read by
 `jaxseg.data.tfds_store.load`) for sets too big for memory.
 

@@ -97,7 +97,10 @@ def run(
     table, csv_problems, notes = annotations.read_csv(csv_files, 3 if source.volumes else 2)
     problems = [*source.problems, *csv_problems, *annotations.check_coverage(table, source.ids)]
     if source.slices and any(k in e for e in table.values() for k in ("center", "box")):
-        problems.append("CSV centres/boxes are per volume; slices derive theirs from the masks")
+        problems.append(
+            "CSV centres/boxes are per volume; slices "
+            + ("derive theirs from the masks" if source.masks else "carry none (omit --slices)")
+        )
     max_boxes = max((len(e.get("boxes", ())) for e in table.values()), default=1) or 1
     if source.volumes and max_boxes > 1:
         problems.append("CSV: several boxes per id are supported for 2-D images only")
