@@ -307,3 +307,87 @@ def test_image_folder_without_masks_imports_with_a_centres_csv(tmp_path, capsys)
     assert "center 2," in capsys.readouterr().out
     assert cli.main(["import", images, str(tmp_path / "tf"), "--csv", str(csv)]) == 1
     assert "without masks is written as .npz only" in capsys.readouterr().err
+
+
+def test_multi_hot_csv_labels_load_as_n_by_l(tmp_path, capsys):
+    """`label:NAME` columns give labels [N,L]: 1, 0, -1 (uncertain), 1.0 as CheXpert writes it,
+    blank = 0 (not mentioned); names in column order, as written; a repeated row of an id (here
+    in a second file) agrees; .npz and tfds load them as [N,L], inspect counts them."""
+    from jaxseg.data import tfds_store
+    from jaxseg.tasks.classification import multilabel
+
+    images, masks = _folders(tmp_path)
+    first = tmp_path / "a.csv"
+    first.write_text("id,label:Effusion,label:edema\nc0,1,-1\nc1,,0\nc2,1.0,\n")
+    second = tmp_path / "b.csv"
+    second.write_text("id,x,y,label:Effusion,label:edema\nc0,3,4,1,-1\n")
+    out = str(tmp_path / "m.npz")
+    report = importer.import_folders(images, masks, out, csv_files=[str(first), str(second)])
+    assert "multi-hot labels from CSV (2 classes) for 3 of 3 images: 2 positive, 1 uncertain" in (
+        report.imported
+    )
+    raw = np.load(out)
+    np.testing.assert_array_equal(raw["labels"], [[1, -1], [0, 0], [1, 0]])
+    np.testing.assert_array_equal(raw["label_names"], ["Effusion", "edema"])
+    ds = npz.load(out)
+    assert ds.arrays["labels"].shape == (3, 2) and ds.class_names == ("Effusion", "edema")
+    assert multilabel().usable(ds.arrays).all()
+    capsys.readouterr()
+    assert cli.main(["inspect", out, "--sheet", ""]) == 0
+    printed = capsys.readouterr().out
+    assert "Effusion {'positive': 2, 'uncertain': 0}, edema {'positive': 0, 'uncertain': 1}" in (
+        printed
+    )
+    assert "labels 3" in printed
+    folder = str(tmp_path / "m_tfds")
+    importer.import_folders(images, masks, folder, csv_files=[str(first)])
+    back = tfds_store.load(folder).arrays["labels"]
+    np.testing.assert_array_equal(back, ds.arrays["labels"])
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (
+            {"a": "id,label:x,label:y\nc0,1,0\nc1,2,0\nc2,0,0\n"},
+            "a.csv:3: column 'label:x' holds '2'",
+        ),
+        ({"a": "id,label:x,label:y\nc0,1,0\nc1,yes,0\nc2,0,0\n"}, "a.csv:3: column 'label:x'"),
+        ({"a": "id,label,label:x\nc0,1,0\n"}, "has a 'label' column and 'label:NAME' columns"),
+        ({"a": "id,label:x\nc0,1\nc1,0\nc2,0\n", "b": "id,label\nc0,1\n"}, "not both"),
+        (
+            {"a": "id,label:x\nc0,1\nc1,0\nc2,0\n", "b": "id,label:x\nc0,0\n"},
+            "b.csv:2: second 'labels' for id 'c0' ({'x': 0}; before: {'x': 1})",
+        ),
+        ({"a": "id,label:x,Label:x\nc0,1,1\n"}, "columns need distinct names, got ['x', 'x']"),
+        ({"a": "id,label:x\nc0,1\nc1,0\nc2,0\n", "b": "id,label:y\nc0,1\n"}, "differ from ['x']"),
+        ({"a": "id,label:x\nc0,1\nc1,0\n"}, "no 'labels' for id(s) ['c2']"),
+    ],
+)
+def test_bad_multi_hot_csv_is_refused(tmp_path, files, message):
+    images, _ = _folders(tmp_path)
+    paths = []
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        paths.append(str(tmp_path / f"{name}.csv"))
+    out = tmp_path / "o.npz"
+    with pytest.raises(importer.InputError) as info:
+        importer.import_folders(images, None, str(out), csv_files=paths)
+    assert message in str(info.value)
+    assert not out.exists()
+
+
+def test_label_values_of_class_and_multi_hot_tables():
+    """One class per id keeps text classes sorted; multi-hot rows come in column order, and an
+    id without a row (only under skip_bad) is all -1 (unknown), not invented negatives."""
+    from jaxseg.data.importer import annotations
+
+    names, values = annotations.label_values(
+        {"a": {"label": "tumour"}, "b": {"label": "cyst"}}, "ab"
+    )
+    assert names == ("cyst", "tumour") and values == {"a": 1, "b": 0}
+    table = {"a": {"labels": (("edema", 1), ("effusion", -1))}, "b": {}}
+    names, values = annotations.label_values(table, ["a", "b"])
+    assert names == ("edema", "effusion")
+    np.testing.assert_array_equal(values["a"], [1, -1])
+    np.testing.assert_array_equal(values["b"], [-1, -1])

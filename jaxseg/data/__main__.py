@@ -61,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
         "--csv",
         action="append",
         default=[],
-        help="CSV with id and x,y / x0,y0,x1,y1[,class] / label / group columns (repeatable)",
+        help="CSV with id and x,y / x0,y0,x1,y1[,class] / label (or label:NAME multi-hot, "
+        "1/0/-1 uncertain/blank = 0) / group columns (repeatable)",
     )
     imp.add_argument(
         "--resize",

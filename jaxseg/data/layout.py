@@ -54,6 +54,7 @@ class Layout:
     image_dtype: type
     max_boxes: int = 1  # boxes per example: several are stored [M,2R], NaN-padded
     masks: bool = True  # False: an import without masks (no 'masks' key is written)
+    label_width: int = 0  # L of multi-hot labels [L] (1, 0, -1 per class); 0: one class id
 
     @property
     def rank(self) -> int:

@@ -5,10 +5,10 @@ For sets too big for memory: `write` streams examples to disk, `open_source` giv
 `load` (same signature as `npz.load`; `data.source='tfds'`) reads them back into a `Dataset`:
 whole when they fit in `IN_MEMORY_BYTES`, else streamed (`stream.Rows`, read per batch).
 The output folder holds one split 'train' (all examples, import order) with the features
-image [*S,C], mask uint8 [*S,K], id, n_mask_files, label, group and the optional keys of
-`layout.fields` that were imported (center [R], box [2R], spacing [R], original_shape [R],
-placement_offset [R], placement_scale, and for NIfTI file_shape [3], affine [4,4] and
-orientation; the .npz key is the plural, `npz` docstring); its metadata.json holds
+image [*S,C], mask uint8 [*S,K], id, n_mask_files, label (int, or [L] multi-hot), group and
+the optional keys of `layout.fields` that were imported (center [R], box [2R], spacing [R],
+original_shape [R], placement_offset [R], placement_scale, and for NIfTI file_shape [3],
+affine [4,4] and orientation; the .npz key is the plural, `npz` docstring); its metadata.json holds
 class_names, mask_names and rank, and `layout.MARKER`.json marks it as jaxseg's (an import's
 --overwrite replaces nothing else).
 TensorFlow is never imported (tensorflow_datasets runs without it).
@@ -47,7 +47,11 @@ def _features(layout: Layout) -> Any:
         "id": f.Text(),
         "group": f.Text(),
         "n_mask_files": f.Scalar(dtype=np.int32),
-        "label": f.Scalar(dtype=np.int32),
+        "label": (
+            f.Tensor(shape=(layout.label_width,), dtype=np.int32)
+            if layout.label_width
+            else f.Scalar(dtype=np.int32)
+        ),
     }
     spec.update(
         {

@@ -3,9 +3,9 @@
 Sources: a folder of 2-D images and a folder of masks matched by file stem, or NIfTI image
 volumes and label volumes (`import_folders`, `import_nifti`); either without masks (`None`):
 the images alone, labelled by the CSV. Optional CSV files add centres, boxes, class labels
-(one class, or multi-hot findings `label:NAME`) and patient groups. The output is the .npz layout of shared/data/busi (`*.npz`,
-read by `data.source='npz'`) or a TF-free tfds dataset folder (any other path, read by
-`jaxseg.data.tfds_store.load`) for sets too big for memory.
+(one class, or multi-hot findings `label:NAME`) and patient groups. The output is the .npz
+layout of shared/data/busi (`*.npz`, read by `data.source='npz'`) or a TF-free tfds dataset
+folder (any other path, read by `jaxseg.data.tfds_store.load`) for sets too big for memory.
 
 Masks: `mask_classes=None` makes a mask binary (any nonzero value is foreground); a tuple such as
 (0, 1, 2) declares class values, the first being background, and gives one channel per other

@@ -40,7 +40,9 @@ def import_folders(
       output: `*.npz`, or a folder for a tfds dataset.
       multi_mask: 'merge' (OR of an image's mask files) or 'channels' (one channel per tag).
       mask_classes: None (binary masks) or the class values, background first.
-      csv_files: CSV annotations (`annotations.read_csv`).
+      csv_files: CSV annotations (`annotations.read_csv`): centres, boxes, one class per id
+        (`label`) or multi-hot findings (`label:NAME` columns: 1, 0, -1 uncertain, blank = 0),
+        groups.
       resize: a policy of RESIZE_POLICIES; size: output side for 'pad'/'crop' (0 = keep).
       color: 'gray' (RGB -> luminance) or 'rgb' (gray -> 3 equal channels).
       multiple: 'pad16' pads to a multiple of this.

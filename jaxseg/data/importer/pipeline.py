@@ -104,7 +104,7 @@ def run(
     max_boxes = max((len(e.get("boxes", ())) for e in table.values()), default=1) or 1
     if source.volumes and max_boxes > 1:
         problems.append("CSV: several boxes per id are supported for 2-D images only")
-    class_names, label_ids = annotations.class_names(table, source.ids)
+    class_names, labels = annotations.label_values(table, source.ids)
     noun = "slices" if source.slices else "examples"
     places, shape = plan(source.grids, resize, size, multiple, noun)
     report = Report(path, 0, (*shape, source.channels), source.mask_names, class_names)
@@ -121,8 +121,8 @@ def run(
         source.dtype,
         max_boxes=max_boxes,
         masks=source.masks,
+        label_width=len(class_names) if np.ndim(labels[source.ids[0]]) else 0,
     )
-    labels = {i: label_ids.get(table.get(i, {}).get("label"), 0) for i in source.ids}
     notes: dict[str, list[str]] = {}
     rows = _rows(source, table, labels, places, layout.keys, problems, notes, report)
     report.count = output.write(path, rows, layout, problems, skip_bad)
@@ -156,6 +156,13 @@ def _annotation_keys(
             )
         elif masks:
             report.derived.append(f"{plural} from the masks when loaded (the CSV has none)")
+    multi = [[v for _, v in table[i]["labels"]] for i in ids if "labels" in table.get(i, {})]
+    if multi:
+        values = np.array(multi)
+        report.imported.append(
+            f"multi-hot labels from CSV ({values.shape[1]} classes) for {len(multi)} of "
+            f"{len(ids)} {unit}s: {(values == 1).sum()} positive, {(values == -1).sum()} uncertain"
+        )
     have_group = ids and all("group" in table.get(i, {}) for i in ids)
     report.imported.append("groups from CSV" if have_group else f"one group per {unit}")
     return keys
@@ -180,7 +187,7 @@ def _or_nan(value: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 def _rows(
     source: Source,
     table: dict,
-    labels: dict[str, int],
+    labels: dict[str, int | np.ndarray],
     places: dict[str, Placement],
     keys: frozenset[str],
     problems: list[str],
