@@ -307,6 +307,9 @@ def test_image_folder_without_masks_imports_with_a_centres_csv(tmp_path, capsys)
     assert "center 2," in capsys.readouterr().out
     assert cli.main(["import", images, str(tmp_path / "tf"), "--csv", str(csv)]) == 1
     assert "without masks is written as .npz only" in capsys.readouterr().err
+    for flag in (["--mask-classes", "0,1"], ["--multi-mask", "channels"]):
+        assert cli.main(["import", images, str(tmp_path / "x.npz"), "--csv", str(csv), *flag]) == 1
+        assert "images imported without masks take neither" in capsys.readouterr().err
 
 
 def test_multi_hot_csv_labels_load_as_n_by_l(tmp_path, capsys):

@@ -52,7 +52,9 @@ def import_folders(
     Returns:
       The Report (also printed).
     """
-    pipeline.check_options(resize, size, color, multi_mask, multiple, mask_classes)
+    pipeline.check_options(
+        resize, size, color, multi_mask, multiple, mask_classes, masks=masks is not None
+    )
     check_output(output, overwrite)
     if masks is None:
         source = _images_only(images, color, csv_files)

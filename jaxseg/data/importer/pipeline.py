@@ -61,8 +61,15 @@ def check_options(
     multi_mask: str,
     multiple: int,
     mask_classes: Sequence[int] | None,
+    masks: bool = True,
 ) -> None:
-    """ValueError for an option outside its documented values (see `import_folders`)."""
+    """ValueError for an option outside its documented values (see `import_folders`), or a mask
+    option given for images imported without masks (`masks` False), which it could not affect."""
+    if not masks and (mask_classes is not None or multi_mask != "merge"):
+        raise ValueError(
+            "mask_classes / multi_mask (--mask-classes, --multi-mask) apply to masks; "
+            "images imported without masks take neither"
+        )
     if resize not in RESIZE_POLICIES:
         raise ValueError(f"unknown resize policy {resize!r}; choose one of {RESIZE_POLICIES}")
     if not isinstance(size, int) or size < 0:

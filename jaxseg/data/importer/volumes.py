@@ -53,7 +53,9 @@ def import_nifti(
       resize, size, multiple: as `import_folders`; volumes support only 'pad16' (pad D, H, W).
       skip_bad, overwrite: as `import_folders`.
     """
-    pipeline.check_options(resize, size, "gray", "merge", multiple, mask_classes)
+    pipeline.check_options(
+        resize, size, "gray", "merge", multiple, mask_classes, masks=labels is not None
+    )
     if not slices and resize != "pad16":
         raise ValueError("volumes keep their voxel grid: use resize='pad16' (and spacing=...)")
     if labels is None and not empty_slices:
