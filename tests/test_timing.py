@@ -75,7 +75,7 @@ def test_run_timing_accumulates_over_attempts(tmp_path):
     assert saved == {"train": 3.0, "compile": 4.0, "checkpoint_read": 0.5}
 
 
-def test_study_time_sums_distinct_runs_and_reports_the_training_share(tmp_path):
+def test_study_time_sums_distinct_runs_and_reports_shares_of_the_total(tmp_path):
     runs = [str(tmp_path / name) for name in ("a", "b", "untimed")]
     for run in runs:
         (tmp_path / run).mkdir()
@@ -84,7 +84,8 @@ def test_study_time_sums_distinct_runs_and_reports_the_training_share(tmp_path):
     time = time_report.summary([*runs, runs[0]], setup_s=1.0, report_s=2.0, wall_s=18.0)
     assert time["runs"] == {"train": 9.0, "compile": 2.0, "startup": 1.0}  # runs[0] once
     assert time["timed_runs"] == 2
-    assert time["training_share"] == pytest.approx(0.5)
+    assert time["total"] == pytest.approx(15.0)  # 12 s of runs, 1 s set-up, 2 s report
+    assert time["training_share"] == pytest.approx(0.6)  # of the total, not of the 18 s wall
     (tmp_path / "summary.json").write_text(json.dumps({"final": [1]}))
     (tmp_path / "report.md").write_text("# Study\n\ntext\n")
     time_report.record(str(tmp_path), time)
@@ -92,5 +93,7 @@ def test_study_time_sums_distinct_runs_and_reports_the_training_share(tmp_path):
     assert summary["final"] == [1] and summary["time"] == time
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("# Study\n\ntext\n\n## Where the time went")
-    assert "training steps 50.0 % of it" in report
-    assert "| train | 9.0 | 50.0 |" in report and "| report | 2.0 | 11.1 |" in report
+    assert "training steps are 60.0 % of it" in report
+    assert "| train | 9.0 | 60.0 |" in report and "| report | 2.0 | 13.3 |" in report
+    sharded = time_report.summary(runs, setup_s=1.0, report_s=2.0, wall_s=4.0)  # workers' runs
+    assert sharded["training_share"] == pytest.approx(0.6)  # still a share, not 225 % of wall

@@ -2,9 +2,10 @@
 ``timing.json``) summed, beside the study's own set-up and report writing; the last section of
 ``report.md`` and ``summary.json``'s ``time``.
 
-The wall time is that of the command which trained (or reported) the study; runs finished by an
-earlier command still count in the phase sums, so on an extended or resumed study the sums can
-exceed the wall time.
+Shares are of the phases' total, not of the wall time: the wall time is that of the command
+which trained (or reported) the study, while the phase sums also count runs that parallel shard
+workers or an earlier command finished, so on a sharded, extended or resumed study they exceed
+it (a share of the wall would then pass 100 %).
 """
 
 from __future__ import annotations
@@ -28,35 +29,39 @@ def run_sums(runs: Iterable[str]) -> tuple[dict[str, float], int]:
 
 def summary(runs: Iterable[str], setup_s: float, report_s: float, wall_s: float) -> dict:
     """``summary.json``'s ``time``: run phase sums, study set-up and report seconds, the wall
-    time and the share of it that was training steps."""
+    time, the phases' total (runs + set-up + report) and the share of it that was training
+    steps."""
     sums, timed = run_sums(runs)
-    share = sums.get(TRAINING, 0.0) / wall_s if wall_s > 0 else float("nan")
+    total = sum(sums.values()) + setup_s + report_s
+    share = sums.get(TRAINING, 0.0) / total if total > 0 else float("nan")
     return {
         "runs": sums,
         "timed_runs": timed,
         "study_setup": setup_s,
         "report": report_s,
         "wall": wall_s,
+        "total": total,
         "training_share": share,
     }
 
 
 def markdown(time: dict) -> str:
-    """The report section: one row per phase with seconds and share of the wall time."""
-    wall = time["wall"]
+    """The report section: one row per phase with seconds and share of the phases' total."""
+    total = time["total"]
     study = [("study set-up", time["study_setup"]), ("report", time["report"])]
     rows = [*time["runs"].items(), *study]
     lines = [
         "## Where the time went",
         "",
-        f"Wall time {wall:.1f} s; training steps {100 * time['training_share']:.1f} % of it. "
-        f"Run phases are summed over {time['timed_runs']} runs (`timing.json` in each run; runs "
-        "finished by an earlier command count too).",
+        f"Wall time of this command {time['wall']:.1f} s. The phases below total {total:.1f} s, "
+        f"run phases summed over {time['timed_runs']} runs (`timing.json` in each run; runs "
+        "finished by parallel shard workers or an earlier command count too, so the total can "
+        f"exceed the wall time); training steps are {100 * time['training_share']:.1f} % of it.",
         "",
-        "| phase | seconds | % of wall |",
+        "| phase | seconds | % of total |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {name} | {s:.1f} | {100 * s / wall if wall else 0:.1f} |" for name, s in rows]
+    lines += [f"| {name} | {s:.1f} | {100 * s / total if total else 0:.1f} |" for name, s in rows]
     return "\n".join(lines) + "\n"
 
 
