@@ -4,6 +4,7 @@ and each writes the section its method is about."""
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 from jaxseg import data
 from jaxseg.checkpoint import flatten
 from jaxseg.eval import summary as metric_summary
-from jaxseg.eval.weights import load_params
+from jaxseg.eval.weights import load_params, weight_distance
+from jaxseg.studies import analyses, preflight
 from jaxseg.studies import plan as plan_lib
-from jaxseg.studies import preflight
 from jaxseg.studies import results as results_lib
 from jaxseg.studies.run import run_study
 from jaxseg.train import setup
@@ -158,6 +159,19 @@ def test_weight_distances_matrix(tmp_path):
     assert cfg["data"]["classes"] == [a]
     rows_b = results_lib.summarize(rows, "dice")
     assert {r["arm"] for r in rows_b} >= set(config.compare)
+    assert f"finished (of 1 planned per direction: {a}→{b} 1, {b}→{a} 1)" in report
+
+    # a partial study (b_to_a never trained): that direction is left out, the other kept
+    shutil.rmtree(os.path.join(workdir, "fold_0", "seed_0", f"{b}_to_{a}"))
+    names, matrix, depth, counts = analyses.weight_distance_matrices(config, workdir)
+    assert counts == {(a, b): 1}
+    fold_0 = os.path.join(workdir, "fold_0", "seed_0")
+    scratch, tuned = (load_params(os.path.join(fold_0, r)) for r in (f"scratch_{a}", f"{a}_to_{b}"))
+    expected = weight_distance(scratch, tuned)["all"]
+    assert matrix[names.index(a), names.index(b)] == pytest.approx(expected)
+    assert matrix[names.index(b), names.index(a)] == 0
+    assert f"{a}→{b} 1)" in "\n".join(analyses.weight_distance_section(config, workdir))
+    assert depth[(a, b)]["all"] == pytest.approx(expected)
 
 
 def test_siamese_on_class_labels_sorted_by_class(tmp_path):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections import defaultdict
@@ -24,6 +25,7 @@ from jaxseg import plotting
 from jaxseg.eval import weights
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
+from jaxseg.train import rundir
 
 FIRST_BLOCKS = re.compile(r"^(shallow|deep):(\d+)$")
 DIRECTION = {"shallow": "shallow_to_deep", "deep": "deep_to_shallow"}
@@ -62,11 +64,13 @@ def unfreeze_section(
 
 def weight_distance_matrices(
     config: ml_collections.ConfigDict, workdir: str
-) -> tuple[list[str], np.ndarray, dict[tuple[str, str], dict[str, float]]]:
-    """(structures, D [S,S], per-depth {(from, onto): {group: distance}}), each the mean over
-    folds run × seeds of the first budget; D[i,j] = d(X_i(s), X_j|X_i(s)) over the whole net,
-    0 on the diagonal; per-depth groups ``weights.depth_groups`` (encoder_i, decoder_i,
-    bottleneck)."""
+) -> tuple[list[str], np.ndarray, dict[tuple[str, str], dict[str, float]], dict]:
+    """(structures, D [S,S], per-depth {(from, onto): {group: distance}}, counts {(from, onto):
+    fold × seed pairs averaged}), each the mean over the folds run × seeds of the first budget
+    whose scratch and fine-tuned runs both finished (a partial study leaves the others out, as
+    the report does); D[i,j] = d(X_i(s), X_j|X_i(s)) over the whole net, 0 on the diagonal
+    and where no pair finished; per-depth groups ``weights.depth_groups`` (encoder_i,
+    decoder_i, bottleneck)."""
     names = list(config.analysis.weight_distances)
     for x in names:
         for arm in [x] + [f"{x}_to_{y}" for y in names if y != x]:
@@ -78,34 +82,40 @@ def weight_distance_matrices(
     folds = config.protocol.run_folds or config.protocol.folds
     budget = config.protocol.budgets[0]
     sums: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for fold in range(folds):
-        for seed in config.protocol.seeds:
-            for x in names:
-                run = plan_lib.stage_run(config, workdir, x, 0, fold, seed, budget)
-                scratch = weights.load_params(run.workdir)
-                for y in names:
-                    if y == x:
-                        continue
-                    arm = f"{x}_to_{y}"
-                    last = len(plan_lib.arm_stages(config, arm)) - 1
-                    tuned_run = plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget)
-                    tuned = weights.load_params(tuned_run.workdir)
-                    d = weights.per_depth(scratch, tuned)
-                    d["all"] = weights.weight_distance(scratch, tuned)["all"]
-                    for k, v in d.items():
-                        sums[(x, y)][k].append(v)
+    for fold, seed, x, y in itertools.product(range(folds), config.protocol.seeds, names, names):
+        if x == y:
+            continue
+        arm = f"{x}_to_{y}"
+        last = len(plan_lib.arm_stages(config, arm)) - 1
+        runs = [
+            plan_lib.stage_run(config, workdir, x, 0, fold, seed, budget),
+            plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget),
+        ]
+        if any(rundir.read_result(run.workdir) is None for run in runs):
+            continue
+        scratch, tuned = (weights.load_params(run.workdir) for run in runs)
+        d = weights.per_depth(scratch, tuned)
+        d["all"] = weights.weight_distance(scratch, tuned)["all"]
+        for k, v in d.items():
+            sums[(x, y)][k].append(v)
     depth = {pair: {k: float(np.mean(v)) for k, v in d.items()} for pair, d in sums.items()}
+    counts = {pair: len(d["all"]) for pair, d in sums.items()}
     matrix = np.zeros((len(names), len(names)))
     for (x, y), d in depth.items():
         matrix[names.index(x), names.index(y)] = d["all"]
-    return names, matrix, depth
+    return names, matrix, depth, counts
 
 
 def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     """Report lines for method 5's distances ([] unless ``analysis.weight_distances``)."""
     if "analysis" not in config or not config.analysis.get("weight_distances"):
         return []
-    names, matrix, depth = weight_distance_matrices(config, workdir)
+    names, matrix, depth, counts = weight_distance_matrices(config, workdir)
+    planned = (config.protocol.run_folds or config.protocol.folds) * len(config.protocol.seeds)
+    title = ["## Weight distances (method 5)", ""]
+    if not counts:
+        return [*title, "No scratch net and its fine-tuned copy both finished.", ""]
+    finished = ", ".join(f"{x}→{y} {n}" for (x, y), n in counts.items())
     path = os.path.join("figures", "weight_distances.png")
     plotting.heatmap(
         matrix, names, os.path.join(workdir, path), "d(X(s), Y|X(s)), row X → column Y"
@@ -116,10 +126,10 @@ def weight_distance_section(config: ml_collections.ConfigDict, workdir: str) -> 
     depth_path = os.path.join("figures", "weight_distances_depth.png")
     figures_lib.depth_distances(profiles, os.path.join(workdir, depth_path), "L2 distance")
     return [
-        "## Weight distances (method 5)",
-        "",
+        *title,
         f"Distance ({what}) between each scratch net and the same net fine-tuned onto another "
-        "structure (row = from, column = onto), mean over folds × seeds:",
+        "structure (row = from, column = onto), mean over the fold × seed pairs whose runs "
+        f"finished (of {planned} planned per direction: {finished}):",
         "",
         weights.markdown_matrix(names, matrix),
         "",
