@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
-from conftest import checkpoint_steps
+from conftest import checkpoint_steps, read_variables
 
-from jaxseg import tasks
+from jaxseg import checkpoint, tasks
 from jaxseg.data.splits import validation_split
+from jaxseg.train import loop
+from jaxseg.train.best import BestState
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.loop import train_and_evaluate
 from jaxseg.train.settings import check_settings
@@ -143,3 +146,72 @@ def test_unknown_monitor_is_refused(tiny_run, tiny_fundus, tmp_path):
     run.config.update(val_fraction=0.25, eval_every=3, monitor="dcie")
     with pytest.raises(ValueError, match="monitor='dcie' is not a metric"):
         train_and_evaluate(run.config, run.workdir, tiny_fundus)
+
+
+def validated_run(tiny_run, root):
+    """A tiny scratch stage validated at every step, checkpointed every 3 of its 6 steps."""
+    run = tiny_run(root, "scratch", budget=8)
+    run.config.update(val_fraction=0.25, eval_every=1, monitor="loss", patience=0, steps=6)
+    run.config.update(checkpoint_every=3)
+    return run
+
+
+def test_best_state_is_written_with_the_checkpoints_not_at_each_validation(
+    tiny_run, tiny_fundus, tmp_path, monkeypatch
+):
+    run = validated_run(tiny_run, tmp_path)
+    saves, kept = [], {}
+    save, keep = checkpoint.save, BestState.keep
+
+    def recording_save(manager, step, state):
+        saves.append((os.path.basename(str(manager.directory)), step))
+        save(manager, step, state)
+
+    def recording_keep(self, step, state):
+        kept[step] = checkpoint.flatten(jax.device_get(state["params"]))
+        keep(self, step, state)
+
+    monkeypatch.setattr(checkpoint, "save", recording_save)
+    monkeypatch.setattr(BestState, "keep", recording_keep)
+    result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
+    records = read_jsonl(os.path.join(run.workdir, "metrics.jsonl"))
+    assert [r["step"] for r in records if "val/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert 1 in kept  # the first validation is always an improvement
+    # two checkpoint times (steps 3 and 6): at most one best write each, whatever improved
+    assert [s for d, s in saves if d == "checkpoints"] == [3, 6]
+    best_writes = [s for d, s in saves if d == "checkpoints_best"]
+    assert best_writes == sorted(best_writes) and 1 <= len(best_writes) <= 2
+    best = result["early_stopping"]["best_step"]
+    assert best_writes[-1] == best == result["evaluated_step"]
+    assert checkpoint_steps(os.path.join(run.workdir, "checkpoints_best")) == [best]
+    # what was written is the state as validated at that step, not a later one
+    written = read_variables(os.path.join(run.workdir, "checkpoints_best"), collections=("params",))
+    assert all(np.array_equal(written["params/" + p], v) for p, v in kept[best].items())
+
+
+def test_a_run_killed_between_checkpoints_finds_the_same_best_state(
+    tiny_run, tiny_fundus, tmp_path, monkeypatch
+):
+    """Killed after step 5 with a best state kept but not yet written: the resumed run starts
+    from step 3, validates steps 4-5 again and ends as the uninterrupted run."""
+    whole = validated_run(tiny_run, tmp_path / "whole")
+    reference = train_and_evaluate(whole.config, whole.workdir, tiny_fundus)
+    killed = validated_run(tiny_run, tmp_path / "killed")
+    log = loop.log
+
+    def dies_at_step_5(stage, out, acc, step, progress):
+        if step == 5:
+            raise KeyboardInterrupt
+        log(stage, out, acc, step, progress)
+
+    monkeypatch.setattr(loop, "log", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(killed.config, killed.workdir, tiny_fundus)
+    assert checkpoint_steps(os.path.join(killed.workdir, "checkpoints")) == [3]
+    monkeypatch.setattr(loop, "log", log)
+    resumed = train_and_evaluate(killed.config, killed.workdir, tiny_fundus)
+    assert resumed["early_stopping"] == reference["early_stopping"]
+    assert resumed["per_example"] == reference["per_example"]
+    best = [os.path.join(w, "checkpoints_best") for w in (whole.workdir, killed.workdir)]
+    a, b = (read_variables(d) for d in best)
+    assert all(np.array_equal(a[p], b[p]) for p in a)

@@ -28,6 +28,7 @@ from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.surgery import transfer
 from jaxseg.train import batches, distributed, health, init_path, programs, rundir, steps
 from jaxseg.train import mesh as mesh_lib
+from jaxseg.train.best import BestState
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
 from jaxseg.train.settings import check_settings
@@ -44,7 +45,7 @@ class Outputs:
 
     workdir: str
     checkpoints: Any  # orbax CheckpointManager of the latest steps
-    best: Any | None  # of the best validated step; None without a validation split
+    best: BestState | None  # the best validated state; None without a validation split
     writer: MetricWriter | NullMetricWriter
     clock: Clock
 
@@ -152,14 +153,19 @@ def validate(
         )
     out.writer.write(step, {f"val/{k}": v for k, v in means.items() if math.isfinite(v)})
     if stopper.update(step, means[stopper.monitor]):
-        save(out, out.best, step, state)
-    rundir.write_json(out.workdir, rundir.EARLY_STOPPING, stopper.to_dict())
+        out.best.keep(step, state)
 
 
-def save(out: Outputs, manager: Any, step: int, state) -> None:
-    """Checkpoint ``state`` at ``step`` with ``manager`` (timed as ``checkpoint_write``)."""
+def save(out: Outputs, step: int, state, stopper: EarlyStopping) -> None:
+    """Checkpoint ``state`` at ``step``: first the best state kept since the last checkpoint,
+    then the latest state, then (when validating) the early-stopping record, which a resumed
+    run reads with that checkpoint (timed as ``checkpoint_write``)."""
     with out.clock("checkpoint_write"):
-        checkpoint.save(manager, step, state)
+        if out.best is not None:
+            out.best.flush()
+        checkpoint.save(out.checkpoints, step, state)
+    if out.best is not None:
+        rundir.write_json(out.workdir, rundir.EARLY_STOPPING, stopper.to_dict())
 
 
 def raise_if_nonfinite(summary: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -183,11 +189,13 @@ def log(stage: Stage, out: Outputs, acc: Any, step: int, progress: Progress) -> 
     out.writer.write(step, {k: v for k, v in scalars.items() if math.isfinite(v)})
 
 
-def preempt(stage: Stage, out: Outputs, step: int, state, acc: Any, saved: bool) -> None:
+def preempt(
+    stage: Stage, out: Outputs, step: int, state, acc: Any, stopper: EarlyStopping, saved: bool
+) -> None:
     """After SIGTERM: checkpoint ``step`` (unless just saved; never a NaN state), raise."""
     if not saved:
         raise_if_nonfinite(jax.device_get(acc.compute()), stage.config, out.workdir)
-        save(out, out.checkpoints, step, state)
+        save(out, step, state, stopper)
     out.close()
     rundir.add_timing(out.workdir, out.clock.totals())
     print(f"{stage.config.name}: SIGTERM: saved step {step}, stopping", flush=True)
@@ -230,17 +238,19 @@ def fit(
                 jax.block_until_ready(state)
                 progress.tick(step)
             evaluating = evaluating_at(stage, step)
-            saving = step % config.checkpoint_every == 0 or step == config.steps or evaluating
-            logging_step = saving or step % config.log_every == 0
+            due = step % config.checkpoint_every == 0 or step == config.steps
+            logging_step = due or evaluating or step % config.log_every == 0
+            saving = False
             if logging_step:
                 log(stage, out, acc, step, progress)  # waits for the steps so far
                 acc = fresh_metrics(stage)
-                if saving:
-                    save(out, out.checkpoints, step, state)
                 if evaluating:
                     validate(stage, program, out, stopper, step, state)
+                saving = due or stopper.should_stop
+                if saving:
+                    save(out, step, state, stopper)
             if sigterm.agreed(sync_point=logging_step):
-                preempt(stage, out, step, state, acc, saved=saving)
+                preempt(stage, out, step, state, acc, stopper, saved=saving)
     return state, program, step
 
 
@@ -298,9 +308,12 @@ def transferred(workdir: str) -> dict[str, Any] | None:
 
 def open_outputs(workdir: str, validating: bool, clock: Clock) -> Outputs:
     """Checkpoint managers and (process 0 only) the metric writer of the run in ``workdir``."""
-    best = checkpoint.manager(rundir.best(workdir), max_to_keep=1) if validating else None
+    best = None
+    if validating:
+        best = BestState(checkpoint.manager(rundir.best(workdir), max_to_keep=1))
     writer = MetricWriter(workdir) if distributed.is_primary() else NullMetricWriter()
-    return Outputs(workdir, checkpoint.manager(rundir.checkpoints(workdir)), best, writer, clock)
+    latest = checkpoint.manager(rundir.checkpoints(workdir))
+    return Outputs(workdir, latest, best, writer, clock)
 
 
 def train_and_evaluate(
@@ -374,7 +387,7 @@ def train(stage: Stage, workdir: str, parent: str | None, clock: Clock) -> dict[
     if out.best is not None:  # evaluate the best validated state
         target = checkpoint.abstract(state, mesh_lib.replicated(stage.mesh))
         with clock("checkpoint_read"):
-            state = checkpoint.restore(out.best, target)
+            state = checkpoint.restore(out.best.manager, target)
     result = held_out_result(stage, program, out, state, step, stopper)
     with clock("evaluate"):
         figure = result["metrics"][stage.task.primary]
