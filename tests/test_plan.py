@@ -201,3 +201,6 @@ def test_weight_distances_arms_train_equally_long_on_their_target(scale):
         assert tuned.config.data.classes == scratch.config.data.classes == (y,)
         assert tuned.config.steps == scratch.config.steps == source.config.steps
     assert config.stages[f"scratch_{a}"].model.kernel_init == "he"
+    assert results_lib.compare_pairs(config.compare, config.arms) == (
+        (f"{a}_to_{b}", b), (f"{b}_to_{a}", a),
+    )  # fmt: skip

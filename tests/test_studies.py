@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxseg import data
 from jaxseg.checkpoint import flatten
@@ -158,20 +159,56 @@ def test_weight_distances_matrix(tmp_path):
     cfg = read_json(os.path.join(workdir, "fold_0", "seed_0", f"scratch_{a}", "config.json"))
     assert cfg["data"]["classes"] == [a]
     rows_b = results_lib.summarize(rows, "dice")
-    assert {r["arm"] for r in rows_b} >= set(config.compare)
+    pairs = results_lib.compare_pairs(config.compare, config.arms)
+    assert {r["arm"] for r in rows_b} >= {arm for pair in pairs for arm in pair}
     assert f"finished (of 1 planned per direction: {a}→{b} 1, {b}→{a} 1)" in report
+    assert f"| asymmetry {a}→{b} − {b}→{a} | 1 |" in report  # one run: no CI, said as nan
 
     # a partial study (b_to_a never trained): that direction is left out, the other kept
     shutil.rmtree(os.path.join(workdir, "fold_0", "seed_0", f"{b}_to_{a}"))
-    names, matrix, depth, counts = analyses.weight_distance_matrices(config, workdir)
-    assert counts == {(a, b): 1}
+    runs = analyses.weight_distance_runs(config, workdir)
+    assert list(runs) == [(a, b)] and list(runs[(a, b)]) == [(0, 0)]
     fold_0 = os.path.join(workdir, "fold_0", "seed_0")
-    scratch, tuned = (load_params(os.path.join(fold_0, r)) for r in (f"scratch_{a}", f"{a}_to_{b}"))
-    expected = weight_distance(scratch, tuned)["all"]
-    assert matrix[names.index(a), names.index(b)] == pytest.approx(expected)
-    assert matrix[names.index(b), names.index(a)] == 0
+    stages = (f"scratch_{a}", f"{a}_to_{b}", f"scratch_{b}")
+    scratch_a, tuned, scratch_b = (load_params(os.path.join(fold_0, r)) for r in stages)
+    d = runs[(a, b)][(0, 0)]
+    assert d["all"] == pytest.approx(weight_distance(scratch_a, tuned)["all"])
+    assert d["to_target"] == pytest.approx(weight_distance(scratch_b, tuned)["all"])
+    result = read_json(os.path.join(fold_0, f"{a}_to_{b}", "result.json"))
+    assert d["evaluated_step"] == result["evaluated_step"]
+    names = [a, b]
+    matrix, depth = analyses.weight_distance_matrices(names, runs)
+    assert matrix[0, 1] == pytest.approx(d["all"]) and matrix[1, 0] == 0
+    assert not {"to_target", "evaluated_step"} & set(depth[(a, b)])
+    assert depth[(a, b)]["encoder_0"] == d["encoder_0"]
     assert f"{a}→{b} 1)" in "\n".join(analyses.weight_distance_section(config, workdir))
-    assert depth[(a, b)]["all"] == pytest.approx(expected)
+
+
+def test_weight_distance_tests_match_scipy_and_holm():
+    rng = np.random.default_rng(0)
+    runs = {
+        pair: {(f, s): {"all": float(v), "to_target": float(v + 1 + rng.random())}
+               for (f, s), v in zip([(0, 0), (0, 1), (1, 0), (1, 1)], rng.random(4), strict=True)}
+        for pair in (("a", "b"), ("b", "a"))
+    }  # fmt: skip
+    del runs[("b", "a")][(1, 1)]["to_target"]  # Y's scratch net not finished there
+    tests = analyses.weight_distance_tests(["a", "b"], runs)
+    assert [t["test"] for t in tests] == [
+        "asymmetry a→b − b→a",
+        "a→b: to b's scratch net − to its start",
+        "b→a: to a's scratch net − to its start",
+    ]
+    keys = sorted(runs[("a", "b")])
+    ab = [runs[("a", "b")][k]["all"] for k in keys]
+    ba = [runs[("b", "a")][k]["all"] for k in keys]
+    ref = stats.ttest_rel(ab, ba)
+    assert tests[0]["n"] == 4 and tests[0]["p_t"] == pytest.approx(ref.pvalue)
+    assert tests[0]["ci_t_low"] == pytest.approx(ref.confidence_interval().low)
+    assert tests[2]["n"] == 3  # pairs only where both values exist
+    assert all(t["diff"] > 1 for t in tests[1:])
+    p = sorted(t["p_t"] for t in tests)
+    holm = sorted(t["p_t_corrected"] for t in tests)
+    assert holm[0] == pytest.approx(min(1, 3 * p[0]))
 
 
 def test_siamese_on_class_labels_sorted_by_class(tmp_path):

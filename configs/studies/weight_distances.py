@@ -94,8 +94,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                 )  # fmt: skip
                 arms[f"{x}_to_{y}"] = f"scratch_{x},{x}_to_{y}"
     config.arms = ml_collections.ConfigDict(arms)
-    a, b = structures[:2]
-    config.compare = (f"{a}_to_{b}", b)  # fine-tuned onto b vs b from scratch
+    # each fine-tuned arm X_to_Y against Y from scratch, in both directions
+    config.compare = tuple(f"{x}_to_{y}:{y}" for x in structures for y in structures if x != y)
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.analysis = ml_collections.ConfigDict(dict(weight_distances=structures))
