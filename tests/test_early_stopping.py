@@ -32,6 +32,19 @@ def test_max_metric_improves_by_more_than_min_delta_and_stops_after_patience():
     assert es.should_stop and es.best == 0.52 and es.best_step == 30
 
 
+def test_a_run_that_never_improved_on_its_first_validation_is_not_stopped():
+    es = EarlyStopping("dice", patience=2)
+    for step in (25, 50, 75, 100):  # an empty prediction: Dice 0 at every validation
+        es.update(step, 0.0)
+    assert es.bad_evals == 3 and not es.should_stop
+    assert es.update(125, 0.27) and not es.should_stop  # it begins to learn
+    assert not es.update(150, 0.2) and not es.update(175, 0.25)
+    assert es.should_stop and es.best_step == 125
+    # a record saved before first_step existed keeps its old meaning
+    old = {k: v for k, v in es.to_dict().items() if k != "first_step"}
+    assert EarlyStopping(**old).should_stop
+
+
 def test_lower_is_better_metrics_and_patience_zero_never_stops():
     es = EarlyStopping("center_error")
     assert es.mode == "min"
@@ -123,19 +136,20 @@ def test_check_settings_refuses_bad_epochs_and_steps(fields, message):
 
 def test_trainer_stops_early_and_evaluates_the_best_checkpoint(tiny_run, tiny_fundus, tmp_path):
     run = tiny_run(tmp_path, "scratch", budget=8)
-    # lr 1e-9 (0 is refused): the loss cannot improve by min_delta after the first validation,
-    # so patience 1 stops at step 4. 3 epochs of 6 training examples at batch 4: 6 steps planned.
-    run.config.optimizer.update(name="sgd", learning_rate=1e-9)
-    run.config.update(val_fraction=0.25, eval_every=2, monitor="loss", patience=1, min_delta=1e-3)
-    run.config.update(epochs=3, steps=50)
+    # Adam at 1e-2, validated every step: the validation loss falls to its best at step 7
+    # (2.032), then rises at steps 8 and 9, so patience 2 stops at step 9. 6 epochs of 6
+    # training examples at batch 4: 12 steps planned.
+    run.config.optimizer.update(learning_rate=1e-2)
+    run.config.update(val_fraction=0.25, eval_every=1, monitor="loss", patience=2)
+    run.config.update(epochs=6, steps=50)
     result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
     assert result["n_val"] == 2 and result["n_train"] == 6
-    assert (result["planned_steps"], result["max_steps"], result["epochs"]) == (6, 50, 3)
-    assert result["steps"] == 4 and result["evaluated_step"] == 2
-    assert result["early_stopping"]["best_step"] == 2
-    assert checkpoint_steps(os.path.join(run.workdir, "checkpoints_best")) == [2]
+    assert (result["planned_steps"], result["max_steps"], result["epochs"]) == (12, 50, 6)
+    assert result["steps"] == 9 and result["evaluated_step"] == 7
+    assert result["early_stopping"]["best_step"] == 7
+    assert checkpoint_steps(os.path.join(run.workdir, "checkpoints_best")) == [7]
     records = read_jsonl(os.path.join(run.workdir, "metrics.jsonl"))
-    assert [r["step"] for r in records if "val/loss" in r] == [2, 4]
+    assert [r["step"] for r in records if "val/loss" in r] == list(range(1, 10))
     # A re-run of the finished stage neither trains nor changes the outcome.
     again = train_and_evaluate(run.config, run.workdir, tiny_fundus)
     assert again["per_example"] == result["per_example"]
