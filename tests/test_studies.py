@@ -143,6 +143,12 @@ def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):
     loaded = read_json(seg)["loaded"]
     assert loaded and all(p.split("/")[1] == "encoder" for p in loaded)
     assert "val/dice" in Path(os.path.dirname(seg), "metrics.jsonl").read_text()
+    # the validated stages (segment, scratch) get a convergence row each
+    assert {(r["stage"], r["runs"]) for r in summary["convergence"]} == {
+        ("segment", 1),
+        ("scratch", 1),
+    }
+    assert "## Convergence" in report
 
 
 def test_weight_distances_matrix(tmp_path):

@@ -17,7 +17,7 @@ from jaxseg.data import splits
 from jaxseg.eval import summary as metric_summary
 from jaxseg.eval import weights
 from jaxseg.explain.capture import load_run
-from jaxseg.studies import analyses, machine, masks_saved, pretext, statistics
+from jaxseg.studies import analyses, convergence, machine, masks_saved, pretext, statistics
 from jaxseg.studies import figures as figures_lib
 from jaxseg.studies import plan as plan_lib
 from jaxseg.studies import results as results_lib
@@ -364,12 +364,15 @@ def write_report(
     summary = summaries[metric]
     saved = masks_saved_rows(config, rows, metric, pairs)
     pretext_rows = results_lib.pretext_summary(rows)
-    health = pretext.collect(plan_lib.plan(config, workdir), workdir)
+    planned = plan_lib.plan(config, workdir)
+    health = pretext.collect(planned, workdir)
+    converged = convergence.collect(planned)
     atomic.write_json(
         os.path.join(workdir, "summary.json"),
         {"final": summary, "metrics": summaries, "comparisons": tests,
          "correction": correction_record(tests[metric], metric, pairs, correction),
-         "masks_saved": saved, "pretext": pretext_rows, "pretext_health": health},
+         "masks_saved": saved, "pretext": pretext_rows, "pretext_health": health,
+         "convergence": converged},
     )  # fmt: skip
     figures = health_figure(workdir, health)
     figures += report_figures(config, workdir, summary, tests[metric], metric, correction)
@@ -392,6 +395,7 @@ def write_report(
         *masks_saved_section(saved),
         *statistics_section(summaries, tests, metric, pairs, correction),
         *(segmentation_section(rows) if metric == metric_summary.HEADLINE else []),
+        *convergence.report_lines(converged),
         *extra,
         "## Earlier stages",
         "",
