@@ -123,6 +123,9 @@ def test_two_step_chains_three_stages(tmp_path):
     assert any(p.startswith("params/encoder/") for p in boxes["loaded"])
     assert "box masks are the masks' bounding boxes" in report
     assert "## miou on the held-out fold" in report
+    for arm, reference in (("two_step", "pretext"), ("two_step", "boxes"), ("boxes", "none")):
+        assert f"| 4 | {arm} − {reference} |" in report  # method 3's claim, pair by pair
+    assert "Holm over 5 tests: 5 pair(s) × 1 budget(s)" in report
 
 
 def test_siamese_on_volumes_reports_distances_and_curves(tmp_path):
