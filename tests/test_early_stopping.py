@@ -41,8 +41,11 @@ def test_a_run_that_never_improved_on_its_first_validation_is_not_stopped():
     assert not es.update(150, 0.2) and not es.update(175, 0.25)
     assert es.should_stop and es.best_step == 125
     # a record saved before first_step existed keeps its old meaning
-    old = {k: v for k, v in es.to_dict().items() if k != "first_step"}
-    assert EarlyStopping(**old).should_stop
+    old = EarlyStopping(**{k: v for k, v in es.to_dict().items() if k != "first_step"})
+    assert old.should_stop
+    old.update(200, 0.9)  # resumed: a gain after the resume is no "first validation"
+    assert old.first_step == -1 and not old.update(225, 0.1) and not old.update(250, 0.1)
+    assert old.should_stop
 
 
 def test_lower_is_better_metrics_and_patience_zero_never_stops():

@@ -5,7 +5,7 @@ A run whose metric has never improved on its first validation is not stopped: it
 to learn. A segmentation net that predicts nothing scores Dice 0 until it leaves that plateau,
 which can take longer than the patience: on BUSI (method 4's scratch arm, 16 masks, 64²) the
 validation Dice was 0 at every validation up to step 375 and 0.27 at step 400; patience 8 × 25
-steps had ended it at step 225 with a test Dice of 0, a loss that said nothing about scratch.
+steps had ended it at step 225 with a test Dice of 0, a figure that said nothing about scratch.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class EarlyStopping:
     best_step: int = -1
     bad_evals: int = 0
     step: int = -1  # the step of the last update
-    first_step: int = -1  # the step of the first update
+    first_step: int = -1  # the step of the first update (-1: none, or recorded before it)
 
     @property
     def mode(self) -> str:
@@ -62,8 +62,9 @@ class EarlyStopping:
             self.best, self.best_step, self.bad_evals = float(value), step, 0
         else:
             self.bad_evals += 1
+        if self.step < 0:  # the first update (a record saved before first_step keeps -1)
+            self.first_step = step
         self.step = step
-        self.first_step = step if self.first_step < 0 else self.first_step
         return improved
 
     @property
