@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from jaxseg.studies import convergence
 from jaxseg.studies import plan as plan_lib
 
@@ -21,7 +23,8 @@ def _write(run: plan_lib.Run, steps: int, planned: int, best: int, first: int | 
         json.dump(result, f)
 
 
-def test_counts_per_stage_and_budget_each_run_once(tiny_study, tmp_path):
+@pytest.mark.parametrize("legacy", [None, -1])  # no first_step, or resumed from such a record
+def test_counts_per_stage_and_budget_each_run_once(tiny_study, tmp_path, legacy):
     config = tiny_study.copy_and_resolve_references()
     config.protocol.seeds = (0, 1, 2)
     planned = plan_lib.plan(config, str(tmp_path))
@@ -29,13 +32,14 @@ def test_counts_per_stage_and_budget_each_run_once(tiny_study, tmp_path):
     localize = {c.runs[0].workdir: c.runs[0] for c in pretrained}  # shared by the arms' chains
     assert len(localize) == 3
     # seed 0: stopped early (step 6 of 12), best at 4; seed 1: ran to its maximum, best at the
-    # last validation; seed 2: best at its first validation (recorded before first_step: the
-    # first validation of the tiny stages, eval_every 0, is at checkpoint_every = 3)
+    # last validation; seed 2: best at its first validation (recorded before first_step, or
+    # resumed from such a record: the first validation of the tiny stages, eval_every 0, is at
+    # checkpoint_every = 3)
     runs = sorted(localize.values(), key=lambda r: r.seed)
     assert (runs[2].config.eval_every, runs[2].config.checkpoint_every) == (0, 3)
     _write(runs[0], steps=6, planned=12, best=4, first=2)
     _write(runs[1], steps=12, planned=12, best=12, first=2)
-    _write(runs[2], steps=12, planned=12, best=3, first=None)
+    _write(runs[2], steps=12, planned=12, best=3, first=legacy)
     segment = pretrained[0].runs[1]  # a label-budget stage: its own row
     _write(segment, steps=9, planned=9, best=6, first=3)
     rows = convergence.collect([*pretrained, *pretrained])  # repeated chains count once

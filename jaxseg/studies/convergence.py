@@ -24,7 +24,9 @@ def _no_gain(result: dict, run: plan_lib.Run) -> bool:
     """Whether the run's best validation was its first (for runs recorded before the stopper
     kept ``first_step``: the first validation of a run trained from step 0)."""
     stopper = result["early_stopping"]
-    first = stopper.get("first_step", run.config.get("eval_every") or run.config.checkpoint_every)
+    first = stopper.get("first_step", -1)
+    if first < 0:
+        first = run.config.get("eval_every") or run.config.checkpoint_every
     return stopper["best_step"] == first
 
 
