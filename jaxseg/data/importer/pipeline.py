@@ -118,7 +118,7 @@ def run(
     report.skipped.extend([*source.skipped, *notes])
     report.imported.extend(source.summary)
     unit = "volume" if source.volumes else "image"
-    keys = _annotation_keys(report, table, source.ids, unit, source.masks)
+    keys = _annotation_keys(report, table, labels, source.ids, unit, source.masks)
     report.imported.extend(source.remarks)
     layout = Layout(
         class_names,
@@ -144,11 +144,17 @@ def run(
 
 
 def _annotation_keys(
-    report: Report, table: dict, ids: Sequence[str], unit: str, masks: bool = True
+    report: Report,
+    table: dict,
+    labels: dict[str, int | np.ndarray],
+    ids: Sequence[str],
+    unit: str,
+    masks: bool = True,
 ) -> set[str]:
-    """Fill the report's imported/derived lines for CSV fields (how many examples have each);
-    returns the stored keys. Examples without a CSV centre or box store NaN (unknown): loading
-    derives it from the mask where there is one."""
+    """Fill the report's imported/derived lines for CSV fields (how many examples have each;
+    ``labels`` as ``annotations.label_values`` gives them); returns the stored keys. Examples
+    without a CSV centre or box store NaN (unknown): loading derives it from the mask where
+    there is one."""
     keys = set()
     rest = "the others' from the masks when loaded" if masks else "the others have none"
     for key, plural in (("center", "centres"), ("box", "boxes")):
@@ -163,7 +169,7 @@ def _annotation_keys(
             )
         elif masks:
             report.derived.append(f"{plural} from the masks when loaded (the CSV has none)")
-    multi = [[v for _, v in table[i]["labels"]] for i in ids if "labels" in table.get(i, {})]
+    multi = [labels[i] for i in ids if "labels" in table.get(i, {})]
     if multi:
         values = np.array(multi)
         report.imported.append(
