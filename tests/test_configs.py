@@ -50,6 +50,11 @@ def test_every_stage_converges_by_default_at_cpu_and_paper(scale):
             assert 0 < st.val_fraction < 1 and st.eval_every > 0 and st.patience > 0, where
             assert st.steps >= st.eval_every, where  # the maximum
             assert (st.epochs > 0) == (st.examples == "budget"), where
+            # a floor of twice the patience window, so that early stopping can end a small
+            # budget's run (the demo keeps 100 steps at 4 masks, for its ~10 minutes)
+            window = st.patience * st.eval_every
+            least = 2 * window if st.examples == "budget" and name != "demo" else 0
+            assert st.min_steps == least, where
 
 
 def test_ci_and_tiny_keep_fixed_steps_and_one_validated_path():
@@ -69,7 +74,8 @@ def test_converge_applies_one_scale_in_place():
     config = config_file(CONFIGS / "demo.py", "tiny")
     configs.converge(config, "paper")
     assert config.stages.segment.epochs == configs.BUDGET_EPOCHS["paper"]
-    assert config.stages.localize.epochs == 0  # trained on every image: steps
+    assert config.stages.segment.min_steps == configs.BUDGET_MIN_STEPS["paper"]
+    assert config.stages.localize.epochs == config.stages.localize.min_steps == 0  # steps
     for st in config.stages.values():
         assert (st.val_fraction, st.eval_every, st.patience) == (0.1, 100, 5)
     assert config.protocol.seeds == configs.SEEDS["paper"]

@@ -107,6 +107,10 @@ def loop_config(**fields) -> ml_collections.ConfigDict:
         (dict(epochs=3, steps=0), 200, 150),  # no cap
         (dict(epochs=0.5), 6, 1),
         (dict(epochs=3, batch_size=8), 3, 3),  # fewer examples than a batch: 1 step per epoch
+        (dict(epochs=3, min_steps=20), 6, 20),  # 6 steps from epochs, raised to the floor
+        (dict(epochs=3, min_steps=20), 40, 30),  # above the floor: the epochs decide
+        (dict(epochs=3, min_steps=200), 6, 100),  # the floor capped at steps=100
+        (dict(epochs=0, min_steps=200), 6, 100),  # no epochs: the steps as given
     ],
 )
 def test_resolve_steps_from_epochs_scales_with_the_training_examples(fields, n_train, steps):

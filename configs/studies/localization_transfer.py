@@ -62,8 +62,9 @@ a choice between settings, not the study's result.
 Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
 the earlier one-seed fixed-step protocol on BUSI (0.149 s/step, docs/results.md, 2-core box)
 × the planned maximum steps of the 315 runs (5 folds × 3 seeds × (1 localize + 5 budgets × 4
-arms); every stage validated, up to its ``steps`` maximum; label-budget stages up to 100
-epochs: 100, 200, 400, 700 and 1000 steps at 8 … 128 masks): at most ~6.2 h (150,000 steps),
+arms); every stage validated, up to its ``steps`` maximum; label-budget stages 100 epochs,
+at least 400 steps: 400, 400, 400, 700 and 1000 steps at 8 … 128 masks): at most ~7.2 h
+(174,000 steps),
 of which the two controls are half. Early stopping (8 validations × 25 steps without a gain)
 ends most stages sooner.
 """

@@ -16,7 +16,8 @@ benign / malignant).
 Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
 the earlier one-seed fixed-step protocol on BUSI (0.089 s/step, docs/results.md, 2-core box)
 × the planned maximum steps of the 75 runs (3 seeds; every stage validated, up to its
-``steps`` maximum; label-budget stages up to 100 epochs): at most ~0.5 h (19,500 steps).
+``steps`` maximum; label-budget stages 100 epochs, at least 400 steps: 400 at 4 and 16 masks):
+at most ~0.7 h (28,500 steps).
 Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 

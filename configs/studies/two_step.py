@@ -29,7 +29,8 @@ label the study assumes).
 Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
 the earlier one-seed fixed-step protocol on BUSI (0.131 s/step, docs/results.md, 2-core box)
 × the planned maximum steps of the 99 runs (3 seeds; every stage validated, up to its
-``steps`` maximum; label-budget stages up to 100 epochs): at most ~1.5 h (40,500 steps).
+``steps`` maximum; label-budget stages 100 epochs, at least 400 steps: 400 at 16 masks, 700 at
+64): at most ~1.7 h (47,700 steps).
 Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 

@@ -16,7 +16,8 @@ of the parameters (method 2's text says the expanding path is about twice the co
 Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
 the earlier one-seed fixed-step protocol on BUSI (0.114 s/step, docs/results.md, 2-core box)
 × the planned maximum steps of the 153 runs (3 seeds; every stage validated, up to its
-``steps`` maximum; label-budget stages up to 100 epochs): at most ~3.3 h (104,400 steps).
+``steps`` maximum; label-budget stages 100 epochs, 700 steps at 64 masks, above the 400-step
+floor): at most ~3.3 h (104,400 steps).
 Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
 """
 

@@ -64,31 +64,31 @@ def scale(args: dict[str, str], scales: dict[str, dict]) -> dict:
 def stage(
     task: str, *, examples: str, steps: int, epochs: float = 0, **kw
 ) -> ml_collections.ConfigDict:
-    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``) trained for ``steps``, or
-    for ``epochs`` passes over its training examples (after the validation split) when
-    ``epochs`` > 0, ``steps`` then being the maximum (0: none); the steps a run resolves to
-    (``jaxseg.train.setup.resolve_steps``) are recorded in its result.json. ``examples`` 'all'
-    trains on every image outside the fold's test groups (the cheap labels; with a pool beside
-    the masked set, the pool too: docs/data.md), 'budget' on the label-budget subset of the
-    fold's masked training images (the expensive masks). The optimizer is Adam at 1e-3 unless
+    """A stage: ``task`` with its ``task_options`` (``jaxseg.tasks``) trained for ``steps``, or for
+    ``epochs`` passes over its training examples (after the validation split) when ``epochs`` > 0,
+    ``steps`` then being the maximum (0: none) and ``min_steps`` the least; the steps a run resolves
+    to (``jaxseg.train.setup.resolve_steps``) are recorded in its result.json. ``examples`` 'all'
+    trains on every image outside the fold's test groups (the cheap labels; with a pool beside the
+    masked set, the pool too: docs/data.md), 'budget' on the label-budget subset of the fold's
+    masked training images (the expensive masks). The optimizer is Adam at 1e-3 unless
     ``optimizer=dict(name=..., learning_rate=...)`` says otherwise. ``freeze`` is a preset of
     ``jaxseg.surgery.presets`` or a plan 'regex=rule,...'; progressive presets unfreeze one more
     block every ``unfreeze_every`` epochs or at the ``unfreeze_at`` steps. Frozen subtrees run in
     inference mode (dropout off); their BatchNorms use the stored statistics unless
     ``frozen_norm='adapt'`` (batch statistics, running averages updated; scale and bias stay
-    frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's
-    training images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor``
-    ('' = the task's primary metric); ``patience`` evaluations without a ``min_delta`` gain stop
-    the stage (0: never), and the best validated checkpoint is what the stage's test metrics and
-    every later reader (transfer, weight distances, explain, predict) use. ``augment``
-    (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom
-    (fraction), blur (max sigma), p. Keyword fields given as dicts merge into the defaults
+    frozen). ``val_fraction`` > 0 carves a group-aware validation split from the stage's training
+    images, validated every ``eval_every`` steps (0: at checkpoints) on ``monitor`` ('' = the task's
+    primary metric); ``patience`` evaluations without a ``min_delta`` gain stop the stage (0:
+    never), and the best validated checkpoint is what the stage's test metrics and every later
+    reader (transfer, weight distances, explain, predict) use. ``augment``
+    (``jaxseg.data.augment``): shift (fraction), rotate/shear (degrees), flips, zoom (fraction),
+    blur (max sigma), p. Keyword fields given as dicts merge into the defaults
     (``optimizer=dict(weight_decay=0.01)``). ``converge`` applies the scale's validation,
     early-stopping and epoch defaults."""
     cfg = ml_collections.ConfigDict(
         dict(
-            task=task, loss="", task_options={}, steps=steps, epochs=epochs, batch_size=8,
-            examples=examples,
+            task=task, loss="", task_options={}, steps=steps, epochs=epochs, min_steps=0,
+            batch_size=8, examples=examples,
             optimizer=dict(name="adam", learning_rate=1e-3, schedule="constant",
                            warmup_steps=0, weight_decay=0.0, momentum=0.0),
             init_from=dict(stage="", path="", subtrees="", rename="", allow=""),
@@ -169,7 +169,10 @@ def data(args: dict[str, str], source: str = "fundus", **fields) -> ml_collectio
 # group-aware split of its training images and stops early (``steps`` is then the maximum; the
 # best validated checkpoint is what the stage's test metrics, transfers, distances and explain
 # read); the label-budget segmentation stages train for a number of epochs (a larger budget gets
-# proportionally more steps) up to their ``steps``; three seeds (pairs = folds × seeds). scale=ci
+# proportionally more steps) up to their ``steps``, and at least twice the patience window
+# (``patience`` × ``eval_every`` steps), so that early stopping can end even the smallest
+# budget's run (measured: 100 epochs of 16 BUSI masks resolved to 200 steps, no longer than the
+# window, and none of those runs stopped early); three seeds (pairs = folds × seeds). scale=ci
 # and the demo's ``tiny`` keep fixed short steps without validation, for speed.
 CONVERGENCE = {
     "ci": {},
@@ -177,18 +180,20 @@ CONVERGENCE = {
     "paper": dict(val_fraction=0.1, eval_every=100, patience=5),
 }
 BUDGET_EPOCHS = {"ci": 0, "cpu": 100, "paper": 200}
+BUDGET_MIN_STEPS = {"ci": 0, "cpu": 400, "paper": 1000}
 SEEDS = {"ci": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
 
 def converge(config: ml_collections.ConfigDict, scale_name: str) -> None:
     """Apply the ``scale_name`` ('ci' | 'cpu' | 'paper') defaults above to every stage and the
     protocol of a study ``config``, in place: validation and early stopping for every stage,
-    epochs for the stages that train on the label budget (``examples='budget'``: masks), seeds.
+    epochs and a minimum of steps for the stages that train on the label budget
+    (``examples='budget'``: masks), seeds.
     Call it after building the stages and before ``shrink``."""
     for s in config.stages.values():
         s.update(CONVERGENCE[scale_name])
         if s.examples == "budget" and BUDGET_EPOCHS[scale_name]:
-            s.epochs = BUDGET_EPOCHS[scale_name]
+            s.update(epochs=BUDGET_EPOCHS[scale_name], min_steps=BUDGET_MIN_STEPS[scale_name])
     config.protocol.seeds = SEEDS[scale_name]
 
 

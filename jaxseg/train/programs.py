@@ -25,10 +25,12 @@ from jaxseg.train.timing import Clock
 
 # Stage-config fields that never reach a compiled step: where the run sits in the study, how it
 # is logged, checkpointed, validated and stopped, where it starts from (values, not shapes); the
-# steps it trains for reach it resolved (``steps``), not as ``epochs`` and the ``max_steps`` cap.
+# steps it trains for reach it resolved (``steps``), not as ``epochs``, the
+# ``min_steps`` floor and the ``max_steps`` cap.
 RUN_FIELDS = (
     "seed", "split", "name", "init_from", "examples", "log_every", "checkpoint_every",
-    "eval_every", "monitor", "patience", "min_delta", "val_fraction", "epochs", "max_steps",
+    "eval_every", "monitor", "patience", "min_delta", "val_fraction", "epochs", "min_steps",
+    "max_steps",
 )  # fmt: skip
 CACHE_SIZE = 16  # compiled executables kept per process (a study has a handful of programs)
 _compiled: collections.OrderedDict[str, Any] = collections.OrderedDict()

@@ -25,8 +25,8 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"stage {config.name!r}: val_fraction={config.val_fraction} must be in [0, 1)"
         )
-    for key in ("eval_every", "patience", "unfreeze_every"):
-        if config[key] < 0:
+    for key in ("eval_every", "patience", "unfreeze_every", "min_steps"):
+        if config.get(key, 0) < 0:
             raise ValueError(f"stage {config.name!r}: {key}={config[key]} must be >= 0")
     if config.frozen_norm not in FROZEN_NORMS:
         raise ValueError(

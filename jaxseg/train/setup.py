@@ -105,13 +105,14 @@ def split_rows(
 
 def resolve_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
     """The steps a run trains for: ``steps``, or with ``epochs`` E > 0 the steps of E passes
-    over its ``n_train`` training examples (ceil(E · ceil(n_train / batch_size))), at most
-    ``steps`` when that is > 0. So a larger label budget trains proportionally longer."""
+    over its ``n_train`` training examples (ceil(E · ceil(n_train / batch_size))), at least
+    ``min_steps`` and at most ``steps`` when that is > 0. So a larger label budget trains
+    proportionally longer, and a small one long enough for early stopping to end it."""
     epochs = config.get("epochs", 0)
     if not epochs:
         return int(config.steps)
     per_epoch = schedule_lib.steps_per_epoch(n_train, config.batch_size)
-    from_epochs = max(1, math.ceil(epochs * per_epoch))
+    from_epochs = max(1, math.ceil(epochs * per_epoch), config.get("min_steps", 0))
     return min(from_epochs, config.steps) if config.steps else from_epochs
 
 
