@@ -16,7 +16,7 @@ from jaxseg.train import loop
 from jaxseg.train.best import BestState
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.loop import train_and_evaluate
-from jaxseg.train.settings import check_settings
+from jaxseg.train.settings import check_settings, eval_every
 from jaxseg.train.setup import resolve_steps, with_steps
 from jaxseg.train.writers import read_jsonl
 
@@ -124,6 +124,11 @@ def test_with_steps_records_the_cap_and_leaves_step_configs_alone():
     assert config.steps == 100 and "max_steps" not in config
     plain = loop_config()
     assert with_steps(plain, 100) is plain
+
+
+def test_eval_every_falls_back_to_the_checkpoint_interval():
+    assert eval_every(loop_config(eval_every=5, checkpoint_every=7)) == 5
+    assert eval_every(loop_config(eval_every=0, checkpoint_every=7)) == 7
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from jaxseg.studies import plan as plan_lib
-from jaxseg.train import rundir
+from jaxseg.train import rundir, settings
 
 
 def _no_gain(result: dict, run: plan_lib.Run) -> bool:
@@ -26,7 +26,7 @@ def _no_gain(result: dict, run: plan_lib.Run) -> bool:
     stopper = result["early_stopping"]
     first = stopper.get("first_step", -1)
     if first < 0:
-        first = run.config.get("eval_every") or run.config.checkpoint_every
+        first = settings.eval_every(run.config)
     return stopper["best_step"] == first
 
 

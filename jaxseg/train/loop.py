@@ -26,12 +26,11 @@ import ml_collections
 from jaxseg import checkpoint, data
 from jaxseg.surgery import schedule as schedule_lib
 from jaxseg.surgery import transfer
-from jaxseg.train import batches, distributed, health, init_path, programs, rundir, steps
+from jaxseg.train import batches, distributed, health, init_path, programs, rundir, settings, steps
 from jaxseg.train import mesh as mesh_lib
 from jaxseg.train.best import BestState
 from jaxseg.train.early_stopping import EarlyStopping
 from jaxseg.train.progress import Progress
-from jaxseg.train.settings import check_settings
 from jaxseg.train.setup import Stage, prepare_stage
 from jaxseg.train.sigterm import Preempted, catch_sigterm
 from jaxseg.train.state import TrainMetrics, TrainState
@@ -256,9 +255,8 @@ def fit(
 
 def evaluating_at(stage: Stage, step: int) -> bool:
     """Whether the stage validates after ``step`` (every ``eval_every`` steps and at the end)."""
-    config = stage.config
-    every = config.eval_every or config.checkpoint_every
-    return "val" in stage.arrays and (step % every == 0 or step == config.steps)
+    every = settings.eval_every(stage.config)
+    return "val" in stage.arrays and (step % every == 0 or step == stage.config.steps)
 
 
 def fresh_metrics(stage: Stage) -> TrainMetrics:
@@ -335,7 +333,7 @@ def train_and_evaluate(
     first deletes the run's outputs (``rundir.OUTPUTS``) and trains from scratch, whatever config
     ran there. SIGTERM during training checkpoints the current step and raises ``Preempted``.
     """
-    check_settings(config)
+    settings.check_settings(config)
     clock = Clock()
     with rundir.lock(workdir):
         if overwrite:

@@ -9,6 +9,12 @@ from jaxseg.surgery.freeze import FROZEN_NORMS
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "checkpoint_every")
 
 
+def eval_every(config: ml_collections.ConfigDict) -> int:
+    """The steps between a stage's validations: ``eval_every``, or 0 = its ``checkpoint_every``
+    (the trainer validates then and at the last step; reports count from it)."""
+    return config.get("eval_every", 0) or config.checkpoint_every
+
+
 def check_settings(config: ml_collections.ConfigDict) -> None:
     """Raise one ValueError naming the stage and key for a loop setting out of range. ``steps``
     may be 0 (no maximum) when the stage gives ``epochs`` > 0."""
