@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 from collections import defaultdict
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -85,27 +86,29 @@ def weight_distance_runs(
     folds = config.protocol.run_folds or config.protocol.folds
     budget = config.protocol.budgets[0]
     out: dict[tuple[str, str], dict[tuple[int, int], dict[str, float]]] = defaultdict(dict)
-    for fold, seed, x, y in itertools.product(range(folds), config.protocol.seeds, names, names):
-        if x == y:
-            continue
-        arm = f"{x}_to_{y}"
-        last = len(plan_lib.arm_stages(config, arm)) - 1
-        source, tuned, target = (
-            plan_lib.stage_run(config, workdir, x, 0, fold, seed, budget).workdir,
-            plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget).workdir,
-            plan_lib.stage_run(config, workdir, y, 0, fold, seed, budget).workdir,
-        )
-        result = rundir.read_result(tuned)
-        if rundir.read_result(source) is None or result is None:
-            continue
-        scratch, moved = weights.load_params(source), weights.load_params(tuned)
-        d = weights.per_depth(scratch, moved)
-        d["all"] = weights.weight_distance(scratch, moved)["all"]
-        d["evaluated_step"] = result["evaluated_step"]
-        if rundir.read_result(target) is not None:
-            d["to_target"] = weights.weight_distance(weights.load_params(target), moved)["all"]
-        out[(x, y)][(fold, seed)] = d
+    for fold, seed in itertools.product(range(folds), config.protocol.seeds):
+        at = {x: plan_lib.stage_run(config, workdir, x, 0, fold, seed, budget) for x in names}
+        scratch = _finished_params({x: run.workdir for x, run in at.items()})
+        for x, y in itertools.permutations(names, 2):
+            arm = f"{x}_to_{y}"
+            last = len(plan_lib.arm_stages(config, arm)) - 1
+            tuned = plan_lib.stage_run(config, workdir, arm, last, fold, seed, budget).workdir
+            result = rundir.read_result(tuned)
+            if x not in scratch or result is None:
+                continue
+            moved = weights.load_params(tuned)
+            d = weights.per_depth(scratch[x], moved)
+            d["all"] = weights.weight_distance(scratch[x], moved)["all"]
+            d["evaluated_step"] = result["evaluated_step"]
+            if y in scratch:
+                d["to_target"] = weights.weight_distance(scratch[y], moved)["all"]
+            out[(x, y)][(fold, seed)] = d
     return dict(out)
+
+
+def _finished_params(runs: dict[str, str]) -> dict[str, Any]:
+    """{name: parameters} of the ``runs`` ({name: workdir}) that finished, each loaded once."""
+    return {x: weights.load_params(w) for x, w in runs.items() if rundir.read_result(w) is not None}
 
 
 def weight_distance_matrices(
