@@ -80,6 +80,18 @@ def test_budget_curve(tmp_path):
     read_png(figures.budget_curve(summary_rows(), [], "dice", str(tmp_path / "none.png")))
 
 
+def test_stars_title_wraps_many_pairs_and_names_each():
+    pairs = [("two_step", "none"), ("two_step", "pretext"), ("two_step", "boxes"),
+             ("pretext", "none"), ("boxes", "none")]  # fmt: skip
+    title = figures.stars_title(pairs, "holm")
+    lines = title.split("\n")
+    assert len(lines) > 2 and max(map(len, lines)) <= figures.TITLE_CHARS
+    assert "Holm-corrected" in lines[0]
+    flat = " ".join(lines[1:])
+    assert flat.startswith("rows bottom to top:") and all(f"{a} vs {b}" in flat for a, b in pairs)
+    assert figures.stars_title(pairs[:1], "bh").split("\n")[1] == "two_step vs none"
+
+
 def test_budget_curve_stars_corrected_p(tmp_path):
     """The stars follow ``p_t_corrected``: raw p-values alone change nothing in the figure."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -29,6 +30,8 @@ from jaxseg.plotting import TILE_IN, blank, grey, new_figure, save_png
 from jaxseg.studies import statistics
 
 PLOT_IN = (5.0, 3.5)
+TITLE_CHARS = 72  # of an 8-pt title line across PLOT_IN's width
+STAR_ROW_PT = 11  # points between the budget figure's rows of stars (one row per pair)
 COLORS = colormaps["tab10"].colors
 DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")
 OVERLAY_ALPHA = 0.45
@@ -107,19 +110,27 @@ def budget_curve(
                 if budget in p
             )
             row = pairs.index((c["arm"], c["reference"]))
-            ax.annotate(mark, (budget, top), xytext=(0, 4 + 11 * row), textcoords="offset points",
+            ax.annotate(mark, (budget, top), xytext=(0, 4 + STAR_ROW_PT * row),
+                        textcoords="offset points",
                         ha="center", va="bottom", fontsize=12)  # fmt: skip
     if log:
         ax.set_xscale("log", base=2)
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(budgets, [_budget_label(b) for b in budgets])
     ax.margins(x=0.08, y=0.15 + 0.05 * max(len(pairs) - 1, 0))
+    # the title clears the rows of stars, which stand up to 4 + 11 · row points above the arms
+    ax.set_title(stars_title(pairs, correction), fontsize=8, pad=4 + STAR_ROW_PT * len(pairs))
+    _finish(ax, "label budget", f"{metric_summary.label(metric)} (mean ± sd)")
+    return save_png(fig, out_path)
+
+
+def stars_title(pairs: Sequence[tuple[str, str]], correction: str) -> str:
+    """The budget figure's title: what the stars mean and which pair each row of stars is,
+    wrapped to lines of at most ``TITLE_CHARS`` (five pairs would run off the figure)."""
     order = "; ".join(f"{a} vs {b}" for a, b in pairs)
     order = f"rows bottom to top: {order}" if len(pairs) > 1 else order
     name = statistics.correction_name(correction)
-    ax.set_title(f"* p<0.05, ** p<0.01, paired t, {name}-corrected\n{order}", fontsize=8)
-    _finish(ax, "label budget", f"{metric_summary.label(metric)} (mean ± sd)")
-    return save_png(fig, out_path)
+    return f"* p<0.05, ** p<0.01, paired t, {name}-corrected\n" + textwrap.fill(order, TITLE_CHARS)
 
 
 def _finish(ax: Axes, xlabel: str, ylabel: str, integer_x: bool = False) -> None:
