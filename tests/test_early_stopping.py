@@ -241,3 +241,28 @@ def test_a_run_killed_between_checkpoints_finds_the_same_best_state(
     best = [os.path.join(w, "checkpoints_best") for w in (whole.workdir, killed.workdir)]
     a, b = (read_variables(d) for d in best)
     assert all(np.array_equal(a[p], b[p]) for p in a)
+
+
+def test_a_whole_transferred_net_is_validated_before_training_and_may_stay_best(
+    tiny_run, tiny_fundus, tmp_path
+):
+    """Started from every leaf of a finished run, a stage validates step 0; when no later
+    validation beats it (here min_delta is out of reach) it is tested as transferred, equal
+    to its source. A start with fresh leaves (a new decoder and head) is not validated."""
+    parent = validated_run(tiny_run, tmp_path / "parent")
+    source = train_and_evaluate(parent.config, parent.workdir, tiny_fundus)
+
+    def child(name: str, subtrees: str):
+        run = validated_run(tiny_run, tmp_path / name)
+        run.config.update(steps=3, min_delta=10.0)
+        run.config.init_from.update(path=parent.workdir, subtrees=subtrees)
+        result = train_and_evaluate(run.config, run.workdir, tiny_fundus)
+        records = read_jsonl(os.path.join(run.workdir, "metrics.jsonl"))
+        return result, [r["step"] for r in records if "val/loss" in r]
+
+    whole, validated = child("whole", "encoder+bottleneck+decoder+head")
+    assert validated == [0, 1, 2, 3]
+    assert whole["evaluated_step"] == whole["early_stopping"]["best_step"] == 0
+    assert whole["steps"] == 3 and whole["per_example"] == source["per_example"]
+    part, validated = child("part", "encoder+bottleneck")
+    assert validated == [1, 2, 3] and part["evaluated_step"] == 1

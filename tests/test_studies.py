@@ -117,8 +117,8 @@ def test_two_step_chains_three_stages(tmp_path):
     ]  # fmt: skip
     seg = os.path.join(workdir, "fold_0", "seed_0", "budget_4", "seg_boxes", "transfer.json")
     loaded = read_json(seg)["loaded"]
-    assert any(p.startswith("params/decoder/") for p in loaded)  # encoder + decoder transferred
-    assert not any(p.startswith("params/head/") for p in loaded)
+    # the whole box net, head included (method 3: "the exact same networks" train on)
+    assert any(p.startswith("params/head/") for p in loaded) and not read_json(seg)["kept"]
     boxes = read_json(os.path.join(workdir, "fold_0", "seed_0", "boxes", "transfer.json"))
     assert any(p.startswith("params/encoder/") for p in boxes["loaded"])
     assert "box masks are the masks' bounding boxes" in report
@@ -239,7 +239,7 @@ def test_two_step_variants_pass_preflight(tmp_path, arg):
     preflight.check_study(plan_lib.plan(config, str(tmp_path)), lambda _: ds)
     seg = config.stages.seg_boxes.init_from.subtrees
     assert seg == (
-        "encoder+bottleneck" if "transfer=encoder" in arg else "encoder+bottleneck+decoder"
+        "encoder+bottleneck" if "transfer=encoder" in arg else "encoder+bottleneck+decoder+head"
     )
 
 

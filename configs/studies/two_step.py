@@ -13,8 +13,9 @@ Arguments (after ':', comma-separated):
   model=unet|deeplabv3, backbone=vgg16|resnet50|resnext50 (''= plain U-Net blocks),
   pretext=autoencoder|classification|multilabel (image-level labels; multilabel = which mask
   channels hold foreground; DeepLabv3: not autoencoder),
-  transfer=encoder|encoder_decoder (what the 2-step segmenter takes from the box stage; the
-  paper compares both),
+  transfer=encoder|encoder_decoder (what a segmenter takes from the autoencoder, the paper
+  compares both; and from the box stage: its encoder, or the whole box net, head included,
+  which is method 3's "the exact same networks are trained on" the small set),
   imagenet=PATH       adds the arm ``imagenet``: the segmenter's encoder starts from ImageNet
                       weights (a torchvision ``.pth`` or ``.safetensors`` for the backbone, e.g.
                       backbone=resnet50) or any jaxseg run directory (``init_from.path``).
@@ -79,7 +80,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     encoder = "encoder" if name == "deeplabv3" else "encoder+bottleneck"
     both = encoder + "+decoder"
     from_pretext = both if pretext == "autoencoder" and transfer == "encoder_decoder" else encoder
-    from_boxes = both if transfer == "encoder_decoder" else encoder
+    # the whole box net: its start is validated, so fine-tuning that only loses keeps it
+    from_boxes = both + "+head" if transfer == "encoder_decoder" else encoder
 
     config = ml_collections.ConfigDict()
     config.seed = 0

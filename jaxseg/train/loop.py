@@ -221,6 +221,8 @@ def fit(
     step = int(state["step"])
     if step and stopper.step < step and evaluating_at(stage, step):
         validate(stage, program, out, stopper, step, state)  # killed before validating it
+    elif not step and validates_start(stage, out.workdir):
+        validate(stage, program, out, stopper, step, state)
     progress = Progress(config.steps, config.batch_size)
     acc, train_step = fresh_metrics(stage), None
     with catch_sigterm() as sigterm, out.clock("train"):
@@ -251,6 +253,16 @@ def fit(
             if sigterm.agreed(sync_point=logging_step):
                 preempt(stage, out, step, state, acc, stopper, saved=saving)
     return state, program, step
+
+
+def validates_start(stage: Stage, workdir: str) -> bool:
+    """Whether the run validates step 0, before its first update: with a validation split, when
+    it starts from a whole transferred net (``transfer.json``: no leaf freshly initialised). Its
+    best checkpoint may then be that net unchanged, when training on this stage's examples never
+    beats it on validation (fine-tuning on few masks can undo a pretext's gain). A start with
+    fresh leaves (a new head or decoder) predicts noise and is not a candidate."""
+    report = rundir.read_json(workdir, rundir.TRANSFER)
+    return "val" in stage.arrays and report is not None and not report["kept"]
 
 
 def evaluating_at(stage: Stage, step: int) -> bool:
