@@ -45,15 +45,19 @@ def test_counts_per_stage_and_budget_each_run_once(tiny_study, tmp_path, legacy)
     rows = convergence.collect([*pretrained, *pretrained])  # repeated chains count once
     assert rows == [
         dict(stage="localize", budget=0, runs=3, stopped_early=1, best_at_last=1, no_gain=1,
-             mean_steps=10.0, planned_steps=12.0),
+             kept_start=0, mean_steps=10.0, planned_steps=12.0),
         dict(stage=segment.stage, budget=segment.budget, runs=1, stopped_early=0,
-             best_at_last=0, no_gain=0, mean_steps=9.0, planned_steps=9.0),
+             best_at_last=0, no_gain=0, kept_start=0, mean_steps=9.0, planned_steps=9.0),
     ]  # fmt: skip
     lines = convergence.report_lines(rows)
     assert lines[0] == "## Convergence"
-    assert "| localize | all | 3 | 1 | 1 | 1 | 10 | 12 |" in lines
-    assert f"| {segment.stage} | {segment.budget:g} | 1 | 0 | 0 | 0 | 9 | 9 |" in lines
+    assert "| localize | all | 3 | 1 | 1 | 1 | 0 | 10 | 12 |" in lines
+    assert f"| {segment.stage} | {segment.budget:g} | 1 | 0 | 0 | 0 | 0 | 9 | 9 |" in lines
     assert convergence.report_lines([]) == []
+    # a transferred start validated at step 0 and never beaten: kept, not a plateau
+    _write(segment, steps=9, planned=9, best=0, first=0)
+    row = convergence.collect(pretrained)[1]
+    assert (row["no_gain"], row["kept_start"], row["best_at_last"]) == (0, 1, 0)
 
 
 def test_runs_without_validation_or_result_are_left_out(tiny_study, tmp_path):
