@@ -27,12 +27,11 @@ budgets. The box masks are the dataset's boxes rasterised (BUSI has none of its 
 derived from its masks, so the box stage sees every training image's lesion extent, the cheap
 label the study assumes).
 
-Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
-the earlier one-seed fixed-step protocol on BUSI (0.131 s/step, docs/results.md, 2-core box)
-× the planned maximum steps of the 99 runs (3 seeds; every stage validated, up to its
-``steps`` maximum; label-budget stages 100 epochs, at least 400 steps: 400 at 16 masks, 700 at
-64): at most ~1.7 h (47,700 steps).
-Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
+Time at scale=cpu, measured on BUSI before the 400-step floor (docs/results.md, 2-core box, 2
+shard workers): the 99 runs trained 31,374 steps (of 40,500 planned at most) in 15,464 s of
+run phases summed over the workers, ~2.1 h of wall time on a box shared with other work for
+part of it (0.49 s per step per worker, ~2 steps/s per worker). With the floor the planned
+maximum is 47,700 steps: by that rate at most ~3.3 h.
 """
 
 from __future__ import annotations
