@@ -1,12 +1,12 @@
 """Did each stage converge? Per stage × budget of a study, from its finished validated runs'
-``result.json``: how many early stopping ended (patience ran out: the rule's sign of
-convergence; the others reached their step maximum first, so convergence is not shown for
-them); how many had their best checkpoint at the last validation (still improving at the end);
-how many never improved on their first validation (a plateau, such as a segmenter that
-predicts nothing and scores Dice 0, which early stopping waits out); and how many kept their
-start, a whole transferred net validated at step 0 that no fine-tuning step beat
-(``train.loop.validates_start``). A comparison between arms
-whose runs did not converge measures training length as much as the method.
+``result.json``: how many early stopping ended (patience ran out: the rule's sign of convergence;
+the others reached their step maximum first, so convergence is not shown for them); how many had
+their best checkpoint at the last validation (still improving at the end); how many never
+improved on their first validation (a plateau, such as a segmenter that predicts nothing and
+scores Dice 0, which early stopping waits out); and how many kept their start, a whole
+transferred net validated at step 0 that no fine-tuning step beat
+(``train.loop.validates_start``). A comparison between arms whose runs did not converge measures
+training length as much as the method.
 
 The report gives the table after the statistics, and ``summary.json`` holds it as
 ``convergence``.
