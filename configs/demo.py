@@ -70,10 +70,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.explain = configs.explain()
-    configs.converge(config, "ci" if "tiny" in args else "cpu")
-    config.protocol.seeds = (0,)  # the demo: one seed (~10 min); the studies run 3 at scale=cpu
-    for st in config.stages.values():  # and no floor of steps (~10 min): 100 steps at 4 masks
-        st.min_steps = 0
+    # the demo (~10 min): no floor of steps (100 steps at 4 masks) and one seed; studies run 3
+    configs.converge(config, "ci" if "tiny" in args else "cpu", floor=False)
+    config.protocol.seeds = (0,)
     if "tiny" in args:
         model.update(depth=2, width=4)
         configs.shrink(config)

@@ -79,6 +79,9 @@ def test_converge_applies_one_scale_in_place():
     for st in config.stages.values():
         assert (st.val_fraction, st.eval_every, st.patience) == (0.1, 100, 5)
     assert config.protocol.seeds == configs.SEEDS["paper"]
+    configs.converge(config, "cpu", floor=False)  # the demo's: epochs without the floor
+    assert config.stages.segment.epochs == configs.BUDGET_EPOCHS["cpu"]
+    assert config.stages.segment.min_steps == 0
 
 
 def test_parse_args_reads_switches_values_and_choices():

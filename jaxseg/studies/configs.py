@@ -184,16 +184,17 @@ BUDGET_MIN_STEPS = {"ci": 0, "cpu": 400, "paper": 1000}
 SEEDS = {"ci": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
 
-def converge(config: ml_collections.ConfigDict, scale_name: str) -> None:
+def converge(config: ml_collections.ConfigDict, scale_name: str, floor: bool = True) -> None:
     """Apply the ``scale_name`` ('ci' | 'cpu' | 'paper') defaults above to every stage and the
     protocol of a study ``config``, in place: validation and early stopping for every stage,
-    epochs and a minimum of steps for the stages that train on the label budget
+    epochs and (``floor``) a minimum of steps for the stages that train on the label budget
     (``examples='budget'``: masks), seeds.
     Call it after building the stages and before ``shrink``."""
     for s in config.stages.values():
         s.update(CONVERGENCE[scale_name])
         if s.examples == "budget" and BUDGET_EPOCHS[scale_name]:
-            s.update(epochs=BUDGET_EPOCHS[scale_name], min_steps=BUDGET_MIN_STEPS[scale_name])
+            s.epochs = BUDGET_EPOCHS[scale_name]
+            s.min_steps = BUDGET_MIN_STEPS[scale_name] if floor else 0
     config.protocol.seeds = SEEDS[scale_name]
 
 
