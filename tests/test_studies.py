@@ -103,6 +103,11 @@ def test_which_layers_draws_the_unfreezing_curves(tmp_path):
     assert "## pixel_error (%) on the held-out fold" in report
     assert os.path.exists(os.path.join(workdir, "figures", "unfreeze_dice_budget_8.png"))
     assert "Stage pretrain trains on the built-in 'fundus' generator (seed 0)" in report
+    pairs = ["contracting − expanding", "full − scratch", "contracting − scratch"]
+    pairs += [f"shallow_{k} − deep_{k}" for k in range(1, blocks)]
+    for pair in pairs:  # method 2's two claims and the scratch control, each tested
+        assert f"| 8 | {pair} |" in report, pair
+    assert f"tests: {len(pairs)} pair(s) × " in report  # one family for Holm (n = 1: no test)
     # the pretrain stage read another dataset (seed 0) than the target (seed 1)
     pre = read_json(os.path.join(workdir, "fold_0", "seed_0", "pretrain", "config.json"))
     assert pre["data"]["seed"] == 0 and config.data.seed == 1

@@ -76,7 +76,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             config.stages[f"{end}_{k}"] = tune(f"{end}:{k}")
             arms[f"{end}_{k}"] = f"pretrain,{end}_{k}"
     config.arms = ml_collections.ConfigDict(arms)
-    config.compare = ("contracting", "expanding")
+    # method 2's two claims (contracting over expanding; shallow→deep over deep→shallow at equal
+    # k) and the control it lacks: does the source pretraining beat scratch at all?
+    curves = (f"shallow_{k}:deep_{k}" for k in range(1, blocks))
+    config.compare = ("contracting:expanding", *curves, "full:scratch", "contracting:scratch")
     config.correction = "holm"  # of the p-values over pairs × budgets: holm | bh
     config.pretext_check = "stop"  # a pretext worse than its trivial baseline: stop | warn
     config.report_metrics = ("dice", "pixel_error", "ari")  # method 2's three
