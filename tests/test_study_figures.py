@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import warnings
 
 import flax
 import jax
@@ -68,8 +69,10 @@ def test_budget_curve(tmp_path):
     out = tmp_path / "sub" / "budget.png"
     assert figures.budget_curve(summary_rows(), comparison_rows(), "dice", str(out)) == str(out)
     img = read_png(out)
-    h, w = (round(x * plotting.DPI) for x in figures.PLOT_IN[::-1])
-    assert img.shape[:2] == (h, w)
+    # one pair: a row of stars and a two-line title above the plot's own height
+    above = (figures.STAR_ROW_PT + 2 * figures.TITLE_LINE_PT) / 72
+    width, height = figures.PLOT_IN
+    assert img.shape[:2] == (int((height + above) * plotting.DPI), round(width * plotting.DPI))
     fractions = (0.25, 0.5, 1.0)  # linear axis, fraction labels
     path = str(tmp_path / "frac.png")
     read_png(figures.budget_curve(summary_rows(fractions), comparison_rows(fractions), "dice",
@@ -110,6 +113,22 @@ def test_budget_curve_stars_corrected_p(tmp_path):
     ]
     path = figures.budget_curve(summary_rows(), two_pairs, "dice", str(tmp_path / "two.png"))
     assert not np.array_equal(read_png(path), draw("d.png"))
+
+
+def test_budget_curve_keeps_its_axes_with_many_arms_and_pairs(tmp_path):
+    """Method 2's report: 16 arms and 9 pairs at one budget. The rows of stars and the title
+    used to squeeze the axes to nothing (matplotlib: 'constrained_layout not applied') and the
+    legend covered the points; the figure now grows and the legend moves outside."""
+    arms = [f"arm_{i}" for i in range(16)]
+    rows = [dict(budget=64.0, arm=a, metric="dice", n=9, mean=0.4 + 0.01 * i, sd=0.04)
+            for i, a in enumerate(arms)]  # fmt: skip
+    pairs = [dict(budget=64.0, arm=arms[i], reference=arms[i + 1], metric="dice", p_t=0.001,
+                  p_t_corrected=0.001) for i in range(9)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapse is a UserWarning
+        many = read_png(figures.budget_curve(rows, pairs, "dice", str(tmp_path / "many.png")))
+    few = read_png(figures.budget_curve(rows[:2], pairs[:1], "dice", str(tmp_path / "few.png")))
+    assert many.shape[0] > few.shape[0] and many.shape[1] > few.shape[1]
 
 
 def test_budget_curve_rejects_bad_input(tmp_path):

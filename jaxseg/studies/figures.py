@@ -32,6 +32,9 @@ from jaxseg.studies import statistics
 PLOT_IN = (5.0, 3.5)
 TITLE_CHARS = 72  # of an 8-pt title line across PLOT_IN's width
 STAR_ROW_PT = 11  # points between the budget figure's rows of stars (one row per pair)
+TITLE_LINE_PT = 10  # of an 8-pt title line
+LEGEND_INSIDE = 6  # arms whose legend fits inside the axes; more go to a column on the right
+LEGEND_IN = 1.4  # inches the figure widens for that column
 COLORS = colormaps["tab10"].colors
 DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")
 OVERLAY_ALPHA = 0.45
@@ -90,7 +93,11 @@ def budget_curve(
     budgets = sorted({b for points in by_arm.values() for b in points})
     log = _log_x(budgets)
     span = (budgets[-1] - budgets[0]) or 1.0
-    fig = new_figure(*PLOT_IN)
+    title = stars_title(pairs, correction)
+    # the figure grows by the rows of stars and the title's lines, so the axes keep their height
+    above_in = (STAR_ROW_PT * len(pairs) + TITLE_LINE_PT * (title.count("\n") + 1)) / 72
+    outside = len(by_arm) > LEGEND_INSIDE
+    fig = new_figure(PLOT_IN[0] + LEGEND_IN * outside, PLOT_IN[1] + above_in)
     ax = fig.subplots()
     for i, (arm, points) in enumerate(by_arm.items()):
         xs = np.array(sorted(points))
@@ -119,8 +126,8 @@ def budget_curve(
     ax.set_xticks(budgets, [_budget_label(b) for b in budgets])
     ax.margins(x=0.08, y=0.15 + 0.05 * max(len(pairs) - 1, 0))
     # the title clears the rows of stars, which stand up to 4 + 11 · row points above the arms
-    ax.set_title(stars_title(pairs, correction), fontsize=8, pad=4 + STAR_ROW_PT * len(pairs))
-    _finish(ax, "label budget", f"{metric_summary.label(metric)} (mean ± sd)")
+    ax.set_title(title, fontsize=8, pad=4 + STAR_ROW_PT * len(pairs))
+    _finish(ax, "label budget", f"{metric_summary.label(metric)} (mean ± sd)", outside=outside)
     return save_png(fig, out_path)
 
 
@@ -133,14 +140,20 @@ def stars_title(pairs: Sequence[tuple[str, str]], correction: str) -> str:
     return f"* p<0.05, ** p<0.01, paired t, {name}-corrected\n" + textwrap.fill(order, TITLE_CHARS)
 
 
-def _finish(ax: Axes, xlabel: str, ylabel: str, integer_x: bool = False) -> None:
-    """Axis labels, a light grid and the legend shared by the line plots."""
+def _finish(
+    ax: Axes, xlabel: str, ylabel: str, integer_x: bool = False, outside: bool = False
+) -> None:
+    """Axis labels, a light grid and the legend shared by the line plots (``outside``: in a
+    column right of the axes, for more arms than fit inside)."""
     if integer_x:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if outside:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
 
 
 def _check_points(name: str, points: object, width: int) -> list[tuple]:
