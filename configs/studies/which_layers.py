@@ -13,12 +13,9 @@ A block is the two convolutions between consecutive pooling/up-sampling layers: 
 U-Net has 2·L+1 of them (surgery.presets). Note: in this U-Net the contracting path holds ~61%
 of the parameters (method 2's text says the expanding path is about twice the contracting one).
 
-Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
-the earlier one-seed fixed-step protocol on BUSI (0.114 s/step, docs/results.md, 2-core box)
-× the planned maximum steps of the 153 runs (3 seeds; every stage validated, up to its
-``steps`` maximum; label-budget stages 100 epochs, 700 steps at 64 masks, above the 400-step
-floor): at most ~3.3 h (104,400 steps).
-Early stopping (8 validations × 25 steps without a gain) ends most stages sooner.
+Time at scale=cpu on BUSI, measured (docs/results.md; 2-core AMD EPYC box, 2 shard workers):
+153 runs, 76,000 of the 104,400 planned maximum steps (early stopping ended 117 of the 144
+64-mask runs), 24,115 s of run phases summed over the workers: ~3.3 h of wall time.
 """
 
 from __future__ import annotations
