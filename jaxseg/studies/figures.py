@@ -5,9 +5,10 @@ steps (method 4) and prediction overlays per arm; annotated heat maps (e.g. weig
 
 Figures are built with ``jaxseg.plotting`` (``matplotlib.figure.Figure`` on an explicit Agg
 canvas, no pyplot), so nothing global in matplotlib changes. Line plots are ``PLOT_IN``
-inches at ``DPI``; image grids are ``TILE_IN``-inch tiles. Every function checks its input,
-raises ``ValueError`` naming what is wrong, writes ``out_path`` (creating its directory) and
-returns it.
+inches at ``DPI`` (the budget figure taller by its rows of stars and title, and wider with its
+legend outside past ``LEGEND_INSIDE`` arms); image grids are ``TILE_IN``-inch tiles. Every
+function checks its input, raises ``ValueError`` naming what is wrong, writes ``out_path``
+(creating its directory) and returns it.
 """
 
 from __future__ import annotations
