@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from matplotlib.colors import to_rgba
 from scipy import stats
 
 from jaxseg import plotting
@@ -129,6 +130,25 @@ def test_budget_curve_keeps_its_axes_with_many_arms_and_pairs(tmp_path):
         many = read_png(figures.budget_curve(rows, pairs, "dice", str(tmp_path / "many.png")))
     few = read_png(figures.budget_curve(rows[:2], pairs[:1], "dice", str(tmp_path / "few.png")))
     assert many.shape[0] > few.shape[0] and many.shape[1] > few.shape[1]
+
+
+def test_series_colors_are_distinct_and_keep_tab10_for_small_plots():
+    for n in (1, 10, 16, 20, 25):
+        colors = figures.series_colors(n)
+        assert len(colors) == n and len({tuple(np.round(c[:3], 4)) for c in colors}) == n
+    assert figures.series_colors(3) == list(figures.COLORS[:3])
+
+
+def test_budget_curve_draws_each_of_16_arms_in_its_own_colour(tmp_path, monkeypatch):
+    """Method 2's 16 arms were drawn in tab10's 10 colours, so two arms shared each colour."""
+    drawn = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: drawn.append(fig) or path)
+    rows = [dict(budget=64.0, arm=f"arm_{i}", metric="dice", n=9, mean=0.4, sd=0.04)
+            for i in range(16)]  # fmt: skip
+    figures.budget_curve(rows, [], "dice", str(tmp_path / "b.png"))
+    handles, labels = drawn[0].axes[0].get_legend_handles_labels()
+    colors = {tuple(np.round(to_rgba(h[0].get_color()), 4)) for h in handles}
+    assert len(labels) == 16 and len(colors) == 16
 
 
 def test_budget_curve_rejects_bad_input(tmp_path):
@@ -270,6 +290,17 @@ def test_machine_describe():
     assert json.loads(json.dumps(info)) == info
     table = machine.markdown({"a": "x|y", "b": ["p", "q"], "c": ""})
     assert table.splitlines()[2:] == ["| a | x\\|y |", "| b | p, q |", "| c | (empty) |"]
+
+
+def test_correction_sentence_says_when_no_test_could_run():
+    """One (fold, seed) pair gives NaN p-values; the report said 'Holm over 0 tests'."""
+    pairs = (("pretrained", "scratch"),)
+    none = report_lib.correction_record([dict(budget=8, p_t=math.nan)], "dice", pairs, "holm")
+    assert report_lib.correction_sentence(none).startswith("Corrected p: none. No comparison of")
+    tests = [dict(budget=b, p_t=0.1) for b in (8, 16)] + [dict(budget=32, p_t=math.nan)]
+    two = report_lib.correction_record(tests, "dice", pairs, "holm")
+    sentence = report_lib.correction_sentence(two)
+    assert sentence.startswith("Corrected p: Holm over 2 tests: 1 pair(s) × 2 budget(s), metric")
 
 
 def study_rows(study, workdir: str) -> list[dict]:

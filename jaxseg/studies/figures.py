@@ -37,8 +37,20 @@ TITLE_LINE_PT = 10  # of an 8-pt title line
 LEGEND_INSIDE = 6  # arms whose legend fits inside the axes; more go to a column on the right
 LEGEND_IN = 1.4  # inches the figure widens for that column
 COLORS = colormaps["tab10"].colors
+WIDE_COLORS = colormaps["tab20"].colors  # for 11-20 series; more are spread over "turbo"
 DIRECTIONS = ("shallow_to_deep", "deep_to_shallow")
 OVERLAY_ALPHA = 0.45
+
+
+def series_colors(n: int) -> list[tuple]:
+    """``n`` distinct RGB(A) colours, one per series of a plot: tab10 up to 10 (the figures of
+    small studies keep their colours), tab20 up to 20, beyond that ``n`` points along "turbo".
+    Reusing tab10 past 10 arms drew method 2's 16 arms in 10 colours."""
+    if n <= len(COLORS):
+        return list(COLORS[:n])
+    if n <= len(WIDE_COLORS):
+        return list(WIDE_COLORS[:n])
+    return [tuple(c) for c in colormaps["turbo"](np.linspace(0.05, 0.95, n))]
 
 
 def significance(p: float) -> str:
@@ -100,13 +112,14 @@ def budget_curve(
     outside = len(by_arm) > LEGEND_INSIDE
     fig = new_figure(PLOT_IN[0] + LEGEND_IN * outside, PLOT_IN[1] + above_in)
     ax = fig.subplots()
+    colors = series_colors(len(by_arm))
     for i, (arm, points) in enumerate(by_arm.items()):
         xs = np.array(sorted(points))
         ax.errorbar(
             _dodge(xs, i, len(by_arm), log, span),
             [points[b]["mean"] for b in xs],
             yerr=_nan_to_zero(points[b]["sd"] for b in xs),
-            marker="o", capsize=3, label=arm, color=COLORS[i % len(COLORS)],
+            marker="o", capsize=3, label=arm, color=colors[i],
         )  # fmt: skip
     for c in comparisons:
         mark = significance(float(c.get("p_t_corrected", math.nan)))
@@ -201,10 +214,11 @@ def convergence(curves: dict[str, list[tuple[int, float]]], out_path: str, metri
     checked = {arm: _check_points(arm, c, 2) for arm, c in curves.items()}
     fig = new_figure(*PLOT_IN)
     ax = fig.subplots()
+    colors = series_colors(len(checked))
     for i, (arm, pts) in enumerate(checked.items()):
         steps, values = zip(*pts, strict=True)
         ax.plot(steps, values, marker="o" if len(pts) <= 30 else None, markersize=3, label=arm,
-                color=COLORS[i % len(COLORS)])  # fmt: skip
+                color=colors[i])  # fmt: skip
     _finish(ax, "step", f"validation {metric_summary.label(metric)}", integer_x=True)
     return save_png(fig, out_path)
 
@@ -219,6 +233,7 @@ def depth_distances(
         raise ValueError("no profiles given")
     fig = new_figure(*PLOT_IN)
     ax = fig.subplots()
+    colors = series_colors(len(profiles))
     for i, (label, parts) in enumerate(profiles.items()):
         if not parts:
             raise ValueError(f"{label}: no encoder or decoder points")
@@ -227,7 +242,7 @@ def depth_distances(
                 raise ValueError(f"{label}: unknown part {part!r}; expected encoder, decoder")
             depth, values = zip(*_check_points(f"{label} {part}", points, 2), strict=True)
             ax.plot(depth, values, marker="o", linestyle="-" if part == "encoder" else "--",
-                    color=COLORS[i % len(COLORS)], label=f"{label} {part}")  # fmt: skip
+                    color=colors[i], label=f"{label} {part}")  # fmt: skip
     _finish(ax, "depth (0 = full resolution; last = bottleneck)", ylabel, integer_x=True)
     return save_png(fig, out_path)
 

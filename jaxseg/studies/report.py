@@ -260,12 +260,25 @@ def statistics_section(
         "p: two-sided paired t-test and Wilcoxon signed-rank test (Wilcoxon drops pairs with "
         "equal values; with n pairs its smallest p is 2/2^n, e.g. 0.0625 for 5); d_z: Cohen's "
         "d_z = mean / sd of the differences (no Hedges correction).",
-        f"Corrected p: {record['name']} over {record['tests']} tests: {record['pairs']} pair(s) "
-        f"× {record['budgets']} budget(s), metric {metric}; each test (t, Wilcoxon) corrected "
-        "separately, the t-test's is the headline (the figure's stars). Other metrics are "
-        "corrected over their own tests the same way.",
+        correction_sentence(record),
         "",
     ]
+
+
+def correction_sentence(record: dict) -> str:
+    """The report's line saying what a ``correction_record`` corrected over, or that no test
+    could run (every comparison with fewer than 2 pairs gives NaN p-values)."""
+    if not record["tests"]:
+        return (
+            f"Corrected p: none. No comparison of {record['metric']} has 2 or more pairs, so no "
+            "paired test ran and nothing was corrected; more folds or seeds give pairs."
+        )
+    return (
+        f"Corrected p: {record['name']} over {record['tests']} tests: {record['pairs']} pair(s) "
+        f"× {record['budgets']} budget(s), metric {record['metric']}; each test (t, Wilcoxon) "
+        "corrected separately, the t-test's is the headline (the figure's stars). Other metrics "
+        "are corrected over their own tests the same way."
+    )
 
 
 # The segmentation report's detail tables: empty ground truths and distances, then per class.
