@@ -126,6 +126,10 @@ def test_two_step_chains_three_stages(tmp_path):
     assert any(p.startswith("params/head/") for p in loaded) and not read_json(seg)["kept"]
     boxes = read_json(os.path.join(workdir, "fold_0", "seed_0", "boxes", "transfer.json"))
     assert any(p.startswith("params/encoder/") for p in boxes["loaded"])
+    # the box net scored against the boxes (its target) and against the expert masks
+    box_result = read_json(os.path.join(workdir, "fold_0", "seed_0", "boxes", "result.json"))
+    assert 0.0 <= box_result["metrics"]["mask_dice"] <= 1.0
+    assert "| boxes | mask_dice |" in report
     assert "box masks are the masks' bounding boxes" in report
     assert "## miou on the held-out fold" in report
     for arm, reference in (("two_step", "pretext"), ("two_step", "boxes"), ("boxes", "none")):

@@ -33,7 +33,7 @@ import numpy as np
 # Batch keys warped as images (bilinear) and as masks (nearest); other keys (besides the
 # geometric `center` and `box`) pass through untouched.
 IMAGE_KEYS = ("image",)
-MASK_KEYS = ("mask",)
+MASK_KEYS = ("mask", "true_mask")  # true_mask: the box task's expert masks (int8, -1 unknown)
 _BOX_EPS = 1e-3  # float slack when snapping transformed box edges to whole pixels
 
 

@@ -65,6 +65,8 @@ DEFINITIONS = {
     "3-D), over the images with foreground",
     "empty_fp_rate": "share of the empty-ground-truth images with any predicted foreground",
     "empty_count": "images with an empty ground truth in the held-out fold",
+    "mask_dice": "a box net's Dice against the expert masks (its target is the boxes), over "
+    "the images with foreground that have a mask",
 }
 
 

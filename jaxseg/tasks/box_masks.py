@@ -1,16 +1,23 @@
 """Box → mask segmentation (method 3's step 2): a localization set's boxes are rasterised into
 filled masks and segmented like masks, one channel per box class or one for all. Boxes are
 (x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1) inclusive pixel extents (x along W, y along H, z
-along D), rounded to whole pixels; images without an object get an empty mask."""
+along D), rounded to whole pixels; images without an object get an empty mask.
+
+The box net's metrics are against the boxes (its target). Where an example also has an expert
+mask, ``mask_dice`` scores the same prediction against that mask: how well the box net
+segments before it sees any mask, the figure its fine-tuned dependants are compared with."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.data import labels as labels_lib
-from jaxseg.tasks.base import DEFAULT_INFO, DataInfo, Task, carrying
+from jaxseg.eval.metrics import dice_at
+from jaxseg.tasks.base import DEFAULT_INFO, Batch, DataInfo, Task, carrying
 from jaxseg.tasks.segmentation import segmentation
 
 
@@ -57,11 +64,33 @@ def rasterise_all(
     return np.maximum.reduce(masks).astype(np.float32)
 
 
+def true_masks(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """int8 [N,*spatial,1]: each row's expert mask, classes merged (1 foreground, 0 not), or -1
+    everywhere for a row without one (no ``mask`` key, or its ``has_mask`` flag False)."""
+    spatial = rows["image"].shape[:-1]
+    if "mask" not in rows:
+        return np.full((*spatial, 1), -1, np.int8)
+    merged = (np.asarray(rows["mask"]) > 0.5).any(axis=-1, keepdims=True).astype(np.int8)
+    has = labels_lib.available(rows, "mask").reshape(-1, *([1] * (merged.ndim - 1)))
+    return np.where(has, merged, np.int8(-1))
+
+
+def mask_dice(prediction: jax.Array, truth: jax.Array) -> jax.Array:
+    """[B]: Dice of a bool prediction [B,...,K] (classes merged) against ``true_masks`` rows
+    [B,...,1]; NaN for a row without a mask (left out of the means)."""
+    merged = jnp.any(prediction, axis=-1, keepdims=True)
+    known = jnp.all((truth >= 0).reshape(truth.shape[0], -1), axis=1)
+    dice = dice_at(jnp.where(merged, 1.0, -1.0), (truth > 0).astype(jnp.float32))
+    return jnp.where(known, dice, jnp.nan)
+
+
 def box_segmentation(
     loss: str = "", info: DataInfo = DEFAULT_INFO, per_class: bool = False, **options
 ) -> Task:
     """Segmentation of rasterised boxes; ``per_class`` draws each box in its ``label``'s
-    channel (``info.num_labels`` channels), else one channel. Other options as segmentation."""
+    channel (``info.num_labels`` channels), else one channel. Other options as segmentation.
+    Metrics: segmentation's against the boxes, plus ``mask_dice`` against the expert masks
+    (batch key ``true_mask``, see ``true_masks``)."""
     channels = info.num_labels if per_class else 1
     base = segmentation(
         loss, dataclasses.replace(info, mask_channels=channels), name="box_segmentation",
@@ -76,7 +105,13 @@ def box_segmentation(
         if boxes is None:
             boxes = np.where(rows["has_object"][:, None], rows["box"], np.nan)[:, None]
         mask = rasterise_all(boxes, spatial, label, info.num_labels)
-        return {**rows, "mask": mask}
+        return {**rows, "mask": mask, "true_mask": true_masks(rows)}
+
+    def metrics(outputs, batch: Batch) -> dict[str, jax.Array]:
+        out = base.metrics(outputs, batch)
+        if "true_mask" in batch:  # a batch of the task's examples (not raw dataset rows)
+            out["mask_dice"] = mask_dice(base.predict(outputs), batch["true_mask"])
+        return out
 
     needs = ("image", "box", "has_object") + (("label",) if per_class else ())
     kinds = ("box", "label") if per_class else ("box",)
@@ -87,4 +122,7 @@ def box_segmentation(
         empty = labels_lib.available(arrays, "mask") & ~np.asarray(arrays["has_object"], bool)
         return declared["usable"](arrays) | empty
 
-    return dataclasses.replace(base, needs=needs, examples=examples, labels=kinds, usable=usable)
+    return dataclasses.replace(
+        base, keys=(*base.keys, "true_mask"), needs=needs, examples=examples, metrics=metrics,
+        labels=kinds, usable=usable,
+    )  # fmt: skip
