@@ -27,11 +27,9 @@ budgets. The box masks are the dataset's boxes rasterised (BUSI has none of its 
 derived from its masks, so the box stage sees every training image's lesion extent, the cheap
 label the study assumes).
 
-Time at scale=cpu, measured on BUSI before the 400-step floor (docs/results.md, 2-core box, 2
-shard workers): the 99 runs trained 31,374 steps (of 40,500 planned at most) in 15,464 s of
-run phases summed over the workers, ~2.1 h of wall time on a box shared with other work for
-part of it (0.49 s per step per worker, ~2 steps/s per worker). With the floor the planned
-maximum is 47,700 steps: by that rate at most ~3.3 h.
+Time at scale=cpu, measured on BUSI (docs/results.md, 2-core AMD EPYC box, CPU only, 2 shard
+workers, commit b3cbb94): the 99 runs trained 36,350 of 47,700 planned steps in 14,585 s of
+run phases summed over the workers, 2.1 h of wall time (0.40 s per step per worker).
 """
 
 from __future__ import annotations
