@@ -296,7 +296,7 @@ def test_correction_sentence_says_when_no_test_could_run():
     """One (fold, seed) pair gives NaN p-values; the report said 'Holm over 0 tests'."""
     pairs = (("pretrained", "scratch"),)
     none = report_lib.correction_record([dict(budget=8, p_t=math.nan)], "dice", pairs, "holm")
-    assert report_lib.correction_sentence(none).startswith("Corrected p: none. No comparison of")
+    assert report_lib.correction_sentence(none).startswith("Corrected p: none. None of the 1 pair")
     tests = [dict(budget=b, p_t=0.1) for b in (8, 16)] + [dict(budget=32, p_t=math.nan)]
     two = report_lib.correction_record(tests, "dice", pairs, "holm")
     sentence = report_lib.correction_sentence(two)

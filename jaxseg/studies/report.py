@@ -270,8 +270,9 @@ def correction_sentence(record: dict) -> str:
     could run (every comparison with fewer than 2 pairs gives NaN p-values)."""
     if not record["tests"]:
         return (
-            f"Corrected p: none. No comparison of {record['metric']} has 2 or more pairs, so no "
-            "paired test ran and nothing was corrected; more folds or seeds give pairs."
+            f"Corrected p: none. None of the {record['pairs']} pair(s) of arms has 2 or more "
+            f"(fold, seed) runs to pair on {record['metric']}, so no paired test ran and nothing "
+            "was corrected; more folds or seeds give pairs."
         )
     return (
         f"Corrected p: {record['name']} over {record['tests']} tests: {record['pairs']} pair(s) "
