@@ -14,7 +14,7 @@ from jaxseg import checkpoint, tasks
 from jaxseg.data.splits import validation_split
 from jaxseg.train import loop
 from jaxseg.train.best import BestState
-from jaxseg.train.early_stopping import EarlyStopping
+from jaxseg.train.early_stopping import EarlyStopping, perfect
 from jaxseg.train.loop import train_and_evaluate
 from jaxseg.train.settings import check_settings, eval_every
 from jaxseg.train.setup import resolve_steps, with_steps
@@ -46,6 +46,22 @@ def test_a_run_that_never_improved_on_its_first_validation_is_not_stopped():
     old.update(200, 0.9)  # resumed: a gain after the resume is no "first validation"
     assert old.first_step == -1 and not old.update(225, 0.1) and not old.update(250, 0.1)
     assert old.should_stop
+
+
+@pytest.mark.parametrize(
+    "metric, first, then", [("auc", 1.0, 0.9), ("dice[benign]", 1.0, 0.8), ("mse", 0.0, 0.1)]
+)
+def test_a_perfect_first_validation_counts_patience(metric, first, then):
+    es = EarlyStopping(metric, patience=2)  # nothing can beat it: no gain will come
+    assert es.update(25, first) and not es.update(50, then) and not es.should_stop
+    assert not es.update(75, first) and es.should_stop and es.best_step == 25
+
+
+def test_only_known_bounds_are_perfect():
+    assert perfect("dice_all") == 1.0 and perfect("hd95") == 0.0 and perfect("distance") is None
+    es = EarlyStopping("distance", patience=1)  # unbounded: 1.0 is no ceiling
+    es.update(25, 1.0), es.update(50, 0.5)
+    assert not es.should_stop
 
 
 def test_lower_is_better_metrics_and_patience_zero_never_stops():

@@ -6,6 +6,9 @@ to learn. A segmentation net that predicts nothing scores Dice 0 until it leaves
 which can take longer than the patience: on BUSI (method 4's scratch arm, 16 masks, 64²) the
 validation Dice was 0 at every validation up to step 375 and 0.27 at step 400; patience 8 × 25
 steps had ended it at step 225 with a test Dice of 0, a figure that said nothing about scratch.
+Unless that first value is perfect (an error of 0, a score in [0, 1] at 1): it cannot improve,
+and waiting for a gain trains to the maximum for nothing (method 4's kidney-side pretext reached
+a validation AUC of 1 at its first validation, step 25, and then trained on to step 300).
 """
 
 from __future__ import annotations
@@ -30,11 +33,22 @@ LOWER_IS_BETTER = frozenset(
         "nll",
     }
 )
+# Maximised metrics whose values lie in [0, 1], so 1 is perfect (errors are perfect at 0).
+UNIT_SCORES = frozenset(
+    {"dice", "iou", "miou", "mask_dice", "auc", "accuracy", "label_accuracy", "ari"}
+)
 
 
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller ``metric`` is better (its base name is in ``LOWER_IS_BETTER``)."""
     return summary.base_name(metric) in LOWER_IS_BETTER
+
+
+def perfect(metric: str) -> float | None:
+    """The best value ``metric`` can take (0 for an error, 1 for a unit score), None if unknown."""
+    if lower_is_better(metric):
+        return 0.0
+    return 1.0 if summary.base_name(metric) in UNIT_SCORES else None
 
 
 @dataclasses.dataclass
@@ -69,8 +83,9 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        """``patience`` evaluations without a gain, after a gain on the first validation."""
-        learned = self.best_step != self.first_step
+        """``patience`` evaluations without a gain, after a gain on the first validation or a
+        perfect value (which no gain can follow)."""
+        learned = self.best_step != self.first_step or self.best == perfect(self.monitor)
         return self.patience > 0 and self.bad_evals >= self.patience and learned
 
     def to_dict(self) -> dict:
