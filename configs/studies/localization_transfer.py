@@ -59,14 +59,12 @@ sets: the default. Deviation from method 1: the features are averaged over posit
 linear layer (``task_options.head='vector'`` restores method 1's). One fold and 200 steps:
 a choice between settings, not the study's result.
 
-Time at scale=cpu (an estimate, not a measurement of this protocol): the s/step measured for
-the earlier one-seed fixed-step protocol on BUSI (0.149 s/step, docs/results.md, 2-core box)
-× the planned maximum steps of the 315 runs (5 folds × 3 seeds × (1 localize + 5 budgets × 4
-arms); every stage validated, up to its ``steps`` maximum; label-budget stages 100 epochs,
-at least 400 steps: 400, 400, 400, 700 and 1000 steps at 8 … 128 masks): at most ~7.2 h
-(174,000 steps),
-of which the two controls are half. Early stopping (8 validations × 25 steps without a gain)
-ends most stages sooner.
+Time at scale=cpu, measured on BUSI with 1 seed (docs/results.md; 2 shard workers, 2-core AMD
+EPYC box, CPU only, partly shared): 105 runs, 117 min wall, 12,458 s of run phases; early
+stopping (8 validations × 25 steps without a gain) trained 39,100 of the 60,000 planned steps
+(1 localize + 5 budgets × 4 arms per fold × seed; label-budget stages 100 epochs, at least 400
+steps: 400, 400, 400, 700 and 1000 steps at most at 8 … 128 masks). The default 3 seeds take
+three times as long (~6 h); the two controls are half of it.
 """
 
 from __future__ import annotations
